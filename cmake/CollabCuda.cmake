@@ -1,0 +1,25 @@
+# COLLAB_CUDA=AUTO builds the kernels when a CUDA compiler is found, ON requires one, OFF skips.
+# The runtime is linked statically, so the library loads on machines without a GPU or driver:
+# the CUDA entry points then report COLLAB_ERR_NO_DEVICE.
+set(COLLAB_WITH_CUDA OFF)
+if(NOT COLLAB_CUDA STREQUAL "OFF")
+  include(CheckLanguage)
+  check_language(CUDA)
+  if(CMAKE_CUDA_COMPILER)
+    if(NOT DEFINED CMAKE_CUDA_ARCHITECTURES)
+      # Ampere and Hopper as real code, Hopper PTX for newer parts (JIT at load).
+      set(CMAKE_CUDA_ARCHITECTURES "80-real;90-real;90-virtual")
+    endif()
+    enable_language(CUDA)
+    set(CMAKE_CUDA_STANDARD 17)
+    set(CMAKE_CUDA_STANDARD_REQUIRED ON)
+    set(CMAKE_CUDA_RUNTIME_LIBRARY Static)
+    find_package(CUDAToolkit REQUIRED)
+    set(COLLAB_WITH_CUDA ON)
+    message(STATUS "collab: CUDA kernels enabled (${CMAKE_CUDA_COMPILER_VERSION}, archs ${CMAKE_CUDA_ARCHITECTURES})")
+  elseif(COLLAB_CUDA STREQUAL "ON")
+    message(FATAL_ERROR "COLLAB_CUDA=ON but no CUDA compiler was found")
+  else()
+    message(STATUS "collab: no CUDA compiler found, CUDA kernels disabled")
+  endif()
+endif()

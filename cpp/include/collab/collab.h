@@ -1,0 +1,186 @@
+/*
+ * collab.h: the public C API of the collab native core.
+ *
+ * Plain C (C99 and C++), no exceptions across this boundary: every function that can fail
+ * returns a collab_status, and collab_last_error() gives a readable detail for the calling
+ * thread. Memory is owned by the caller: functions write into caller buffers and size queries
+ * say how big those must be. Opaque handles have explicit create/free. All functions are
+ * thread-safe; a handle (collab_codec) must not be used by two threads at once.
+ *
+ * Sections: common | SLICER feature codec
+ */
+#ifndef COLLAB_COLLAB_H
+#define COLLAB_COLLAB_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#if defined(COLLAB_STATIC)
+#define COLLAB_API
+#elif defined(_WIN32)
+#if defined(COLLAB_BUILDING_LIBRARY)
+#define COLLAB_API __declspec(dllexport)
+#else
+#define COLLAB_API __declspec(dllimport)
+#endif
+#else
+#define COLLAB_API __attribute__((visibility("default")))
+#endif
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* ======================================================================================
+ * Common
+ * ==================================================================================== */
+
+#define COLLAB_VERSION_MAJOR 0
+#define COLLAB_VERSION_MINOR 1
+#define COLLAB_VERSION_PATCH 0
+
+#define COLLAB_MAX_NDIM 8
+
+typedef enum collab_status {
+  COLLAB_OK = 0,
+  COLLAB_ERR_INVALID_ARGUMENT = 1, /* a parameter is out of range, NULL, or inconsistent  */
+  COLLAB_ERR_NONFINITE_INPUT = 2,  /* the input tensor holds NaN or Inf                     */
+  COLLAB_ERR_BUFFER_TOO_SMALL = 3, /* the output buffer is too small (see size queries)     */
+  COLLAB_ERR_FRAME = 4,            /* truncated, corrupted or malformed frame               */
+  COLLAB_ERR_UNSUPPORTED = 5,      /* well-formed input this build cannot handle            */
+  COLLAB_ERR_OUT_OF_MEMORY = 6,
+  COLLAB_ERR_NO_DEVICE = 7,        /* CUDA asked for, but not compiled in or no GPU present */
+  COLLAB_ERR_DEVICE = 8,           /* a CUDA runtime call failed                            */
+  COLLAB_ERR_INTERNAL = 9
+} collab_status;
+
+typedef enum collab_dtype {
+  COLLAB_DTYPE_F32 = 0,
+  COLLAB_DTYPE_F16 = 1,
+  COLLAB_DTYPE_BF16 = 2
+} collab_dtype;
+
+typedef enum collab_device {
+  COLLAB_DEVICE_CPU = 0,
+  COLLAB_DEVICE_CUDA = 1
+} collab_device;
+
+/* A dense, contiguous, row-major tensor the caller owns. ndim may be 0 (a scalar). */
+typedef struct collab_tensor {
+  void* data;
+  collab_dtype dtype;
+  int32_t ndim;
+  int64_t shape[COLLAB_MAX_NDIM];
+  collab_device device;
+  int32_t device_id; /* CUDA ordinal when device == COLLAB_DEVICE_CUDA */
+} collab_tensor;
+
+COLLAB_API const char* collab_version(void);
+COLLAB_API const char* collab_status_string(collab_status status);
+/* Detail of the last failure on the calling thread ("" after a success). */
+COLLAB_API const char* collab_last_error(void);
+
+/* Worker threads used by the core (0 = one per hardware thread). Default from the
+ * COLLAB_NUM_THREADS environment variable, else the hardware thread count. */
+COLLAB_API void collab_set_num_threads(int32_t n);
+COLLAB_API int32_t collab_get_num_threads(void);
+
+/* SIMD kernels in use: "avx2", "neon" or "scalar". collab_set_simd("scalar") forces the
+ * portable path (for testing and comparison); "auto" picks the best the CPU supports.
+ * The COLLAB_SIMD environment variable sets the initial choice. */
+COLLAB_API const char* collab_get_simd(void);
+COLLAB_API collab_status collab_set_simd(const char* level);
+
+/* 1 when CUDA kernels are compiled in and a CUDA device is visible, else 0. */
+COLLAB_API int32_t collab_cuda_available(void);
+
+/* ======================================================================================
+ * SLICER feature codec (SLICER paper, section 3; frame layout in docs/frame_format.md)
+ * ==================================================================================== */
+
+#define COLLAB_FRAME_VERSION 1
+#define COLLAB_MAX_BLOCKS 64 /* magnitude blocks per sign (M+, M-) */
+#define COLLAB_MAX_QBITS 16  /* largest per-block bit-width */
+
+typedef enum collab_index_code {
+  COLLAB_INDEX_AUTO = -1, /* encoder picks the smallest code for this frame */
+  COLLAB_INDEX_CSR = 0,   /* per-block CSR (row pointers + column indices), as in the paper */
+  COLLAB_INDEX_BITMAP = 1,       /* occupancy bitmap + per-element block label          */
+  COLLAB_INDEX_DELTA_VARINT = 2, /* per-block position gaps, LEB128                    */
+  COLLAB_INDEX_DELTA_RICE = 3    /* per-block position gaps, Rice code                  */
+} collab_index_code;
+
+typedef struct collab_codec_params {
+  double sparsity;                 /* s in [0, 1): keep k = floor((1-s) * numel) elements  */
+  double lam;                      /* ATKF asymmetry lambda in [0, 1)                      */
+  double delta;                    /* ABQ distortion budget (mean integer mismatch) >= 0   */
+  uint64_t seed;                   /* seed for breaking ties at the ATKF threshold         */
+  uint32_t blocks_pos;             /* M+ in [1, COLLAB_MAX_BLOCKS]                         */
+  uint32_t blocks_neg;             /* M- in [1, COLLAB_MAX_BLOCKS]                         */
+  uint32_t n_qbits;                /* entries used in qbits, 1..max(M+, M-)                */
+  uint8_t qbits[COLLAB_MAX_BLOCKS];/* bits per block, largest magnitudes first; a short
+                                      list repeats its last entry                          */
+  int32_t index_code;              /* collab_index_code; COLLAB_INDEX_AUTO by default      */
+  int32_t n_threads;               /* 0 = collab_get_num_threads()                        */
+} collab_codec_params;
+
+/* Defaults: sparsity 0, lam 0, delta 0, seed 0, blocks (1, 1), qbits {8}, auto index. */
+COLLAB_API void collab_codec_params_init(collab_codec_params* params);
+
+/* Scratch memory reused across calls (one per thread). */
+typedef struct collab_codec collab_codec;
+COLLAB_API collab_codec* collab_codec_new(void);
+COLLAB_API void collab_codec_free(collab_codec* codec);
+
+/* SLICER's conservative size bound B^UB in bits for a tensor of this shape: every frame
+ * encoded with these parameters and COLLAB_INDEX_AUTO is at most *bits / 8 bytes. */
+COLLAB_API collab_status collab_predict_bits(const int64_t* shape, int32_t ndim,
+                                             const collab_codec_params* params, uint64_t* bits);
+/* Bytes an output buffer needs for collab_encode with these parameters (any index code). */
+COLLAB_API collab_status collab_encode_bound(const int64_t* shape, int32_t ndim,
+                                             const collab_codec_params* params, size_t* nbytes);
+
+/* Encode x into out[0, capacity); *written receives the frame size. x may live on a CUDA
+ * device (x->device); the frame is always written to host memory. codec may be NULL. */
+COLLAB_API collab_status collab_encode(collab_codec* codec, const collab_tensor* x,
+                                       const collab_codec_params* params, void* out,
+                                       size_t capacity, size_t* written);
+
+typedef struct collab_frame_info {
+  uint32_t version;
+  collab_dtype dtype;
+  int32_t ndim;
+  int64_t shape[COLLAB_MAX_NDIM];
+  uint64_t numel;
+  collab_codec_params params; /* as recorded in the frame (n_threads = 0) */
+  uint64_t k_keep;
+  uint64_t n_pos, n_neg; /* non-zeros kept per sign */
+  collab_index_code index_code;
+  uint64_t header_bytes, index_bytes, value_bytes, total_bytes;
+} collab_frame_info;
+
+typedef struct collab_block_info {
+  int32_t sign;  /* +1 or -1 */
+  uint32_t rank; /* 0 = largest magnitudes of that sign */
+  uint64_t count;
+  uint32_t bits; /* bit-width chosen by ABQ (0 for an empty block) */
+  float lo;      /* smallest magnitude in the block (AIQ zero-point) */
+  float step;    /* quantization step */
+} collab_block_info;
+
+/* Check a frame (checksum and header) and describe it. Does not decode the payload. */
+COLLAB_API collab_status collab_frame_info_get(const void* frame, size_t len, collab_frame_info* info);
+/* Block b in [0, M+ + M-): positive blocks first, then negative ones. */
+COLLAB_API collab_status collab_frame_block_get(const void* frame, size_t len, uint32_t b,
+                                                collab_block_info* info);
+
+/* Decode into out, which the caller allocated with the frame's dtype and shape (from
+ * collab_frame_info_get); out may live on a CUDA device. codec may be NULL. */
+COLLAB_API collab_status collab_decode(collab_codec* codec, const void* frame, size_t len,
+                                       const collab_tensor* out);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* COLLAB_COLLAB_H */

@@ -1,0 +1,59 @@
+// C API: version, errors, threads, SIMD selection, device query.
+#include <cstring>
+
+#include "collab/collab.h"
+#include "common/errors.hpp"
+#include "common/thread_pool.hpp"
+#include "simd/kernels.hpp"
+
+#if defined(COLLAB_WITH_CUDA)
+#include "cuda/cuda_runtime_api_min.hpp"
+#endif
+
+namespace collab {
+const char* last_error() noexcept;
+}
+
+extern "C" {
+
+const char* collab_version(void) { return "0.1.0"; }
+
+const char* collab_status_string(collab_status status) {
+  switch (status) {
+    case COLLAB_OK: return "ok";
+    case COLLAB_ERR_INVALID_ARGUMENT: return "invalid argument";
+    case COLLAB_ERR_NONFINITE_INPUT: return "input contains NaN or Inf";
+    case COLLAB_ERR_BUFFER_TOO_SMALL: return "output buffer too small";
+    case COLLAB_ERR_FRAME: return "malformed frame";
+    case COLLAB_ERR_UNSUPPORTED: return "unsupported";
+    case COLLAB_ERR_OUT_OF_MEMORY: return "out of memory";
+    case COLLAB_ERR_NO_DEVICE: return "no CUDA device";
+    case COLLAB_ERR_DEVICE: return "CUDA error";
+    case COLLAB_ERR_INTERNAL: return "internal error";
+  }
+  return "unknown status";
+}
+
+const char* collab_last_error(void) { return collab::last_error(); }
+
+void collab_set_num_threads(int32_t n) { collab::set_default_num_threads(n); }
+int32_t collab_get_num_threads(void) { return collab::default_num_threads(); }
+
+const char* collab_get_simd(void) { return collab::kernels().name; }
+
+collab_status collab_set_simd(const char* level) {
+  return collab::guarded([&] {
+    if (!collab::set_kernels(level))
+      collab::fail(COLLAB_ERR_UNSUPPORTED, "SIMD level '%s' is not available on this CPU/build", level ? level : "(null)");
+  });
+}
+
+int32_t collab_cuda_available(void) {
+#if defined(COLLAB_WITH_CUDA)
+  return collab::cuda::device_count() > 0 ? 1 : 0;
+#else
+  return 0;
+#endif
+}
+
+}  // extern "C"

@@ -1,0 +1,39 @@
+"""collab: collaborative (device/server split) inference with a native core.
+
+Submodules:
+  collab.codec      SLICER feature codec (encode / decode / predict_bits / inspect)
+  collab.reference  pure-numpy references of the native kernels
+"""
+from . import _native
+from .errors import CollabError, DeviceError, FrameError, InvalidArgument
+
+__version__ = _native.version()
+
+
+def set_num_threads(n: int) -> None:
+    """Threads used by native kernels (0 = one per hardware thread)."""
+    _native.set_num_threads(int(n))
+
+
+def get_num_threads() -> int:
+    return _native.get_num_threads()
+
+
+def simd_level() -> str:
+    """SIMD kernels in use: 'avx2', 'neon' or 'scalar'."""
+    return _native.get_simd()
+
+
+def set_simd_level(level: str) -> None:
+    """Force 'scalar' (portable path), a specific ISA, or 'auto'."""
+    _native.set_simd(level)
+
+
+def cuda_available() -> bool:
+    return _native.cuda_available()
+
+
+__all__ = [
+    "CollabError", "DeviceError", "FrameError", "InvalidArgument",
+    "set_num_threads", "get_num_threads", "simd_level", "set_simd_level", "cuda_available",
+]

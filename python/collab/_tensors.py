@@ -1,0 +1,69 @@
+"""Normalising user tensors (numpy, torch, DLPack producers) into raw native views.
+
+torch stays optional: it is imported only if the caller passes a torch tensor.
+"""
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass
+
+import ml_dtypes
+import numpy as np
+
+from .errors import InvalidArgument
+
+DTYPE_F32, DTYPE_F16, DTYPE_BF16 = 0, 1, 2
+DEVICE_CPU, DEVICE_CUDA = 0, 1
+NUMPY_DTYPES = {
+    np.dtype(np.float32): DTYPE_F32,
+    np.dtype(np.float16): DTYPE_F16,
+    np.dtype(ml_dtypes.bfloat16): DTYPE_BF16,
+}
+NUMPY_OF_CODE = {v: k for k, v in NUMPY_DTYPES.items()}
+
+
+@dataclass
+class View:
+    """A contiguous tensor the native core can read: keeps `owner` alive while used."""
+    ptr: int
+    dtype: int
+    shape: tuple
+    device: int
+    device_id: int
+    owner: object
+
+
+def _torch_dtype_code(t) -> int:
+    import torch
+
+    codes = {torch.float32: DTYPE_F32, torch.float16: DTYPE_F16, torch.bfloat16: DTYPE_BF16}
+    if t.dtype not in codes:
+        raise InvalidArgument(f"dtype must be float32, float16 or bfloat16, got {t.dtype}")
+    return codes[t.dtype]
+
+
+def is_torch_tensor(x) -> bool:
+    torch = sys.modules.get("torch")
+    return torch is not None and isinstance(x, torch.Tensor)
+
+
+def view_of(x) -> View:
+    """Zero-copy view of x when it is already contiguous with a supported dtype."""
+    if is_torch_tensor(x):
+        code = _torch_dtype_code(x)
+        t = x.detach()
+        if not t.is_contiguous():
+            t = t.contiguous()
+        if t.device.type == "cuda":
+            return View(t.data_ptr(), code, tuple(t.shape), DEVICE_CUDA, t.device.index or 0, t)
+        if t.device.type != "cpu":
+            raise InvalidArgument(f"unsupported device {t.device}")
+        return View(t.data_ptr(), code, tuple(t.shape), DEVICE_CPU, 0, t)
+    if not isinstance(x, np.ndarray) and hasattr(x, "__dlpack__"):
+        x = np.from_dlpack(x)
+    arr = np.asarray(x)
+    if arr.dtype not in NUMPY_DTYPES:
+        raise InvalidArgument(f"dtype must be float32, float16 or bfloat16, got {arr.dtype}")
+    if not arr.flags.c_contiguous:
+        arr = np.ascontiguousarray(arr).reshape(arr.shape)  # (ascontiguousarray makes 0-d arrays 1-d)
+    return View(arr.ctypes.data, NUMPY_DTYPES[arr.dtype], arr.shape, DEVICE_CPU, 0, arr)

@@ -1,0 +1,37 @@
+"""The `collab` command. Each subcommand lives in its own module and is imported lazily,
+so `collab --help` stays fast and optional dependencies load only when used.
+
+A subsystem adds itself with one line in SUBCOMMANDS: name -> (module, help). The module
+provides `add_arguments(parser)` and `run(args) -> int`.
+"""
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+SUBCOMMANDS = {
+    "bench-codec": ("collab.bench.codec_cli", "benchmark the SLICER codec against its baselines"),
+}
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(prog="collab", description="collaborative device/server inference")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    modules = {}
+    argv = list(sys.argv[1:] if argv is None else argv)
+    for name, (module, help_text) in SUBCOMMANDS.items():
+        p = sub.add_parser(name, help=help_text)
+        # Only import the module of the command being run (and all of them for --help).
+        if argv[:1] == [name] or not argv or argv[0] in ("-h", "--help"):
+            modules[name] = importlib.import_module(module)
+            modules[name].add_arguments(p)
+    args = parser.parse_args(argv)
+    if not args.command:
+        parser.print_help()
+        return 2
+    return int(modules[args.command].run(args) or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

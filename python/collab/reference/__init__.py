@@ -1,0 +1,1 @@
+"""Pure-numpy reference implementations of the native kernels (for tests and clarity)."""

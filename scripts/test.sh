@@ -1,0 +1,75 @@
+#!/usr/bin/env bash
+# Run every test of collab on a fresh Debian machine: installs what the tests need (apt,
+# pip), builds the package, then runs pytest, the C/C++ tests under ASan+UBSan, a bounded
+# libFuzzer run of the frame decoder, and the C++ tests cross-compiled for ARM64 under qemu.
+#
+#   bash scripts/test.sh            # everything
+#   COLLAB_TEST_QUICK=1 bash ...    # pytest only (skips sanitizer, fuzz and ARM64 stages)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROOT=$PWD
+JOBS=${JOBS:-$(nproc)}
+log() { printf '\n=== %s ===\n' "$*"; }
+
+# ---- system packages ------------------------------------------------------------------
+APT_PACKAGES=(
+  cmake ninja-build g++                    # native build
+  clang-14 libclang-rt-14-dev              # libFuzzer + sanitizers for the fuzz target
+  g++-aarch64-linux-gnu qemu-user-static   # ARM64 (NEON) build of the core, run under qemu
+  dataset-fashion-mnist                    # real images for the ViT tests
+)
+if command -v apt-get >/dev/null && [ "$(id -u)" = 0 ]; then
+  missing=()
+  for p in "${APT_PACKAGES[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
+  if [ ${#missing[@]} -gt 0 ]; then
+    log "apt-get install ${missing[*]}"
+    apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q "${missing[@]}"
+  fi
+fi
+
+# ---- Python environment ------------------------------------------------------------------
+VENV=${COLLAB_TEST_VENV:-$ROOT/.venv-test}
+if [ ! -x "$VENV/bin/python" ]; then
+  log "creating $VENV"
+  python3 -m venv "$VENV"
+fi
+# shellcheck disable=SC1091
+. "$VENV/bin/activate"
+log "pip install test dependencies"
+python -m pip install -q --upgrade pip
+python -m pip install -q -r requirements-test.txt
+log "pip install . (builds the native core)"
+python -m pip install -q -v . > "$ROOT/build/pip-install.log" 2>&1 || { tail -50 "$ROOT/build/pip-install.log"; exit 1; }
+grep -E "collab: (CUDA|no CUDA)" "$ROOT/build/pip-install.log" || true
+
+# ---- Python tests ------------------------------------------------------------------------
+log "pytest"
+# Run from a directory without the source tree's python/ on the path: tests import the
+# installed package, like users do.
+(cd tests && python -m pytest -q -p no:cacheprovider .)
+
+if [ -n "${COLLAB_TEST_QUICK:-}" ]; then exit 0; fi
+
+# ---- C/C++ tests under AddressSanitizer + UndefinedBehaviorSanitizer --------------------
+log "C/C++ tests (ASan + UBSan)"
+cmake -S . -B build/asan -G Ninja -DCMAKE_BUILD_TYPE=Debug -DCOLLAB_BUILD_TESTS=ON -DCOLLAB_SANITIZE=ON \
+  -DCOLLAB_CUDA=OFF -DCOLLAB_LLAMA=OFF > build/asan-configure.log
+cmake --build build/asan -j "$JOBS"
+(cd build/asan && ctest --output-on-failure)
+
+# ---- Fuzzing the frame decoder (bounded) -------------------------------------------------
+log "libFuzzer: frame decoder"
+cmake -S . -B build/fuzz -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCOLLAB_FUZZ=ON -DCOLLAB_CUDA=OFF \
+  -DCOLLAB_LLAMA=OFF -DCMAKE_C_COMPILER=clang-14 -DCMAKE_CXX_COMPILER=clang++-14 > build/fuzz-configure.log
+cmake --build build/fuzz -j "$JOBS" --target fuzz_decode
+mkdir -p build/fuzz/corpus
+cp tests/fuzz/corpus/* build/fuzz/corpus/
+./build/fuzz/tests/fuzz/fuzz_decode -max_total_time="${COLLAB_FUZZ_SECONDS:-60}" -rss_limit_mb=2048 \
+  -print_final_stats=1 build/fuzz/corpus
+
+# ---- ARM64 build (NEON kernels) under qemu ---------------------------------------------
+log "ARM64 cross build + tests under qemu-aarch64"
+cmake -S . -B build/aarch64 -G Ninja -DCMAKE_TOOLCHAIN_FILE=cmake/toolchain-aarch64.cmake \
+  -DCOLLAB_BUILD_TESTS=ON -DCOLLAB_CUDA=OFF -DCOLLAB_LLAMA=OFF > build/aarch64-configure.log
+cmake --build build/aarch64 -j "$JOBS"
+(cd build/aarch64 && ctest --output-on-failure)

@@ -36,6 +36,10 @@ def _codec() -> _native.Codec:
 
 
 def _blocks_qbits(blocks, qbits):
+    if isinstance(qbits, (int, np.integer)) and not isinstance(qbits, bool):
+        qbits = (qbits,)
+    if isinstance(blocks, (str, bytes)) or isinstance(qbits, (str, bytes)):
+        raise InvalidArgument(f"blocks and qbits must be sequences of integers, got {blocks!r}, {qbits!r}")
     try:
         blocks = tuple(int(b) for b in blocks)
         qbits = tuple(int(q) for q in qbits)

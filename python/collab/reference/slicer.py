@@ -21,6 +21,8 @@ import zlib
 import ml_dtypes
 import numpy as np
 
+from ..errors import FrameError
+
 # ----------------------------------------------------------------------------------------
 # Frame constants (docs/frame_format.md)
 MAGIC = b"CLBF"
@@ -36,9 +38,6 @@ MAX_ELEMENTS = 2**32 - 1
 GOLDEN = 0x9E3779B97F4A7C15
 MASK64 = (1 << 64) - 1
 
-
-class FrameError(ValueError):
-    """A frame that is truncated, corrupted or not a collab frame."""
 
 
 # ----------------------------------------------------------------------------------------
@@ -525,7 +524,8 @@ def parse_header(buf: bytes) -> dict:
                     raise FrameError("empty block with non-zero parameters")
             else:
                 lo32, step32 = np.float32(lo), np.float32(step)
-                top = lo32 + np.float32((1 << q) - 1) * step32 if 1 <= q <= MAX_QBITS else np.float32(np.inf)
+                with np.errstate(over="ignore", invalid="ignore"):
+                    top = lo32 + np.float32((1 << q) - 1) * step32 if 1 <= q <= MAX_QBITS else np.float32(np.inf)
                 if not (1 <= q <= bits_for_block(qbits, rank)):
                     raise FrameError("block bit-width out of range")
                 if not (np.isfinite(lo32) and lo32 >= tiny and np.isfinite(step32) and step32 >= 0):

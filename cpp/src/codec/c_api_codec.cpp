@@ -24,11 +24,20 @@ struct ContextRef {
   collab_codec* ptr;
 };
 
+// C callers may put any int in an enum field; read it as an int before trusting it.
+template <class E>
+int raw_enum(const E& e) {
+  static_assert(sizeof(E) == sizeof(int), "C enums are int-sized");
+  int v;
+  std::memcpy(&v, &e, sizeof v);
+  return v;
+}
+
 void check_tensor(const collab_tensor* t, const char* what) {
   COLLAB_ARG_CHECK(t != nullptr, "%s is NULL", what);
-  COLLAB_ARG_CHECK(dtype_valid(t->dtype), "%s has an unknown dtype %d", what, int(t->dtype));
-  COLLAB_ARG_CHECK(t->device == COLLAB_DEVICE_CPU || t->device == COLLAB_DEVICE_CUDA, "%s has an unknown device",
-                   what);
+  COLLAB_ARG_CHECK(dtype_valid(raw_enum(t->dtype)), "%s has an unknown dtype %d", what, raw_enum(t->dtype));
+  const int dev = raw_enum(t->device);
+  COLLAB_ARG_CHECK(dev == COLLAB_DEVICE_CPU || dev == COLLAB_DEVICE_CUDA, "%s has an unknown device %d", what, dev);
 }
 
 }  // namespace

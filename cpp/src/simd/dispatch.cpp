@@ -6,6 +6,10 @@
 
 #include "simd/kernels.hpp"
 
+#if defined(COLLAB_HAVE_AVX2_KERNELS)
+#include <cpuid.h>
+#endif
+
 namespace collab {
 
 #if !defined(COLLAB_HAVE_AVX2_KERNELS)
@@ -17,10 +21,18 @@ const Kernels* neon_kernels() { return nullptr; }
 
 namespace {
 
+// AVX2 + F16C usable: CPU flags and the OS saving YMM state (OSXSAVE + XCR0).
 bool cpu_has_avx2_f16c() {
 #if defined(COLLAB_HAVE_AVX2_KERNELS) && (defined(__GNUC__) || defined(__clang__))
-  __builtin_cpu_init();
-  return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("f16c");
+  unsigned a, b, c, d;
+  if (!__get_cpuid(1, &a, &b, &c, &d)) return false;
+  const bool osxsave = c & (1u << 27), avx = c & (1u << 28), f16c = c & (1u << 29);
+  if (!(osxsave && avx && f16c)) return false;
+  unsigned xcr0_lo, xcr0_hi;
+  __asm__ volatile("xgetbv" : "=a"(xcr0_lo), "=d"(xcr0_hi) : "c"(0));
+  if ((xcr0_lo & 6u) != 6u) return false;
+  if (!__get_cpuid_count(7, 0, &a, &b, &c, &d)) return false;
+  return b & (1u << 5);
 #else
   return false;
 #endif

@@ -1,0 +1,42 @@
+// libFuzzer target: decode arbitrary bytes as a collab frame.
+//
+// Random mutations almost never keep the CRC-32 valid, so half of the inputs get their
+// checksum recomputed first (selected by the first byte): that drives the fuzzer through
+// the header, index-code and value parsers, which is where a hostile peer would aim.
+// Any outcome but a crash, hang, over-read, leak or UB is acceptable.
+#include <cstdint>
+#include <cstring>
+#include <vector>
+
+#include "collab/collab.h"
+#include "common/crc32.hpp"
+
+extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
+  if (size < 1) return 0;
+  const bool fix_crc = data[0] & 1;
+  std::vector<uint8_t> frame(data + 1, data + size);
+  if (fix_crc && frame.size() >= 4) {
+    uint32_t crc = collab::crc32(frame.data(), frame.size() - 4);
+    std::memcpy(frame.data() + frame.size() - 4, &crc, 4);
+  }
+  collab_frame_info info;
+  if (collab_frame_info_get(frame.data(), frame.size(), &info) != COLLAB_OK) return 0;
+  // Like collab.codec.decode's max_elements: a tiny frame may describe a huge tensor.
+  if (info.numel > (1u << 22)) return 0;
+  size_t esize = info.dtype == COLLAB_DTYPE_F32 ? 4 : 2;
+  std::vector<uint8_t> out(size_t(info.numel) * esize + 1);
+  collab_tensor t{};
+  t.data = out.data();
+  t.dtype = info.dtype;
+  t.ndim = info.ndim;
+  std::memcpy(t.shape, info.shape, sizeof t.shape);
+  t.device = COLLAB_DEVICE_CPU;
+  collab_codec* codec = collab_codec_new();
+  collab_decode(codec, frame.data(), frame.size(), &t);
+  collab_codec_free(codec);
+  for (uint32_t b = 0; b < info.params.blocks_pos + info.params.blocks_neg + 1; ++b) {
+    collab_block_info bi;
+    collab_frame_block_get(frame.data(), frame.size(), b, &bi);
+  }
+  return 0;
+}

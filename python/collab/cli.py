@@ -11,7 +11,6 @@ import importlib
 import sys
 
 SUBCOMMANDS = {
-    "bench-codec": ("collab.bench.codec_cli", "benchmark the SLICER codec against its baselines"),
 }
 
 

@@ -326,6 +326,22 @@ void test_hostile_frames() {
   std::printf("hostile frames: %d decoded of %d that parsed\n", accepted, total);
 }
 
+void test_crc32() {
+  std::vector<uint8_t> buf(100000);
+  for (auto& b : buf) b = uint8_t(rng());
+  for (size_t len : {0, 1, 7, 15, 16, 17, 63, 64, 65, 127, 128, 129, 1000, 4096, 99999, 100000}) {
+    for (size_t off : {0, 1, 3}) {
+      if (off + len > buf.size()) continue;
+      EXPECT(collab::crc32(buf.data() + off, len) == collab::crc32_portable(buf.data() + off, len),
+             "crc32 hardware/portable differ (len %zu, offset %zu)", len, off);
+    }
+  }
+  const char* check = "123456789";  // the CRC-32 check value
+  EXPECT(collab::crc32(check, 9) == 0xCBF43926u, "crc32 check value");
+  uint8_t zeros[200] = {};
+  EXPECT(collab::crc32(zeros, 200) == collab::crc32_portable(zeros, 200), "crc32 of zeros");
+}
+
 // Golden frames written by tests/cpp/make_golden.py from the numpy reference.
 void test_golden(const std::string& dir) {
   std::ifstream list(dir + "/index.txt");
@@ -384,6 +400,7 @@ void test_golden(const std::string& dir) {
 int main(int argc, char** argv) {
   std::printf("collab %s, SIMD %s, threads %d\n", collab_version(), collab_get_simd(), collab_get_num_threads());
   test_kernels_agree();
+  test_crc32();
   test_roundtrip_properties();
   test_threads_deterministic();
   test_concurrent_callers();

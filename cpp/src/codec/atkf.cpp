@@ -1,3 +1,10 @@
+// ATKF in passes over the tensor, each a simple loop the SIMD kernels can run:
+//   A. keys (|x| bits, or the asymmetric key when lam > 0), NaN/Inf check, and a histogram
+//      of the top 11 key bits; the histogram names the bucket holding the k-th largest key.
+//   B. the keys of that bucket are gathered and the exact threshold tau selected among them.
+//   C. every element with key >= tau is appended, in index order, to its sign's list.
+//   D. only if more elements tie at tau than slots remain: drop the ties the seeded choice
+//      did not pick (inputs with exact duplicates at the threshold).
 #include "codec/atkf.hpp"
 
 #include <algorithm>
@@ -16,8 +23,9 @@ namespace collab {
 namespace {
 
 constexpr size_t kMinChunk = 32768;
+constexpr int kHistBits = 11, kHistBins = 1 << kHistBits;
 
-inline uint32_t sign_of(const void* x, collab_dtype dtype, size_t i) {
+inline uint32_t sign_bit(const void* x, collab_dtype dtype, size_t i) {
   if (dtype == COLLAB_DTYPE_F32) return static_cast<const uint32_t*>(x)[i] >> 31;
   return static_cast<const uint16_t*>(x)[i] >> 15;
 }
@@ -32,7 +40,7 @@ inline uint64_t asym_key(uint32_t abs_bits, uint32_t sign, double lam) {
   return u;
 }
 
-// Pick `need` of the tied indices: smallest (priority, index) first (seeded, uniform).
+// Pick `need` of the tied indices (ascending): smallest (priority, index) first.
 void choose_ties(std::vector<uint32_t>& ties, uint64_t need, uint64_t seed) {
   std::vector<std::pair<uint64_t, uint32_t>> pr(ties.size());
   for (size_t i = 0; i < ties.size(); ++i) pr[i] = {tie_priority(seed, ties[i]), ties[i]};
@@ -42,134 +50,194 @@ void choose_ties(std::vector<uint32_t>& ties, uint64_t need, uint64_t seed) {
   std::sort(ties.begin(), ties.end());
 }
 
-// Emission pass: write every survivor (by sign) in index order. keep(i, key) decides.
-template <class Key, class KeyAt>
-void emit(const void* x, collab_dtype dtype, uint64_t numel, KeyAt key_at, Key tau, bool keep_all_ties,
-          int threads, AtkfScratch& s, SignedSurvivors out[2]) {
-  Chunks ch = make_chunks(size_t(numel), size_t(threads), kMinChunk);
+// The two key types: 32-bit |x| patterns run on the SIMD kernels; 64-bit asymmetric keys
+// (lam > 0) use the same passes as plain loops.
+template <class Key>
+struct Keys;
+
+template <>
+struct Keys<uint32_t> {
+  static constexpr int kShift = 31 - kHistBits;  // bit 31 of |x| is always 0
+  static size_t select_range(const uint32_t* k, size_t n, uint32_t lo, uint32_t hi, uint32_t* out) {
+    return kernels().select_range(k, n, lo, hi, out);
+  }
+  static void emit(const uint32_t* k, const void* x, collab_dtype dt, size_t n, uint32_t th, uint32_t first,
+                   uint32_t* pos, size_t* np, uint32_t* neg, size_t* nn) {
+    kernels().emit_by_sign(k, x, dt, n, th, first, pos, np, neg, nn);
+  }
+};
+
+template <>
+struct Keys<uint64_t> {
+  static constexpr int kShift = 63 - kHistBits;
+  static size_t select_range(const uint64_t* k, size_t n, uint64_t lo, uint64_t hi, uint64_t* out) {
+    size_t c = 0;
+    for (size_t i = 0; i < n; ++i) {
+      out[c] = k[i];
+      c += (k[i] >= lo) & (k[i] <= hi);
+    }
+    return c;
+  }
+  static void emit(const uint64_t* k, const void* x, collab_dtype dt, size_t n, uint64_t th, uint32_t first,
+                   uint32_t* pos, size_t* np, uint32_t* neg, size_t* nn) {
+    size_t a = *np, b = *nn;
+    for (size_t i = 0; i < n; ++i) {
+      const size_t in = k[i] >= th, sg = sign_bit(x, dt, i);
+      pos[a] = first + uint32_t(i);
+      neg[b] = first + uint32_t(i);
+      a += in & (sg ^ 1);
+      b += in & sg;
+    }
+    *np = a;
+    *nn = b;
+  }
+};
+
+template <class Key>
+void select_and_emit(const void* x, collab_dtype dtype, uint64_t numel, uint64_t k, const Key* keys, uint64_t seed,
+                     int threads, AtkfScratch& s, std::vector<Buffer<Key>>& chunk_cand, std::vector<Key>& cand,
+                     SignedSurvivors out[2]) {
+  constexpr int shift = Keys<Key>::kShift;
+  uint64_t above = 0;
+  uint32_t bucket = kHistBins - 1;
+  for (;; --bucket) {
+    if (above + s.hist[bucket] >= k) break;
+    above += s.hist[bucket];
+  }
+  const Chunks ch = make_chunks(size_t(numel), size_t(threads), kMinChunk);
+  const size_t esize = dtype_size(dtype);
+
+  // B. candidates: the keys in the bucket.
+  chunk_cand.resize(ch.parts);
+  s.chunk_ncand.assign(ch.parts, 0);
+  const Key lo = Key(bucket) << shift, hi = lo | ((Key(1) << shift) - 1);
+  parallel_for(ch.parts, threads, [&](size_t c) {
+    const size_t b = ch.begin(c), len = ch.end(c) - b;
+    s.chunk_ncand[c] = Keys<Key>::select_range(keys + b, len, lo, hi, chunk_cand[c].ensure(len + 8));
+  });
+  size_t ncand = 0;
+  for (size_t c = 0; c < ch.parts; ++c) ncand += s.chunk_ncand[c];
+  if (cand.size() < ncand) cand.resize(ncand);
+  for (size_t c = 0, at = 0; c < ch.parts; ++c) {
+    if (s.chunk_ncand[c]) std::memcpy(cand.data() + at, chunk_cand[c].v.data(), s.chunk_ncand[c] * sizeof(Key));
+    at += s.chunk_ncand[c];
+  }
+  const SelectResult<Key> r = kth_largest_in_place(cand.data(), ncand, k - above, shift);
+  const Key tau = r.tau;
+  const uint64_t need = k - above - r.greater;  // 1 <= need <= r.equal
+  const bool partial_ties = tau != 0 && need < r.equal;
+
+  // C. emission of key >= tau (key > 0 when tau == 0: the fill would pick zeros, which
+  // carry nothing).
+  const Key thresh = tau == 0 ? Key(1) : tau;
   for (int sg = 0; sg < 2; ++sg) {
     s.chunk_pos[sg].resize(ch.parts);
-    s.chunk_mag[sg].resize(ch.parts);
+    s.chunk_count[sg].assign(ch.parts, 0);
   }
-  const uint32_t* absb = s.abs_bits.data();
-  const std::vector<uint32_t>& chosen = s.chosen;
   parallel_for(ch.parts, threads, [&](size_t c) {
-    const size_t b = ch.begin(c), e = ch.end(c);
-    uint32_t* pos[2];
-    float* mag[2];
-    for (int sg = 0; sg < 2; ++sg) {
-      s.chunk_pos[sg][c].resize(e - b + 1);
-      s.chunk_mag[sg][c].resize(e - b + 1);
-      pos[sg] = s.chunk_pos[sg][c].data();
-      mag[sg] = s.chunk_mag[sg][c].data();
-    }
-    size_t cnt[2] = {0, 0};
-    size_t next = size_t(std::lower_bound(chosen.begin(), chosen.end(), uint32_t(b)) - chosen.begin());
-    for (size_t i = b; i < e; ++i) {
-      Key k = key_at(i);
-      bool keep = k > tau;
-      if (k == tau && tau != 0) {
-        if (keep_all_ties) {
-          keep = true;
-        } else if (next < chosen.size() && chosen[next] == i) {
-          keep = true;
-          ++next;
-        }
-      }
-      uint32_t sg = sign_of(x, dtype, i);
-      pos[sg][cnt[sg]] = uint32_t(i);  // branch-free: written always, counted if kept
-      mag[sg][cnt[sg]] = bits_f32(absb[i]);
-      cnt[sg] += keep;
-    }
-    for (int sg = 0; sg < 2; ++sg) {
-      s.chunk_pos[sg][c].resize(cnt[sg]);
-      s.chunk_mag[sg][c].resize(cnt[sg]);
-    }
+    const size_t b = ch.begin(c), len = ch.end(c) - b;
+    Keys<Key>::emit(keys + b, static_cast<const uint8_t*>(x) + b * esize, dtype, len, thresh, uint32_t(b),
+                    s.chunk_pos[0][c].ensure(len + 8), &s.chunk_count[0][c], s.chunk_pos[1][c].ensure(len + 8),
+                    &s.chunk_count[1][c]);
   });
   for (int sg = 0; sg < 2; ++sg) {
     size_t total = 0;
-    for (size_t c = 0; c < ch.parts; ++c) total += s.chunk_pos[sg][c].size();
+    for (size_t c = 0; c < ch.parts; ++c) total += s.chunk_count[sg][c];
     out[sg].pos.resize(total);
-    out[sg].mag.resize(total);
-    size_t off = 0;
-    for (size_t c = 0; c < ch.parts; ++c) {
-      const auto& p = s.chunk_pos[sg][c];
-      const auto& m = s.chunk_mag[sg][c];
-      if (!p.empty()) {
-        std::memcpy(out[sg].pos.data() + off, p.data(), p.size() * 4);
-        std::memcpy(out[sg].mag.data() + off, m.data(), m.size() * 4);
-      }
-      off += p.size();
+    for (size_t c = 0, at = 0; c < ch.parts; ++c) {
+      if (s.chunk_count[sg][c]) std::memcpy(out[sg].pos.data() + at, s.chunk_pos[sg][c].v.data(), s.chunk_count[sg][c] * 4);
+      at += s.chunk_count[sg][c];
     }
   }
-}
 
-// Collect indices whose key equals tau (ascending).
-template <class KeyAt>
-void collect_ties(uint64_t numel, KeyAt key_at, decltype(key_at(0)) tau, int threads, AtkfScratch& s) {
-  Chunks ch = make_chunks(size_t(numel), size_t(threads), kMinChunk);
-  s.chunk_idx.resize(ch.parts);
-  parallel_for(ch.parts, threads, [&](size_t c) {
-    auto& v = s.chunk_idx[c];
-    v.clear();
-    for (size_t i = ch.begin(c); i < ch.end(c); ++i)
-      if (key_at(i) == tau) v.push_back(uint32_t(i));
-  });
-  s.chosen.clear();
-  for (size_t c = 0; c < ch.parts; ++c) s.chosen.insert(s.chosen.end(), s.chunk_idx[c].begin(), s.chunk_idx[c].end());
-}
-
-template <class Key, class KeyAt>
-void select_and_emit(const void* x, collab_dtype dtype, uint64_t numel, uint64_t k, const Key* keys, KeyAt key_at,
-                     uint64_t seed, int threads, std::vector<Key>& cand, std::vector<std::vector<Key>>& chunk_cand,
-                     AtkfScratch& s, SignedSurvivors out[2]) {
-  SelectResult<Key> r = kth_largest(keys, size_t(numel), k, threads, cand, chunk_cand);
-  const uint64_t need = k - r.greater;  // 1 <= need <= r.equal
-  bool keep_all_ties = need == r.equal;
-  s.chosen.clear();
-  if (r.tau != 0 && !keep_all_ties) {
-    collect_ties(numel, key_at, r.tau, threads, s);
+  // D. more ties than slots: keep the seeded choice only.
+  if (partial_ties) {
+    s.chosen.clear();
+    for (int sg = 0; sg < 2; ++sg)
+      for (uint32_t p : out[sg].pos)
+        if (keys[p] == tau) s.chosen.push_back(p);
     choose_ties(s.chosen, need, seed);
+    for (int sg = 0; sg < 2; ++sg) {
+      size_t w = 0, next = 0;
+      for (uint32_t p : out[sg].pos) {
+        bool keep = keys[p] != tau;
+        if (!keep) {
+          while (next < s.chosen.size() && s.chosen[next] < p) ++next;
+          keep = next < s.chosen.size() && s.chosen[next] == p;
+        }
+        out[sg].pos[w] = p;
+        w += keep;
+      }
+      out[sg].pos.resize(w);
+    }
   }
-  // tau == 0: the fill would pick zeros, which carry nothing; all non-zeros survive.
-  emit(x, dtype, numel, key_at, r.tau, keep_all_ties, threads, s, out);
 }
 
 }  // namespace
 
 void atkf_select(const void* x, collab_dtype dtype, uint64_t numel, double sparsity, double lam, uint64_t seed,
                  int threads, AtkfScratch& s, SignedSurvivors out[2]) {
-  for (int sg = 0; sg < 2; ++sg) {
-    out[sg].pos.clear();
-    out[sg].mag.clear();
-  }
   s.abs_bits.resize(size_t(numel));
+  const uint64_t k = k_keep_for(numel, sparsity);
   const Kernels& kern = kernels();
-  Chunks ch = make_chunks(size_t(numel), size_t(threads), kMinChunk);
+  const Chunks ch = make_chunks(size_t(numel), size_t(threads), kMinChunk);
   std::vector<char> ok(ch.parts, 1);
+  s.hist.assign(ch.parts * kHistBins * 4, 0);
   const size_t esize = dtype_size(dtype);
+  if (lam != 0.0) s.keys64.resize(size_t(numel));
+
+  // A. keys, finiteness, histogram of the top key bits.
   parallel_for(ch.parts, threads, [&](size_t c) {
-    size_t b = ch.begin(c);
-    ok[c] = kern.abs_bits(static_cast<const uint8_t*>(x) + b * esize, dtype, ch.end(c) - b, s.abs_bits.data() + b);
+    const size_t b = ch.begin(c), e = ch.end(c);
+    uint32_t* keys = s.abs_bits.data();
+    ok[c] = kern.abs_bits(static_cast<const uint8_t*>(x) + b * esize, dtype, e - b, keys + b);
+    uint32_t* h = s.hist.data() + c * kHistBins * 4;
+    if (k == 0) return;
+    if (lam == 0.0) {
+      // Four interleaved histograms: neighbouring elements often share a bucket, and one
+      // histogram would serialise on store-to-load forwarding of the same counter.
+      constexpr int sh = Keys<uint32_t>::kShift;
+      size_t i = b;
+      for (; i + 4 <= e; i += 4) {
+        ++h[keys[i] >> sh];
+        ++h[kHistBins + (keys[i + 1] >> sh)];
+        ++h[2 * kHistBins + (keys[i + 2] >> sh)];
+        ++h[3 * kHistBins + (keys[i + 3] >> sh)];
+      }
+      for (; i < e; ++i) ++h[keys[i] >> sh];
+    } else {
+      for (size_t i = b; i < e; ++i) {
+        uint64_t key = asym_key(keys[i], sign_bit(x, dtype, i), lam);
+        s.keys64[i] = key;
+        ++h[key >> Keys<uint64_t>::kShift];
+      }
+    }
   });
   for (char v : ok)
     if (!v) fail(COLLAB_ERR_NONFINITE_INPUT, "input contains NaN or Inf");
+  if (k == 0) {
+    for (int sg = 0; sg < 2; ++sg) {
+      out[sg].pos.resize(0);
+      out[sg].mag.resize(0);
+    }
+    return;
+  }
+  for (size_t c = 1; c < ch.parts * 4; ++c)
+    for (int b = 0; b < kHistBins; ++b) s.hist[size_t(b)] += s.hist[c * kHistBins + size_t(b)];
 
-  const uint64_t k = k_keep_for(numel, sparsity);
-  if (k == 0) return;
+  if (lam == 0.0)
+    select_and_emit<uint32_t>(x, dtype, numel, k, s.abs_bits.data(), seed, threads, s, s.chunk_cand32, s.cand32, out);
+  else
+    select_and_emit<uint64_t>(x, dtype, numel, k, s.keys64.data(), seed, threads, s, s.chunk_cand64, s.cand64, out);
 
-  if (lam == 0.0) {
-    const uint32_t* keys = s.abs_bits.data();
-    auto key_at = [keys](size_t i) { return keys[i]; };
-    select_and_emit<uint32_t>(x, dtype, numel, k, keys, key_at, seed, threads, s.cand32, s.chunk_cand32, s, out);
-  } else {
-    s.keys64.resize(size_t(numel));
-    parallel_for(ch.parts, threads, [&](size_t c) {
-      for (size_t i = ch.begin(c); i < ch.end(c); ++i) s.keys64[i] = asym_key(s.abs_bits[i], sign_of(x, dtype, i), lam);
-    });
-    const uint64_t* keys = s.keys64.data();
-    auto key_at = [keys](size_t i) { return keys[i]; };
-    select_and_emit<uint64_t>(x, dtype, numel, k, keys, key_at, seed, threads, s.cand64, s.chunk_cand64, s, out);
+  // Survivor magnitudes (float32 |x|), in list order.
+  for (int sg = 0; sg < 2; ++sg) {
+    const size_t n = out[sg].pos.size();
+    out[sg].mag.resize(n);
+    const uint32_t* p = out[sg].pos.data();
+    float* m = out[sg].mag.data();
+    const uint32_t* absb = s.abs_bits.data();
+    for (size_t j = 0; j < n; ++j) m[j] = bits_f32(absb[p[j]]);
   }
 }
 

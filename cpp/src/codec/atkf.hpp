@@ -16,17 +16,28 @@ struct SignedSurvivors {
   std::vector<float> mag;  // |x| as float32
 };
 
+// Growable buffer without value-initialisation on resize (hot-path scratch).
+template <class T>
+struct Buffer {
+  std::vector<T> v;
+  T* ensure(size_t n) {
+    if (v.size() < n) v.resize(n + n / 4);
+    return v.data();
+  }
+};
+
 struct AtkfScratch {
-  std::vector<uint32_t> abs_bits;   // |x| bit patterns
-  std::vector<uint64_t> keys64;     // asymmetric keys (lam > 0 only)
+  std::vector<uint32_t> abs_bits;  // |x| bit patterns
+  std::vector<uint64_t> keys64;    // asymmetric keys (lam > 0 only)
+  std::vector<uint32_t> hist;
+  // per chunk: survivors by sign, and candidate keys
+  std::vector<Buffer<uint32_t>> chunk_pos[2];
+  std::vector<Buffer<uint32_t>> chunk_cand32;
+  std::vector<Buffer<uint64_t>> chunk_cand64;
+  std::vector<size_t> chunk_count[2], chunk_ncand;
   std::vector<uint32_t> cand32;
   std::vector<uint64_t> cand64;
-  std::vector<std::vector<uint32_t>> chunk_cand32;
-  std::vector<std::vector<uint64_t>> chunk_cand64;
-  std::vector<std::vector<uint32_t>> chunk_idx;
-  std::vector<std::vector<uint32_t>> chunk_pos[2];
-  std::vector<std::vector<float>> chunk_mag[2];
-  std::vector<uint32_t> chosen;     // tie indices kept, ascending
+  std::vector<uint32_t> chosen;  // tie indices kept, ascending
 };
 
 // Run ATKF on x (numel elements of dtype, host memory). Fills out[0] (positive survivors)

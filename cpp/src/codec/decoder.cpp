@@ -55,7 +55,7 @@ void scatter(const uint32_t* pos, const T* v, size_t n, T* out) {
 void decode_frame(collab_codec& ctx, const uint8_t* frame, size_t len, const FrameHeader& h, void* out) {
   (void)len;
   const size_t n = size_t(h.n_pos + h.n_neg);
-  std::memset(out, 0, size_t(h.numel) * dtype_size(h.dtype));
+  if (h.numel) std::memset(out, 0, size_t(h.numel) * dtype_size(h.dtype));
   decode_sparse(ctx, frame, h);
   const uint32_t* pos = ctx.positions.data();
   if (h.dtype == COLLAB_DTYPE_F32) {

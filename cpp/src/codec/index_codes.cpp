@@ -50,40 +50,54 @@ void encode_csr(const IndexContext& c, uint8_t* out) {
   }
 }
 
+// Labels go to a numel-byte scratch (label + 1, 0 = empty) in one scatter per block; one
+// sequential pass then emits the bitmap 64 positions at a time and the labels of set bits.
 void encode_bitmap(const IndexContext& c, uint8_t* out, std::vector<uint8_t>& label) {
-  const size_t nbm = size_t((c.numel + 7) / 8);
-  std::memset(out, 0, nbm);
-  label.resize(size_t(c.numel));
+  const size_t numel = size_t(c.numel), nbm = (numel + 7) / 8;
+  label.assign(numel, 0);
   uint64_t n = 0;
   for (size_t b = 0; b < c.blocks->size(); ++b) {
     const PositionSpan& s = (*c.blocks)[b];
-    for (uint64_t j = 0; j < s.n; ++j) {
-      uint32_t p = s.pos[j];
-      out[p >> 3] |= uint8_t(1u << (p & 7));
-      label[p] = uint8_t(b);
-    }
+    for (uint64_t j = 0; j < s.n; ++j) label[s.pos[j]] = uint8_t(b + 1);
     n += s.n;
   }
   const int wl = bit_length(c.blocks->size() - 1);
   uint8_t* lab = out + nbm;
-  std::memset(lab, 0, packed_bytes(n, wl));
   uint64_t acc = 0;
   int fill = 0;
-  for (size_t byte = 0; byte < nbm; ++byte) {
-    uint32_t bits = out[byte];
-    while (bits) {
-      int t = __builtin_ctz(bits);
-      bits &= bits - 1;
-      acc |= uint64_t(label[byte * 8 + size_t(t)]) << fill;
+  for (size_t base = 0; base < numel; base += 64) {
+    const size_t m = numel - base < 64 ? numel - base : 64;
+    const uint8_t* l = label.data() + base;
+    uint64_t word = 0;
+    if (m == 64) {
+      // 8 labels at a time: the high bit of each byte says "non-zero", and one multiply
+      // gathers the eight flags (at bits 0, 8, ..., 56) into one byte, in order.
+      for (int k = 0; k < 8; ++k) {
+        const uint64_t v = load_le64(l + 8 * k);
+        const uint64_t nz = ((((v & 0x7f7f7f7f7f7f7f7full) + 0x7f7f7f7f7f7f7f7full) | v) >> 7) & 0x0101010101010101ull;
+        word |= ((nz * 0x0102040810204080ull) >> 56) << (8 * k);
+      }
+    } else {
+      for (size_t i = 0; i < m; ++i) word |= uint64_t(l[i] != 0) << i;
+    }
+    for (size_t i = 0; i < (m + 7) / 8; ++i) out[base / 8 + i] = uint8_t(word >> (8 * i));
+    while (word) {
+      const int t = __builtin_ctzll(word);
+      word &= word - 1;
+      acc |= uint64_t(l[t] - 1) << fill;
       fill += wl;
-      while (fill >= 8) {
-        *lab++ = uint8_t(acc);
-        acc >>= 8;
-        fill -= 8;
+      if (fill >= 32) {
+        for (int k = 0; k < 4; ++k) *lab++ = uint8_t(acc >> (8 * k));
+        acc >>= 32;
+        fill -= 32;
       }
     }
   }
-  if (fill) *lab = uint8_t(acc);
+  while (fill > 0) {
+    *lab++ = uint8_t(acc);
+    acc >>= 8;
+    fill -= 8;
+  }
 }
 
 uint8_t* put_varint(uint8_t* out, uint64_t v) {
@@ -105,11 +119,15 @@ void encode_delta_rice(const IndexContext& c, uint8_t* out) {
     if (!b.n) continue;
     const int k = rice_parameter(c.numel, b.n);
     BitWriter w(out);
+    const uint64_t rem_mask = (uint64_t(1) << k) - 1;
     for (uint64_t j = 0; j < b.n; ++j) {
-      uint64_t g = gap_at(b.pos, j);
-      w.zeros(g >> k);
-      w.put(1, 1);
-      w.put(g & ((uint64_t(1) << k) - 1), k);
+      const uint64_t g = gap_at(b.pos, j), q = g >> k;
+      if (q + 1 + uint64_t(k) <= 32) {  // whole code in one write: q zeros, a one, k bits
+        w.put((uint64_t(1) << q) | ((g & rem_mask) << (q + 1)), int(q + 1) + k);
+      } else {
+        w.zeros(q);
+        w.put(1 | ((g & rem_mask) << 1), k + 1);
+      }
     }
     out += w.finish();
   }
@@ -161,9 +179,10 @@ void decode_bitmap(const uint8_t* in, size_t len, uint64_t numel, const std::vec
   const int wl = bit_length(counts.size() - 1);
   COLLAB_FRAME_CHECK(len == nbm + packed_bytes(n, wl), "bitmap section has the wrong size");
   if (numel % 8) COLLAB_FRAME_CHECK((in[nbm - 1] >> (numel % 8)) == 0, "bitmap padding is not zero");
-  std::vector<uint64_t> cursor(counts.size()), end(counts.size());
+  const size_t nb = counts.size();
+  uint64_t cursor[2 * COLLAB_MAX_BLOCKS], end[2 * COLLAB_MAX_BLOCKS];
   uint64_t off = 0;
-  for (size_t b = 0; b < counts.size(); ++b) {
+  for (size_t b = 0; b < nb; ++b) {
     cursor[b] = off;
     off += counts[b];
     end[b] = off;
@@ -172,17 +191,30 @@ void decode_bitmap(const uint8_t* in, size_t len, uint64_t numel, const std::vec
   const size_t nlab = len - nbm;
   const uint64_t mask = (uint64_t(1) << wl) - 1;
   uint64_t seen = 0;
-  for (size_t byte = 0; byte < nbm; ++byte) {
-    uint32_t bits = in[byte];
-    while (bits) {
-      int t = __builtin_ctz(bits);
-      bits &= bits - 1;
-      COLLAB_FRAME_CHECK(seen < n, "bitmap population does not match block counts");
-      uint64_t bit = seen * uint64_t(wl);
-      uint64_t word = 0;
-      for (int k = 0; k < 2 && (bit >> 3) + size_t(k) < nlab; ++k) word |= uint64_t(lab[(bit >> 3) + size_t(k)]) << (8 * k);
-      uint64_t label = (word >> (bit & 7)) & mask;
-      COLLAB_FRAME_CHECK(label < counts.size() && cursor[label] < end[label], "bitmap labels do not match block counts");
+  for (size_t byte = 0; byte < nbm; byte += 8) {
+    uint64_t word = 0;
+    if (byte + 8 <= nbm) {
+      word = load_le64(in + byte);
+    } else {
+      for (size_t k = 0; byte + k < nbm; ++k) word |= uint64_t(in[byte + k]) << (8 * k);
+    }
+    if (!word) continue;
+    COLLAB_FRAME_CHECK(uint64_t(__builtin_popcountll(word)) <= n - seen,
+                       "bitmap population does not match block counts");
+    while (word) {
+      const int t = __builtin_ctzll(word);
+      word &= word - 1;
+      const uint64_t bit = seen * uint64_t(wl);
+      const size_t at = size_t(bit >> 3);
+      uint64_t window;  // labels are <= 7 bits: two bytes cover any bit offset
+      if (at + 8 <= nlab) {
+        window = load_le64(lab + at);
+      } else {
+        window = lab[at];
+        if (at + 1 < nlab) window |= uint64_t(lab[at + 1]) << 8;
+      }
+      const uint64_t label = (window >> (bit & 7)) & mask;
+      COLLAB_FRAME_CHECK(label < nb && cursor[label] < end[label], "bitmap labels do not match block counts");
       positions[cursor[label]++] = uint32_t(byte * 8 + size_t(t));
       ++seen;
     }

@@ -11,7 +11,7 @@
 namespace collab {
 
 struct SplitScratch {
-  std::vector<uint64_t> composite;
+  std::vector<uint32_t> keys, bucket_keys;
   std::vector<uint32_t> pos;
   std::vector<float> mag;
 };

@@ -38,18 +38,27 @@ void pack_bits(const T* v, size_t n, int width, uint8_t* out) {
     }
     return;
   }
+  // 64-bit accumulator, flushed 32 bits at a time (fill < 32 before each value, width <= 32).
   uint64_t acc = 0;
-  int nbits = 0;
+  int fill = 0;
   for (size_t i = 0; i < n; ++i) {
-    acc |= uint64_t(v[i]) << nbits;
-    nbits += width;
-    while (nbits >= 8) {
-      *out++ = uint8_t(acc);
-      acc >>= 8;
-      nbits -= 8;
+    acc |= uint64_t(v[i]) << fill;
+    fill += width;
+    if (fill >= 32) {
+      const uint32_t lo = uint32_t(acc);
+      out[0] = uint8_t(lo);
+      out[1] = uint8_t(lo >> 8);
+      out[2] = uint8_t(lo >> 16);
+      out[3] = uint8_t(lo >> 24);
+      out += 4;
+      acc >>= 32;
+      fill -= 32;
     }
   }
-  if (nbits > 0) *out = uint8_t(acc);
+  for (; fill > 0; fill -= 8) {
+    *out++ = uint8_t(acc);
+    acc >>= 8;
+  }
 }
 
 // Unpack n values of `width` bits from in[0, nbytes); nbytes must be >= packed_bytes(n, width).
@@ -92,13 +101,18 @@ void unpack_bits(const uint8_t* in, size_t nbytes, size_t n, int width, T* out) 
 class BitWriter {
  public:
   explicit BitWriter(uint8_t* out) : out_(out) {}
-  void put(uint64_t value, int nbits) {  // nbits <= 32
+  void put(uint64_t value, int nbits) {  // nbits <= 32, value < 2^nbits
     acc_ |= value << fill_;
     fill_ += nbits;
-    while (fill_ >= 8) {
-      out_[len_++] = uint8_t(acc_);
-      acc_ >>= 8;
-      fill_ -= 8;
+    if (fill_ >= 32) {
+      const uint32_t lo = uint32_t(acc_);
+      out_[len_] = uint8_t(lo);
+      out_[len_ + 1] = uint8_t(lo >> 8);
+      out_[len_ + 2] = uint8_t(lo >> 16);
+      out_[len_ + 3] = uint8_t(lo >> 24);
+      len_ += 4;
+      acc_ >>= 32;
+      fill_ -= 32;
     }
   }
   void zeros(uint64_t count) {
@@ -108,8 +122,11 @@ class BitWriter {
     }
     put(0, int(count));
   }
-  size_t finish() {  // flush the partial byte; returns bytes written
-    if (fill_ > 0) out_[len_++] = uint8_t(acc_);
+  size_t finish() {  // flush the partial bytes; returns bytes written
+    for (; fill_ > 0; fill_ -= 8) {
+      out_[len_++] = uint8_t(acc_);
+      acc_ >>= 8;
+    }
     acc_ = 0;
     fill_ = 0;
     return len_;

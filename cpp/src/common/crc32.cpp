@@ -1,6 +1,8 @@
+// CRC-32 (IEEE, reflected 0xEDB88320) with hardware paths picked at run time:
+// x86-64 PCLMULQDQ folding (crc32_x86.cpp), ARMv8 CRC32 instructions (crc32_arm.cpp),
+// and a portable slicing-by-8 table version that also finishes the hardware paths' tails.
 #include "common/crc32.hpp"
 
-#include <array>
 #include <cstring>
 
 namespace collab {
@@ -26,12 +28,19 @@ const Tables& tables() {
   return tab;
 }
 
+using HwFn = uint32_t (*)(uint32_t state, const uint8_t* p, size_t len, size_t* done);
+
+HwFn pick_hw() {
+  if (HwFn f = crc32_x86_pclmul()) return f;
+  if (HwFn f = crc32_arm_crc()) return f;
+  return nullptr;
+}
+
 }  // namespace
 
-uint32_t crc32(const void* data, size_t len, uint32_t crc) {
+// Raw (non-inverted) state update, table driven.
+uint32_t crc32_update_table(uint32_t crc, const uint8_t* p, size_t len) {
   const auto& t = tables().t;
-  const uint8_t* p = static_cast<const uint8_t*>(data);
-  crc = ~crc;
   while (len >= 8) {
     uint32_t lo, hi;
     std::memcpy(&lo, p, 4);
@@ -47,7 +56,31 @@ uint32_t crc32(const void* data, size_t len, uint32_t crc) {
     len -= 8;
   }
   while (len--) crc = (crc >> 8) ^ t[0][(crc ^ *p++) & 0xffu];
-  return ~crc;
+  return crc;
 }
+
+uint32_t crc32(const void* data, size_t len, uint32_t crc) {
+  static const HwFn hw = pick_hw();
+  const uint8_t* p = static_cast<const uint8_t*>(data);
+  uint32_t state = ~crc;
+  if (hw && len >= 64) {
+    size_t done = 0;
+    state = hw(state, p, len, &done);
+    p += done;
+    len -= done;
+  }
+  return ~crc32_update_table(state, p, len);
+}
+
+uint32_t crc32_portable(const void* data, size_t len, uint32_t crc) {
+  return ~crc32_update_table(~crc, static_cast<const uint8_t*>(data), len);
+}
+
+#if !defined(COLLAB_HAVE_X86_CRC)
+uint32_t (*crc32_x86_pclmul())(uint32_t, const uint8_t*, size_t, size_t*) { return nullptr; }
+#endif
+#if !defined(COLLAB_HAVE_ARM_CRC)
+uint32_t (*crc32_arm_crc())(uint32_t, const uint8_t*, size_t, size_t*) { return nullptr; }
+#endif
 
 }  // namespace collab

@@ -101,6 +101,69 @@ void avx2_dequantize(const uint16_t* codes, size_t n, float lo, float step, floa
   scalar_dequantize(codes + i, n - i, lo, step, out + i);
 }
 
+// Left-pack permutations: entry m lists the set lanes of the 8-bit mask m, in order
+// (one byte per lane index), built at compile time.
+struct PackTable {
+  uint64_t idx[256];
+};
+constexpr PackTable make_pack_table() {
+  PackTable t{};
+  for (int m = 0; m < 256; ++m) {
+    uint64_t v = 0;
+    int k = 0;
+    for (int lane = 0; lane < 8; ++lane)
+      if (m & (1 << lane)) v |= uint64_t(lane) << (8 * k++);
+    t.idx[m] = v;
+  }
+  return t;
+}
+constexpr PackTable kPack = make_pack_table();
+
+inline size_t left_pack(__m256i v, int mask, uint32_t* out) {
+  const __m256i perm = _mm256_cvtepu8_epi32(_mm_cvtsi64_si128(int64_t(kPack.idx[mask])));
+  _mm256_storeu_si256(reinterpret_cast<__m256i*>(out), _mm256_permutevar8x32_epi32(v, perm));
+  return size_t(__builtin_popcount(unsigned(mask)));
+}
+
+size_t avx2_select_range(const uint32_t* keys, size_t n, uint32_t lo, uint32_t hi, uint32_t* out) {
+  // keys, lo and hi are < 2^31, so signed compares are exact (lo - 1 may be -1).
+  const __m256i vlo = _mm256_set1_epi32(int32_t(lo) - 1), vhi = _mm256_set1_epi32(int32_t(hi));
+  size_t c = 0, i = 0;
+  for (; i + 8 <= n; i += 8) {
+    const __m256i k = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(keys + i));
+    const __m256i in = _mm256_andnot_si256(_mm256_cmpgt_epi32(k, vhi), _mm256_cmpgt_epi32(k, vlo));
+    c += left_pack(k, _mm256_movemask_ps(_mm256_castsi256_ps(in)), out + c);
+  }
+  return c + scalar_select_range(keys + i, n - i, lo, hi, out + c);
+}
+
+void avx2_emit_by_sign(const uint32_t* keys, const void* x, collab_dtype dtype, size_t n, uint32_t thresh,
+                       uint32_t first, uint32_t* pos, size_t* npos, uint32_t* neg, size_t* nneg) {
+  const __m256i vth = _mm256_set1_epi32(int32_t(thresh) - 1);  // thresh in [1, 2^31)
+  __m256i idx = _mm256_add_epi32(_mm256_set1_epi32(int32_t(first)), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+  const __m256i eight = _mm256_set1_epi32(8);
+  size_t np = *npos, nn = *nneg, i = 0;
+  for (; i + 8 <= n; i += 8) {
+    const __m256i k = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(keys + i));
+    const int in = _mm256_movemask_ps(_mm256_castsi256_ps(_mm256_cmpgt_epi32(k, vth)));
+    int sg;
+    if (dtype == COLLAB_DTYPE_F32) {
+      sg = _mm256_movemask_ps(_mm256_loadu_ps(static_cast<const float*>(x) + i));
+    } else {
+      const __m128i h = _mm_loadu_si128(reinterpret_cast<const __m128i*>(static_cast<const uint16_t*>(x) + i));
+      sg = _mm256_movemask_ps(_mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(h), 16)));
+    }
+    np += left_pack(idx, in & ~sg, pos + np);
+    nn += left_pack(idx, in & sg, neg + nn);
+    idx = _mm256_add_epi32(idx, eight);
+  }
+  *npos = np;
+  *nneg = nn;
+  const size_t esize = dtype == COLLAB_DTYPE_F32 ? 4 : 2;
+  scalar_emit_by_sign(keys + i, static_cast<const uint8_t*>(x) + i * esize, dtype, n - i, thresh,
+                      first + uint32_t(i), pos, npos, neg, nneg);
+}
+
 void avx2_to_f16(const float* v, size_t n, uint16_t* out) {
   size_t i = 0;
   for (; i + 8 <= n; i += 8) {
@@ -128,8 +191,9 @@ void avx2_to_bf16(const float* v, size_t n, uint16_t* out) {
 }  // namespace
 
 const Kernels* avx2_kernels() {
-  static const Kernels k{"avx2",          avx2_abs_bits, avx2_minmax, avx2_quantize,
-                         avx2_dequantize, avx2_to_f16,   avx2_to_bf16};
+  static const Kernels k{"avx2",          avx2_abs_bits,       avx2_minmax,
+                         avx2_quantize,   avx2_dequantize,     avx2_select_range,
+                         avx2_emit_by_sign, avx2_to_f16,       avx2_to_bf16};
   return &k;
 }
 

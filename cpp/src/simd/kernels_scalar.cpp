@@ -59,6 +59,33 @@ void scalar_dequantize(const uint16_t* codes, size_t n, float lo, float step, fl
   }
 }
 
+size_t scalar_select_range(const uint32_t* keys, size_t n, uint32_t lo, uint32_t hi, uint32_t* out) {
+  size_t c = 0;
+  for (size_t i = 0; i < n; ++i) {
+    const uint32_t k = keys[i];
+    out[c] = k;  // branch-free: always written, counted when in range
+    c += (k >= lo) & (k <= hi);
+  }
+  return c;
+}
+
+void scalar_emit_by_sign(const uint32_t* keys, const void* x, collab_dtype dtype, size_t n, uint32_t thresh,
+                         uint32_t first, uint32_t* pos, size_t* npos, uint32_t* neg, size_t* nneg) {
+  size_t np = *npos, nn = *nneg;
+  const uint32_t* x32 = static_cast<const uint32_t*>(x);
+  const uint16_t* x16 = static_cast<const uint16_t*>(x);
+  for (size_t i = 0; i < n; ++i) {
+    const size_t in = keys[i] >= thresh;
+    const size_t sg = dtype == COLLAB_DTYPE_F32 ? x32[i] >> 31 : size_t(x16[i] >> 15);
+    pos[np] = first + uint32_t(i);
+    neg[nn] = first + uint32_t(i);
+    np += in & (sg ^ 1);
+    nn += in & sg;
+  }
+  *npos = np;
+  *nneg = nn;
+}
+
 void scalar_to_f16(const float* v, size_t n, uint16_t* out) {
   for (size_t i = 0; i < n; ++i) out[i] = f32_to_f16(v[i]);
 }
@@ -68,8 +95,9 @@ void scalar_to_bf16(const float* v, size_t n, uint16_t* out) {
 }
 
 const Kernels& scalar_kernels() {
-  static const Kernels k{"scalar",          scalar_abs_bits, scalar_minmax, scalar_quantize,
-                         scalar_dequantize, scalar_to_f16,   scalar_to_bf16};
+  static const Kernels k{"scalar",        scalar_abs_bits,     scalar_minmax,
+                         scalar_quantize, scalar_dequantize,   scalar_select_range,
+                         scalar_emit_by_sign, scalar_to_f16,   scalar_to_bf16};
   return k;
 }
 

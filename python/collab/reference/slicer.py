@@ -623,27 +623,24 @@ def decode_positions(h: dict) -> list[np.ndarray]:
                 continue
             k = rice_parameter(numel, c)
             bits = np.unpackbits(np.frombuffer(index[p:], dtype=np.uint8), bitorder="little")
-            i, gaps = 0, []
-            for _ in range(c):
-                q = 0
-                while True:
-                    if i >= len(bits):
-                        raise FrameError("truncated rice code")
-                    if bits[i]:
-                        break
-                    q += 1
-                    i += 1
-                    if q > numel:
-                        raise FrameError("rice gap out of range")
-                i += 1
+            ones = np.flatnonzero(bits)  # candidate terminators of the unary parts
+            weights = 1 << np.arange(k, dtype=np.int64)
+            i, gaps = 0, np.empty(c, dtype=np.int64)
+            for j in range(c):
+                t = np.searchsorted(ones, i)  # next one bit at or after i ends the unary part
+                if t == len(ones):
+                    raise FrameError("truncated rice code")
+                q = int(ones[t]) - i
+                if q > numel:
+                    raise FrameError("rice gap out of range")
+                i = int(ones[t]) + 1
                 if i + k > len(bits):
                     raise FrameError("truncated rice code")
-                g = (q << k) | int(sum(int(bits[i + j]) << j for j in range(k)))
+                gaps[j] = (q << k) | int(bits[i:i + k] @ weights)
                 i += k
-                gaps.append(g)
-            if max(gaps) >= numel:
+            if gaps.max() >= numel:
                 raise FrameError("gap out of range")
-            pos = np.cumsum(np.array(gaps, dtype=np.int64) + 1) - 1
+            pos = np.cumsum(gaps + 1) - 1
             _check_positions(pos, numel)
             out.append(pos)
             p += (i + 7) // 8

@@ -53,8 +53,21 @@ def test_cuda_encode_decode_match_cpu(rng, tdt, ndt):
                                    np.int16 if tdt != torch.float32 else np.int32)))
 
 
-def test_cuda_request_without_gpu_is_clear():
+def test_cuda_decode_request_without_gpu_is_clear():
     if collab.cuda_available():
         pytest.skip("a CUDA device is present; this checks the error path without one")
     with pytest.raises(Exception, match="CUDA|cuda"):
         codec.decode(codec.encode(np.ones(4, np.float32), 0.5), device="cuda")
+
+
+def test_cuda_tensor_without_gpu_is_a_clear_error():
+    """A CUDA device pointer with no usable GPU must give DeviceError, not a crash."""
+    if collab.cuda_available():
+        pytest.skip("a CUDA device is present")
+    from collab import _native
+    from collab.errors import DeviceError
+    with pytest.raises(DeviceError, match="CUDA"):
+        _native.encode(None, 0xdead0000, 0, [4], 1, 0, 0.5, 0.0, [1, 1], [8], 0.0, 0, -1, 0)
+    frame = codec.encode(np.ones(4, np.float32), 0.5)
+    with pytest.raises(DeviceError, match="CUDA"):
+        _native.decode_into(None, frame, 0xdead0000, 0, [4], 1, 0)

@@ -40,16 +40,6 @@ inline uint64_t asym_key(uint32_t abs_bits, uint32_t sign, double lam) {
   return u;
 }
 
-// Pick `need` of the tied indices (ascending): smallest (priority, index) first.
-void choose_ties(std::vector<uint32_t>& ties, uint64_t need, uint64_t seed) {
-  std::vector<std::pair<uint64_t, uint32_t>> pr(ties.size());
-  for (size_t i = 0; i < ties.size(); ++i) pr[i] = {tie_priority(seed, ties[i]), ties[i]};
-  std::nth_element(pr.begin(), pr.begin() + ptrdiff_t(need - 1), pr.end());
-  ties.resize(size_t(need));
-  for (size_t i = 0; i < need; ++i) ties[i] = pr[i].second;
-  std::sort(ties.begin(), ties.end());
-}
-
 // The two key types: 32-bit |x| patterns run on the SIMD kernels; 64-bit asymmetric keys
 // (lam > 0) use the same passes as plain loops.
 template <class Key>
@@ -174,6 +164,15 @@ void select_and_emit(const void* x, collab_dtype dtype, uint64_t numel, uint64_t
 }
 
 }  // namespace
+
+void choose_ties(std::vector<uint32_t>& ties, uint64_t need, uint64_t seed) {
+  std::vector<std::pair<uint64_t, uint32_t>> pr(ties.size());
+  for (size_t i = 0; i < ties.size(); ++i) pr[i] = {tie_priority(seed, ties[i]), ties[i]};
+  std::nth_element(pr.begin(), pr.begin() + ptrdiff_t(need - 1), pr.end());
+  ties.resize(size_t(need));
+  for (size_t i = 0; i < need; ++i) ties[i] = pr[i].second;
+  std::sort(ties.begin(), ties.end());
+}
 
 void atkf_select(const void* x, collab_dtype dtype, uint64_t numel, double sparsity, double lam, uint64_t seed,
                  int threads, AtkfScratch& s, SignedSurvivors out[2]) {

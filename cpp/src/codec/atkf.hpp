@@ -45,6 +45,10 @@ struct AtkfScratch {
 void atkf_select(const void* x, collab_dtype dtype, uint64_t numel, double sparsity, double lam, uint64_t seed,
                  int threads, AtkfScratch& s, SignedSurvivors out[2]);
 
+// Keep `need` of the indices tied at the threshold: the smallest (tie_priority, index)
+// pairs, returned in ascending index order (a seeded, uniformly random choice).
+void choose_ties(std::vector<uint32_t>& ties, uint64_t need, uint64_t seed);
+
 // SplitMix64 priority of element idx for tie-breaking (same as the reference).
 inline uint64_t tie_priority(uint64_t seed, uint64_t idx) {
   uint64_t z = seed + (idx + 1) * 0x9E3779B97F4A7C15ull;

@@ -3,6 +3,7 @@
 #pragma once
 
 #include <cstdint>
+#include <memory>
 #include <vector>
 
 #include "codec/atkf.hpp"
@@ -18,5 +19,5 @@ struct collab_codec {
   std::vector<uint32_t> positions;
   std::vector<float> values;
   std::vector<uint16_t> values16;
-  std::vector<uint8_t> host_staging;  // CUDA paths: frame-sized host buffers
+  std::shared_ptr<void> cuda;  // device scratch of the CUDA path (kernels/cuda), created on first use
 };

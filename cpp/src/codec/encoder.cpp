@@ -25,6 +25,13 @@ size_t encode_frame(collab_codec& ctx, const void* x, collab_dtype dtype, const 
 
   // 1. ATKF + sign separation.
   atkf_select(x, dtype, numel, p.sparsity, p.lam, p.seed, threads, ctx.atkf, ctx.surv);
+  return encode_survivors(ctx, dtype, shape, ndim, p, out, capacity);
+}
+
+size_t encode_survivors(collab_codec& ctx, collab_dtype dtype, const int64_t* shape, int32_t ndim,
+                        const collab_codec_params& p, uint8_t* out, size_t capacity) {
+  const uint64_t numel = checked_numel(shape, ndim);
+  const int threads = p.n_threads > 0 ? p.n_threads : default_num_threads();
 
   // 2. MS: each sign's survivors into equal-cardinality magnitude blocks.
   magnitude_split(ctx.surv[0], p.blocks_pos, ctx.split, ctx.offsets[0]);

@@ -13,6 +13,11 @@ namespace collab {
 size_t encode_frame(collab_codec& ctx, const void* x, collab_dtype dtype, const int64_t* shape, int32_t ndim,
                     const collab_codec_params& params, uint8_t* out, size_t capacity);
 
+// Steps 2-4 (MS, AIQ/ABQ, index code, frame) from ATKF survivors already in ctx.surv
+// (used by encode_frame and by the CUDA path, whose ATKF runs on the device).
+size_t encode_survivors(collab_codec& ctx, collab_dtype dtype, const int64_t* shape, int32_t ndim,
+                        const collab_codec_params& params, uint8_t* out, size_t capacity);
+
 // Size bounds (see collab_predict_bits / collab_encode_bound).
 uint64_t predict_frame_bytes(const int64_t* shape, int32_t ndim, const collab_codec_params& params);
 uint64_t encode_bound_bytes(const int64_t* shape, int32_t ndim, const collab_codec_params& params);

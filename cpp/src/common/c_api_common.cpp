@@ -7,7 +7,7 @@
 #include "simd/kernels.hpp"
 
 #if defined(COLLAB_WITH_CUDA)
-#include "cuda/cuda_runtime_api_min.hpp"
+#include "cuda/slicer_cuda.hpp"
 #endif
 
 namespace collab {

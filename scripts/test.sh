@@ -11,36 +11,11 @@ ROOT=$PWD
 JOBS=${JOBS:-$(nproc)}
 log() { printf '\n=== %s ===\n' "$*"; }
 
-# ---- system packages ------------------------------------------------------------------
-APT_PACKAGES=(
-  cmake ninja-build g++                    # native build
-  clang-14 libclang-rt-14-dev              # libFuzzer + sanitizers for the fuzz target
-  g++-aarch64-linux-gnu qemu-user-static   # ARM64 (NEON) build of the core, run under qemu
-  dataset-fashion-mnist                    # real images for the ViT tests
-)
-if command -v apt-get >/dev/null && [ "$(id -u)" = 0 ]; then
-  missing=()
-  for p in "${APT_PACKAGES[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
-  if [ ${#missing[@]} -gt 0 ]; then
-    log "apt-get install ${missing[*]}"
-    apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q "${missing[@]}"
-  fi
-fi
-
-# ---- Python environment ------------------------------------------------------------------
-VENV=${COLLAB_TEST_VENV:-$ROOT/.venv-test}
-if [ ! -x "$VENV/bin/python" ]; then
-  log "creating $VENV"
-  python3 -m venv "$VENV"
-fi
+# ---- system packages, virtual environment, build ------------------------------------------
+COLLAB_VENV=${COLLAB_VENV:-$ROOT/.venv-test}
+export COLLAB_VENV
 # shellcheck disable=SC1091
-. "$VENV/bin/activate"
-log "pip install test dependencies"
-python -m pip install -q --upgrade pip
-python -m pip install -q -r requirements-test.txt
-log "pip install . (builds the native core)"
-python -m pip install -q -v . > "$ROOT/build/pip-install.log" 2>&1 || { tail -50 "$ROOT/build/pip-install.log"; exit 1; }
-grep -E "collab: (CUDA|no CUDA)" "$ROOT/build/pip-install.log" || true
+source "$ROOT/scripts/setup.sh"
 
 # ---- Python tests ------------------------------------------------------------------------
 log "pytest"

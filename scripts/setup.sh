@@ -1,0 +1,44 @@
+#!/usr/bin/env bash
+# Prepare a fresh Debian machine for collab: system packages, a virtual environment with the
+# Python dependencies, and the package itself built from this checkout (native core, CUDA
+# kernels when nvcc is present). Idempotent: re-running only installs what is missing.
+#
+#   source scripts/setup.sh      # leaves the virtual environment active
+set -euo pipefail
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+log() { printf '\n=== %s ===\n' "$*"; }
+
+APT_PACKAGES=(
+  cmake ninja-build g++                    # native build
+  clang-14 libclang-rt-14-dev              # libFuzzer + sanitizers for the fuzz target
+  g++-aarch64-linux-gnu qemu-user-static   # ARM64 (NEON) build of the core, run under qemu
+  dataset-fashion-mnist                    # real images for the ViT tests
+)
+if command -v apt-get >/dev/null && [ "$(id -u)" = 0 ]; then
+  missing=()
+  for p in "${APT_PACKAGES[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
+  if [ ${#missing[@]} -gt 0 ]; then
+    log "apt-get install ${missing[*]}"
+    apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q "${missing[@]}"
+  fi
+fi
+
+VENV=${COLLAB_VENV:-$ROOT/.venv}
+if [ ! -x "$VENV/bin/python" ]; then
+  log "creating $VENV"
+  python3 -m venv "$VENV"
+fi
+# shellcheck disable=SC1091
+. "$VENV/bin/activate"
+log "pip install dependencies"
+python -m pip install -q --upgrade pip
+python -m pip install -q -r "$ROOT/requirements-test.txt"
+log "pip install . (builds the native core)"
+mkdir -p "$ROOT/build"
+# --no-build-isolation: build against the packages installed above (pybind11,
+# scikit-build-core, and the libraries the optional native parts link to).
+if ! python -m pip install -q -v --no-build-isolation "$ROOT" > "$ROOT/build/pip-install.log" 2>&1; then
+  tail -60 "$ROOT/build/pip-install.log"
+  exit 1
+fi
+grep -E "collab: " "$ROOT/build/pip-install.log" | sed 's/^ *//' || true

@@ -12,12 +12,13 @@ namespace collab_py {
 namespace {
 
 struct LlmModel {
-  explicit LlmModel(const std::string& path) {
+  explicit LlmModel(const std::string& path, const std::string& rpc = "", int32_t n_remote = 0) {
     collab_llm_model* m = nullptr;
     collab_status st;
     {
       py::gil_scoped_release nogil;
-      st = collab_llm_model_load(path.c_str(), &m);
+      st = rpc.empty() ? collab_llm_model_load(path.c_str(), &m)
+                       : collab_llm_model_load_rpc(path.c_str(), rpc.c_str(), n_remote, &m);
     }
     check(st);
     ptr = m;
@@ -88,7 +89,8 @@ void bind_llm(py::module_& m) {
   m.def("llm_available", [] { return collab_llm_available() != 0; });
 
   py::class_<LlmModel, std::shared_ptr<LlmModel>>(m, "LlmModel")
-      .def(py::init<const std::string&>(), py::arg("path"))
+      .def(py::init<const std::string&, const std::string&, int32_t>(), py::arg("path"), py::arg("rpc") = "",
+           py::arg("n_remote_layers") = 0)
       .def("info", [](const LlmModel& self) { return info_dict(self.info); })
       .def("tokenize",
            [](const LlmModel& self, const std::string& text, bool add_special, bool parse_special) {

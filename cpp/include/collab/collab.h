@@ -232,6 +232,11 @@ COLLAB_API void collab_llm_session_params_init(collab_llm_session_params* params
 /* Load a GGUF (CPU, mmap). n_threads is unused at load time; sessions choose theirs. */
 COLLAB_API collab_status collab_llm_model_load(const char* path, collab_llm_model** model);
 COLLAB_API void collab_llm_model_free(collab_llm_model* model);
+/* Baseline for comparison: llama.cpp's own RPC backend. Loads the model with its last
+ * n_remote_layers layers (n_layer - l + 1 = layers [l, L) plus the output layer) placed on
+ * the ggml rpc-server at endpoint ("host:port"); the rest runs here. FULL sessions only. */
+COLLAB_API collab_status collab_llm_model_load_rpc(const char* path, const char* endpoint, int32_t n_remote_layers,
+                                                   collab_llm_model** model);
 COLLAB_API collab_status collab_llm_model_info_get(const collab_llm_model* model, collab_llm_model_info* info);
 
 /* Text -> token ids (capacity in tokens; COLLAB_ERR_BUFFER_TOO_SMALL sets *n_tokens to the

@@ -9,7 +9,7 @@
 using namespace collab;
 
 struct collab_llm_model {
-  explicit collab_llm_model(const char* path) : m(path) {}
+  explicit collab_llm_model(const char* path, const char* rpc = nullptr, int32_t n_remote = 0) : m(path, rpc, n_remote) {}
   llm::Model m;
 };
 
@@ -44,6 +44,16 @@ collab_status collab_llm_model_load(const char* path, collab_llm_model** model) 
     COLLAB_ARG_CHECK(path != nullptr && model != nullptr, "path and model must not be NULL");
     *model = nullptr;
     *model = new collab_llm_model(path);
+  });
+}
+
+collab_status collab_llm_model_load_rpc(const char* path, const char* endpoint, int32_t n_remote_layers,
+                                        collab_llm_model** model) {
+  return guarded([&] {
+    COLLAB_ARG_CHECK(path != nullptr && endpoint != nullptr && model != nullptr,
+                     "path, endpoint and model must not be NULL");
+    *model = nullptr;
+    *model = new collab_llm_model(path, endpoint, n_remote_layers);
   });
 }
 

@@ -23,6 +23,10 @@ collab_status collab_llm_model_load(const char*, collab_llm_model** model) {
   if (model) *model = nullptr;
   return unsupported();
 }
+collab_status collab_llm_model_load_rpc(const char*, const char*, int32_t, collab_llm_model** model) {
+  if (model) *model = nullptr;
+  return unsupported();
+}
 void collab_llm_model_free(collab_llm_model*) {}
 collab_status collab_llm_model_info_get(const collab_llm_model*, collab_llm_model_info*) { return unsupported(); }
 collab_status collab_llm_tokenize(const collab_llm_model*, const char*, size_t, int32_t, int32_t, int32_t*, size_t,

@@ -67,7 +67,7 @@ struct Batch {
 
 // ---- Model ---------------------------------------------------------------------------
 
-Model::Model(const std::string& path) {
+Model::Model(const std::string& path, const char* rpc_endpoint, int32_t n_remote_layers) {
   backend_init_once();
   FILE* f = std::fopen(path.c_str(), "rb");
   COLLAB_ARG_CHECK(f != nullptr, "cannot open model file %s", path.c_str());
@@ -82,6 +82,22 @@ Model::Model(const std::string& path) {
   // llama.cpp version and change the matmul kernels between a full model and its parts;
   // plain CPU buffers keep head+tail bit-identical to the full model.
   mp.use_extra_bufts = false;
+  std::vector<ggml_backend_dev_t> devices;
+  if (rpc_endpoint != nullptr) {
+    COLLAB_ARG_CHECK(*rpc_endpoint != '\0' && n_remote_layers > 0, "RPC needs an endpoint and n_remote_layers > 0");
+    ggml_backend_reg_t rpc = ggml_backend_reg_by_name("RPC");
+    if (!rpc) fail(COLLAB_ERR_UNSUPPORTED, "this llama.cpp build has no RPC backend (GGML_RPC=OFF)");
+    using add_server_t = ggml_backend_reg_t (*)(const char*);
+    auto add_server = reinterpret_cast<add_server_t>(ggml_backend_reg_get_proc_address(rpc, "ggml_backend_rpc_add_server"));
+    if (!add_server) fail(COLLAB_ERR_UNSUPPORTED, "RPC backend without ggml_backend_rpc_add_server");
+    ggml_backend_reg_t reg = add_server(rpc_endpoint);
+    if (!reg || ggml_backend_reg_dev_count(reg) == 0)
+      fail(COLLAB_ERR_INVALID_ARGUMENT, "cannot reach a ggml rpc-server at %s", rpc_endpoint);
+    for (size_t i = 0; i < ggml_backend_reg_dev_count(reg); ++i) devices.push_back(ggml_backend_reg_dev_get(reg, i));
+    devices.push_back(nullptr);
+    mp.devices = devices.data();
+    mp.n_gpu_layers = n_remote_layers;
+  }
   model_ = llama_model_load_from_file(path.c_str(), mp);
   if (!model_) fail(COLLAB_ERR_INVALID_ARGUMENT, "llama.cpp could not load %s (see COLLAB_LLM_VERBOSE=1 log)",
                     path.c_str());
@@ -188,6 +204,8 @@ Session::Session(Model& model, const collab_llm_session_params& p) : model_(mode
   ctx_ = llama_init_from_model(model.get(), cp);
   if (!ctx_) fail(COLLAB_ERR_OUT_OF_MEMORY, "llama.cpp could not create a context (n_ctx %d)", n_ctx_);
   n_ctx_ = int32_t(llama_n_ctx(ctx_));
+  // llama.cpp may lower n_batch (to n_ctx); one ubatch per call keeps captured rows in order.
+  n_batch_ = int32_t(std::min(llama_n_batch(ctx_), llama_n_ubatch(ctx_)));
 }
 
 Session::~Session() {
@@ -295,14 +313,23 @@ void Session::decode_tokens(const int32_t* tokens, size_t n, int32_t n_outputs, 
     }
     return;
   }
+  run_chunked(tokens, nullptr, n, n_outputs, out, capacity);
+}
+
+// Decode n inputs in n_batch chunks; the last n_outputs produce logits into out.
+void Session::run_chunked(const int32_t* tokens, const float* rows, size_t n, int32_t n_outputs, float* out,
+                          size_t capacity) {
+  const size_t n_vocab = size_t(model_.info().n_vocab);
+  const size_t n_embd = size_t(model_.info().n_embd);
   COLLAB_ARG_CHECK(n_outputs >= 1 && size_t(n_outputs) <= n, "n_outputs %d must be in [1, n=%zu]", n_outputs, n);
-  COLLAB_ARG_CHECK(out != nullptr && capacity >= size_t(n_outputs) * size_t(info.n_vocab),
-                   "out must hold n_outputs x n_vocab = %zu floats", size_t(n_outputs) * size_t(info.n_vocab));
+  COLLAB_ARG_CHECK(out != nullptr && capacity >= size_t(n_outputs) * n_vocab,
+                   "out must hold n_outputs x n_vocab = %zu floats", size_t(n_outputs) * n_vocab);
   const size_t first = n - size_t(n_outputs);
   for (size_t done = 0; done < n;) {
     const size_t m = std::min(n - done, size_t(n_batch_));
     const int32_t fo = done + m <= first ? int32_t(m) : int32_t(first > done ? first - done : 0);
-    run_batch(tokens + done, nullptr, m, fo, fo < int32_t(m) ? out + (done + size_t(fo) - first) * info.n_vocab : nullptr);
+    run_batch(tokens ? tokens + done : nullptr, rows ? rows + done * n_embd : nullptr, m, fo,
+              fo < int32_t(m) ? out + (done + size_t(fo) - first) * n_vocab : nullptr);
     done += m;
   }
 }
@@ -315,17 +342,7 @@ void Session::decode_rows(const float* rows, size_t n, int32_t n_outputs, float*
   const size_t n_embd = size_t(info.n_embd);
   for (size_t i = 0; i < n * n_embd; ++i)
     if (!std::isfinite(rows[i])) fail(COLLAB_ERR_NONFINITE_INPUT, "hidden rows hold NaN/Inf (row %zu)", i / n_embd);
-  COLLAB_ARG_CHECK(n_outputs >= 1 && size_t(n_outputs) <= n, "n_outputs %d must be in [1, n=%zu]", n_outputs, n);
-  COLLAB_ARG_CHECK(out != nullptr && capacity >= size_t(n_outputs) * size_t(info.n_vocab),
-                   "logits must hold n_outputs x n_vocab = %zu floats", size_t(n_outputs) * size_t(info.n_vocab));
-  const size_t first = n - size_t(n_outputs);
-  for (size_t done = 0; done < n;) {
-    const size_t m = std::min(n - done, size_t(n_batch_));
-    const int32_t fo = done + m <= first ? int32_t(m) : int32_t(first > done ? first - done : 0);
-    run_batch(nullptr, rows + done * n_embd, m, fo,
-              fo < int32_t(m) ? out + (done + size_t(fo) - first) * info.n_vocab : nullptr);
-    done += m;
-  }
+  run_chunked(nullptr, rows, n, n_outputs, out, capacity);
 }
 
 size_t Session::state_size() { return llama_state_seq_get_size(ctx_, 0); }

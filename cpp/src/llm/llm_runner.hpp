@@ -16,7 +16,7 @@ namespace collab::llm {
 
 class Model {
  public:
-  explicit Model(const std::string& path);
+  explicit Model(const std::string& path, const char* rpc_endpoint = nullptr, int32_t n_remote_layers = 0);
   ~Model();
   Model(const Model&) = delete;
   Model& operator=(const Model&) = delete;
@@ -60,6 +60,8 @@ class Session {
 
  private:
   void run_batch(const int32_t* tokens, const float* rows, size_t n, int32_t first_output, float* logits_out);
+  void run_chunked(const int32_t* tokens, const float* rows, size_t n, int32_t n_outputs, float* out,
+                   size_t capacity);
   void check_room(size_t n) const;
 
   Model& model_;

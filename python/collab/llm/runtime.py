@@ -47,10 +47,11 @@ def greedy(logits) -> int:
 class Model:
     """A GGUF model (full, or a head/tail part from split_gguf) loaded on the CPU."""
 
-    def __init__(self, path):
+    def __init__(self, path, *, rpc: str | None = None, n_remote_layers: int = 0):
+        """rpc="host:port" (baseline only): put the last n_remote_layers layers on a ggml rpc-server."""
         _require()
         self.path = str(path)
-        self._m = _native.LlmModel(self.path)
+        self._m = _native.LlmModel(self.path, rpc or "", int(n_remote_layers))
         self.info = self._m.info()
 
     n_embd = property(lambda self: self.info["n_embd"])

@@ -14,7 +14,7 @@ import numpy as np
 
 __all__ = ["write_tiny_gguf"]
 
-_WORDS = ["▁the", "▁a", "▁is", "▁of", "▁and", "▁to", "▁in", "▁it", "▁hello", "▁world", "▁cat", "▁dog", "▁sat",
+_WORDS = ["▁"] + [chr(c) for c in range(ord("a"), ord("z") + 1)] + ["▁the", "▁a", "▁is", "▁of", "▁and", "▁to", "▁in", "▁it", "▁hello", "▁world", "▁cat", "▁dog", "▁sat",
           "▁on", "▁mat", "."]
 
 

@@ -12,6 +12,7 @@ import sys
 
 SUBCOMMANDS = {
     "split-gguf": ("collab.llm.cli_split", "split a GGUF LLM into head/tail parts (issue 4)"),
+    "llm": ("collab.llm.cli", "split LLM inference on llama.cpp: demo, serve, bench, quality (issue 4)"),
 }
 
 

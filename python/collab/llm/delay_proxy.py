@@ -36,6 +36,7 @@ class _Pipe(threading.Thread):
                 with self.cv:
                     self.q.append((time.perf_counter() + self.delay, data))
                     self.counter[0] += len(data)
+                    self.counter[1] += 1
                     self.cv.notify()
         except OSError:
             pass
@@ -73,8 +74,8 @@ class DelayProxy:
         self.sock.bind((host, 0))
         self.sock.listen(16)
         self.port = self.sock.getsockname()[1]
-        self.bytes_up = [0]
-        self.bytes_down = [0]
+        self.bytes_up = [0, 0]    # [bytes, chunks read] client -> server
+        self.bytes_down = [0, 0]  # server -> client
         self._conns = []
         self._stop = False
         self._thread = threading.Thread(target=self._accept, daemon=True)

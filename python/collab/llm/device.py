@@ -101,12 +101,21 @@ class Device:
         self.policy = policy or protocol.RowPolicy.exact()
         self.task = task
 
-    def prompt_tokens(self, prompt: str, chat: bool = True):
-        text = self.vocab_model.chat_prompt(prompt) if chat else prompt
+    def prompt_tokens(self, prompt: str, chat: bool | None = None):
+        """chat=None: use the model's chat template when it has one."""
+        if not isinstance(prompt, str) or not prompt:
+            raise InvalidArgument("prompt must be a non-empty string")
+        text = prompt
+        if chat or chat is None:
+            try:
+                text = self.vocab_model.chat_prompt(prompt)
+            except InvalidArgument:
+                if chat:
+                    raise
         return text, self.vocab_model.tokenize(text)
 
     def generate(self, prompt: str, *, mode: str = "kv-handoff", client=None, max_tokens: int = 64,
-                 policy: protocol.RowPolicy | None = None, chat: bool = True) -> Generation:
+                 policy: protocol.RowPolicy | None = None, chat: bool | None = None) -> Generation:
         if mode not in MODES:
             raise InvalidArgument(f"mode must be one of {MODES}, got {mode!r}")
         if isinstance(max_tokens, bool) or not isinstance(max_tokens, int) or not 1 <= max_tokens <= 4096:

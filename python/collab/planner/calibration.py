@@ -16,7 +16,6 @@ proportion to size (the codec is linear-time).
 """
 from __future__ import annotations
 
-import json
 import math
 import os
 import time
@@ -25,6 +24,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ..errors import InvalidArgument
+from ._io import read_json, write_json
 
 __all__ = ["CalibrationError", "CalibrationTable", "load_calibration", "measure_calibration", "SCHEMA"]
 
@@ -127,9 +127,7 @@ class CalibrationTable:
         return d
 
     def save(self, path):
-        with open(path, "w") as f:
-            json.dump(self.to_json(), f, indent=1)
-            f.write("\n")
+        write_json(path, self.to_json())
 
     @classmethod
     def from_json(cls, d, where="calibration"):
@@ -165,15 +163,8 @@ def _btotal(blocks):
 
 
 def load_calibration(path) -> CalibrationTable:
-    p = os.fspath(path)
-    try:
-        with open(p) as f:
-            d = json.load(f)
-    except OSError as e:
-        raise CalibrationError(f"cannot read calibration {p!r}: {e.strerror}") from None
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise CalibrationError(f"{p}: not JSON ({e})") from None
-    return CalibrationTable.from_json(d, where=os.path.basename(p))
+    d, name = read_json(path, CalibrationError, "calibration")
+    return CalibrationTable.from_json(d, where=name)
 
 
 def device_info(threads=None) -> dict:

@@ -30,7 +30,6 @@ model on the device and sends its output.
 """
 from __future__ import annotations
 
-import json
 import math
 import os
 from dataclasses import dataclass, field
@@ -38,6 +37,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ..errors import InvalidArgument
+from ._io import read_json, write_json
 
 __all__ = ["ProfileError", "Profile", "load_profile", "SCHEMA"]
 
@@ -159,9 +159,7 @@ class Profile:
         return d
 
     def save(self, path):
-        with open(path, "w") as f:
-            json.dump(self.to_json(), f, indent=1)
-            f.write("\n")
+        write_json(path, self.to_json())
 
     @classmethod
     def from_json(cls, d, where="profile") -> "Profile":
@@ -218,12 +216,5 @@ class Profile:
 
 
 def load_profile(path) -> Profile:
-    p = os.fspath(path)
-    try:
-        with open(p) as f:
-            d = json.load(f)
-    except OSError as e:
-        raise ProfileError(f"cannot read profile {p!r}: {e.strerror}") from None
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise ProfileError(f"{p}: not JSON ({e})") from None
-    return Profile.from_json(d, where=os.path.basename(p))
+    d, name = read_json(path, ProfileError, "profile")
+    return Profile.from_json(d, where=name)

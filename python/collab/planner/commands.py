@@ -53,6 +53,7 @@ class profile:  # noqa: N801 - module-like namespace for the CLI registry
         p.add_argument("--warmup", type=int, default=2)
         p.add_argument("--threads", type=int, default=0, help="onnxruntime intra-op threads (0 = default)")
         p.add_argument("--model-name", default=None)
+        p.add_argument("--max-layers", type=int, default=None, help="profile only the first N pieces (quick look)")
 
     @staticmethod
     @_errors
@@ -60,7 +61,7 @@ class profile:  # noqa: N801 - module-like namespace for the CLI registry
         from .profiling import profile_onnx_layers
 
         prof = profile_onnx_layers(args.onnx, repeats=args.repeats, warmup=args.warmup, threads=args.threads or None,
-                                   model_name=args.model_name)
+                                   model_name=args.model_name, max_layers=args.max_layers)
         prof.save(args.out)
         total = sum(l.ms for l in prof.layers)
         print(f"wrote {args.out}: {prof.n_layers} layers, {total:.1f} ms per forward in total, "

@@ -178,7 +178,7 @@ class Profile:
         else:
             ishape = ()
         idtype = inp.get("dtype", "float32")
-        if idtype not in _DTYPE_BYTES:
+        if not isinstance(idtype, str) or idtype not in _DTYPE_BYTES:
             raise ProfileError(f"{where}: input dtype must be one of {sorted(_DTYPE_BYTES)}")
         layers_in = d.get("layers")
         if not isinstance(layers_in, list) or not layers_in:
@@ -194,7 +194,7 @@ class Profile:
             l = Layer(name=name, weight_bytes=_num(lw, ld, "weight_bytes", integer=True),
                       work_bytes=_num(lw, ld, "work_bytes", required=False, integer=True, default=0),
                       out_dtype=ld.get("out_dtype", "float32"))
-            if l.out_dtype not in _DTYPE_BYTES:
+            if not isinstance(l.out_dtype, str) or l.out_dtype not in _DTYPE_BYTES:
                 raise ProfileError(f"{lw}: out_dtype must be one of {sorted(_DTYPE_BYTES)}")
             if kind == "single_shot":
                 l.ms = _num(lw, ld, "ms")

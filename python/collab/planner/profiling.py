@@ -107,9 +107,10 @@ def _peak_and_weights(sub, shapes):
 
 
 def profile_onnx_layers(path=None, *, repeats=10, warmup=2, threads=None, seed=0, progress=print,
-                        model_name=None, max_layers=None) -> Profile:
+                        model_name=None, max_layers=None, check=True) -> Profile:
     """Time each layer of a ViT ONNX model on this device (onnxruntime, CPU).
-    max_layers: profile only the first pieces (a partial profile, for quick checks)."""
+    max_layers: profile only the first pieces (a partial profile, for quick checks).
+    check: run the whole model once and record how far the chained pieces are from it."""
     import onnx
     import onnxruntime as ort
     from onnx.utils import Extractor
@@ -179,9 +180,21 @@ def profile_onnx_layers(path=None, *, repeats=10, warmup=2, threads=None, seed=0
                      f"weights {weight / 2**20:.2f} MiB, peak act {peak / 2**20:.2f} MiB "
                      f"({time.perf_counter() - t_start:.1f} s)")
         act = out.astype(np.float32, copy=False)
+    extra = {"source": os.path.abspath(path), "repeats": repeats, "method": "per-layer ONNX sub-graphs"}
+    if check and max_layers is None:
+        # the pieces chained must reproduce the whole model: proves the cuts lose nothing
+        full = ort.InferenceSession(model.SerializeToString(), so, providers=["CPUExecutionProvider"])
+        t0 = time.perf_counter()
+        ref = full.run(None, {graph_in: x})[0]
+        extra["whole_model_ms"] = (time.perf_counter() - t0) * 1e3
+        extra["chain_max_abs_diff"] = float(np.max(np.abs(ref.astype(np.float64) - act)))
+        if progress:
+            progress(f"[profile] chained pieces vs whole model: max |diff| {extra['chain_max_abs_diff']:.3g}; "
+                     f"whole model once {extra['whole_model_ms']:.1f} ms vs sum of layers "
+                     f"{sum(l.ms for l in layers):.1f} ms")
     dev = device_info(threads)
     dev["runtime"] = f"onnxruntime {ort.__version__} CPUExecutionProvider"
     return Profile(kind="single_shot", layers=layers, model=model_name or os.path.basename(path),
                    input_shape=tuple(dims), input_dtype="float32", device=dev,
                    created=datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
-                   extra={"source": os.path.abspath(path), "repeats": repeats, "method": "per-layer ONNX sub-graphs"})
+                   extra=extra)

@@ -2,6 +2,7 @@
 checked against brute force over the whole configuration space."""
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 
@@ -153,6 +154,16 @@ def test_single_shot_hand_case():
     # a loose deadline: deepest split, no sparsity, fewest blocks
     pl = Planner(prof, cal, link, budget=Budget(deadline_ms=1e4), space=space)
     plan = _check_same(pl)
+    # accuracy first: the finest blocks that fit
+    assert (plan.split, plan.sparsity, plan.blocks, plan.feasible) == (3, 0.0, (2, 2), True)
+    # the 2x2 frame is larger (more metadata); a deadline between the two forces Tier 1 to 1x1
+    ev = pl.evaluate(3, 0.0, [(1, 1), (2, 2)])
+    assert ev["bits"][1] > ev["bits"][0] and ev["latency"][1] > ev["latency"][0]
+    mid = Planner(prof, cal, link, budget=Budget(deadline_ms=float(ev["latency"].mean())), space=space)
+    assert _check_same(mid).key()[1:4] == (3, 0.0, (1, 1))
+    fastest = dataclasses.replace(space, block_policy="fastest")
+    pl = Planner(prof, cal, link, budget=Budget(deadline_ms=1e4), space=fastest)
+    plan = _check_same(pl)
     assert (plan.split, plan.sparsity, plan.blocks, plan.feasible) == (3, 0.0, (1, 1), True)
     bits = codec.predict_bits((1, 16, 32), 0.0, blocks=(1, 1), qbits=(8,))
     assert plan.bits == bits
@@ -209,7 +220,7 @@ def single_shot_cases(draw):
     budget = Budget(deadline_ms=draw(st.floats(0, 200)), memory_bytes=draw(st.floats(0, 30000)),
                     include_server=draw(st.booleans()))
     space = SearchSpace(sparsities=tuple(sparsities), blocks=tuple(blocks), qbits=qbits,
-                        allow_raw=draw(st.booleans()))
+                        allow_raw=draw(st.booleans()), block_policy=draw(st.sampled_from(["finest", "fastest"])))
     pl = Planner(prof, cal, link, rtt_ms=draw(st.floats(0, 30)), budget=budget, space=space,
                  server_speedup=draw(st.floats(0.5, 8)))
     return pl, draw(st.floats(0, 100))
@@ -234,7 +245,8 @@ def ar_cases(draw):
                                                         unique=True))),
                         blocks=tuple(draw(st.lists(st.sampled_from([(1, 1), (2, 2), (1, 3)]), min_size=1, max_size=2,
                                                    unique=True))),
-                        max_new_tokens=draw(st.integers(1, 8)), prompt_tokens=draw(st.integers(0, 6)))
+                        max_new_tokens=draw(st.integers(1, 8)), prompt_tokens=draw(st.integers(0, 6)),
+                        block_policy=draw(st.sampled_from(["finest", "fastest"])))
     link = net.FixedRateLink(draw(st.floats(1e4, 1e7))) if draw(st.booleans()) else net.Trace(
         np.cumsum([1] + draw(st.lists(st.integers(0, 5), min_size=1, max_size=10))))
     budget = Budget(deadline_ms=draw(st.floats(0, 100)), memory_bytes=draw(st.floats(0, 20000)),
@@ -278,7 +290,8 @@ def test_planner_bad_arguments():
         Planner(prof, calibration(), object())
     with pytest.raises(ValueError):
         Planner(prof, calibration(), net.FixedRateLink(1e6), space=SearchSpace(splits=(5,)))
-    for bad in (dict(sparsities=(1.0,)), dict(blocks=((0, 1),)), dict(qbits=(0,)), dict(sparsities=())):
+    for bad in (dict(sparsities=(1.0,)), dict(blocks=((0, 1),)), dict(qbits=(0,)), dict(sparsities=()),
+                dict(block_policy="best")):
         with pytest.raises(ValueError):
             SearchSpace(**bad)
     with pytest.raises(ValueError):

@@ -116,6 +116,8 @@ class plan:  # noqa: N801
         p.add_argument("--sparsities", default="0,0.25,0.5,0.65,0.75,0.85,0.9,0.95,0.98")
         p.add_argument("--blocks", default="1x1,1x2,2x1,2x2,3x3,4x4")
         p.add_argument("--qbits", default="8")
+        p.add_argument("--block-policy", choices=("finest", "fastest"), default="finest",
+                       help="Tier 1: most blocks that fit (accuracy first) or lowest latency")
         p.add_argument("--no-raw", action="store_true", help="never send the raw input (split 0)")
         p.add_argument("--max-new-tokens", type=int, default=16, help="AR: largest w")
         p.add_argument("--prompt-tokens", type=int, default=0, help="AR: prompt length p")
@@ -136,7 +138,8 @@ class plan:  # noqa: N801
                         ar_bits=args.ar_kbits * 1000, include_server=args.include_server)
         space = SearchSpace(sparsities=_floats(args.sparsities, "--sparsities"), blocks=_blocks(args.blocks),
                             qbits=_ints(args.qbits, "--qbits"), allow_raw=not args.no_raw,
-                            max_new_tokens=args.max_new_tokens, prompt_tokens=args.prompt_tokens)
+                            max_new_tokens=args.max_new_tokens, prompt_tokens=args.prompt_tokens,
+                            block_policy=args.block_policy)
         pl = Planner(prof, cal, link, rtt_ms=args.rtt_ms, budget=budget, space=space, server_profile=server,
                      server_speedup=args.server_speedup)
         best = pl.search(args.start_ms)

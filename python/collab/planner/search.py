@@ -18,12 +18,16 @@ given, weights + KV cache of p + w tokens + frame <= M).
 Hierarchical search ("accuracy first", Sec. 3.3) over the grid given by SearchSpace:
   Tier 3 (outer): retreat the split from the deepest one (AR: w, then l) only when nothing fits;
   Tier 2 (middle): raise the sparsity s step by step from the smallest;
-  Tier 1 (inner): for the split and s, pick the block counts (M+, M-) with the lowest predicted
-                  latency (bits from collab.codec.predict_bits, codec time from the calibration).
-So the chosen configuration is the lexicographic best of (deepest split, lowest s, lowest latency,
-fewest blocks) among feasible ones: `brute_force` enumerates the whole space and takes exactly
-that maximum, and the tests check that the two agree. With no feasible configuration both return
-the lowest-latency one with feasible=False.
+  Tier 1 (inner): for the split and s, tune the block counts (M+, M-): the trade-off between
+                  quantization granularity (more blocks: each block gets its own range, finer
+                  steps) and metadata (more blocks: more header and index bits). Policy "finest"
+                  (default, accuracy first) keeps the most blocks that still meet the budget,
+                  ties broken by latency; policy "fastest" takes the lowest predicted latency.
+                  Bits come from collab.codec.predict_bits (B^UB), codec time from the calibration.
+So the chosen configuration is the lexicographic best of (deepest split, lowest s, Tier-1 order)
+among feasible ones: `brute_force` enumerates the whole space and takes exactly that maximum, and
+the tests check that the two agree. With no feasible configuration both return the lowest-latency
+one with feasible=False.
 """
 from __future__ import annotations
 
@@ -62,6 +66,7 @@ class SearchSpace:
     allow_raw: bool = True            # single shot: split 0 = send the raw input (cloud only)
     max_new_tokens: int = 16          # AR: w in 1..max_new_tokens
     prompt_tokens: int = 0            # AR: p
+    block_policy: str = "finest"      # Tier 1: "finest" (most blocks that fit) or "fastest"
 
     def __post_init__(self):
         sp = tuple(float(s) for s in self.sparsities)
@@ -73,6 +78,8 @@ class SearchSpace:
         q = tuple(int(v) for v in self.qbits)
         if not q or any(not 1 <= v <= 16 for v in q):
             raise InvalidArgument(f"qbits must be 1..16, got {self.qbits!r}")
+        if self.block_policy not in ("finest", "fastest"):
+            raise InvalidArgument(f"block_policy must be 'finest' or 'fastest', got {self.block_policy!r}")
         if int(self.max_new_tokens) < 1 or int(self.prompt_tokens) < 0:
             raise InvalidArgument("max_new_tokens must be >= 1 and prompt_tokens >= 0")
         object.__setattr__(self, "sparsities", tuple(sorted(sp)))
@@ -277,11 +284,16 @@ class Planner:
         return (a[:, 0].astype(np.int64), a[:, 1], a[:, 2:4].astype(np.int64),
                 a[:, 4].astype(np.int64) if self.ar else None)
 
-    @staticmethod
-    def _order(split, s, blocks, w, latency):
+    def _tier1_keys(self, blocks, latency):
+        """np.lexsort keys (last = primary) ordering block choices at one (split, s)."""
+        if self.space.block_policy == "finest":
+            return [blocks[:, 1], blocks[:, 0], latency, -blocks.sum(1)]
+        return [blocks[:, 1], blocks[:, 0], blocks.sum(1), latency]
+
+    def _order(self, split, s, blocks, w, latency):
         """Preference order (best first) for feasible configurations: deepest (w,) split,
-        lowest sparsity (raw input counts as no sparsity), lowest latency, fewest blocks."""
-        keys = [blocks[:, 1], blocks[:, 0], blocks.sum(1), latency, s, -split]
+        lowest sparsity (raw input counts as no sparsity), then the Tier-1 block order."""
+        keys = self._tier1_keys(blocks, latency) + [s, -split]
         if w is not None:
             keys.append(-w)
         return np.lexsort(keys)
@@ -339,9 +351,7 @@ class Planner:
                     evaluated += len(bl)
                     f = np.flatnonzero(ev["feasible"])
                     if f.size:
-                        lat = ev["latency"][f]
-                        order = np.lexsort([bl[f, 1], bl[f, 0], bl[f].sum(1), lat])
-                        i = f[order[0]]
+                        i = f[np.lexsort(self._tier1_keys(bl[f], ev["latency"][f]))[0]]
                         return self._plan_from(l, s, bl[i], w, ev, i, evaluated)
         plan = self.brute_force(start_ms)
         plan.evaluated += evaluated

@@ -325,3 +325,42 @@ def test_replanner_reacts_to_a_bandwidth_drop():
     assert before and after and before.isdisjoint(after)
     assert max(sp for _, sp in after) > max(sp for _, sp in before) or min(s for s, _ in after) < min(
         s for s, _ in before)
+
+
+
+def _real_trace():
+    from pathlib import Path
+
+    for root in (Path(__file__).resolve().parents[1].parent / "shared" / "traces", Path("/work/shared/traces")):
+        p = root / "ATT-LTE-driving-2016.up"
+        if p.exists():
+            return p
+    return None
+
+
+def test_replanner_on_a_real_trace_moves_split_and_sparsity_with_bandwidth():
+    path = _real_trace()
+    if path is None:
+        pytest.skip("real trace ATT-LTE-driving-2016.up not found in ../shared/traces")
+    trace = net.load_trace(path)
+    # DINOv2-S-like shapes: 13 pieces of 40 ms, features (1, 257, 384); D leaves ~100 ms at split 10.
+    prof = single_shot_profile([40.0] * 13, [(1, 257, 384)] * 13, [7 << 20] * 13, input_shape=(1, 3, 224, 224))
+    pl = Planner(prof, calibration(), net.FixedRateLink(trace.mean_bps()), rtt_ms=40,
+                 budget=Budget(deadline_ms=500), space=SearchSpace())
+    rp = planner.Replanner(pl, alpha=0.3, initial_bps=trace.mean_bps(), safety=0.8)
+    rows = []
+    for k in range(240):  # two minutes, one request every 500 ms
+        t = 500.0 * k
+        plan = rp.plan(t)
+        nbytes = math.ceil(plan.bits / 8)
+        ms = trace.transfer_time(nbytes, t + plan.device_ms + plan.encode_ms, rtt_ms=40)
+        rp.observe(nbytes, ms / 1000, rtt_s=0.04)
+        rows.append((trace.bps_between(max(0.0, t - 2000), t + 1), plan.split, plan.sparsity or 0.0))
+    bw = np.array([r[0] for r in rows])
+    split = np.array([r[1] for r in rows])
+    sp = np.array([r[2] for r in rows])
+    assert len(set(split)) > 1 and len(set(sp)) > 1
+    low, high = bw <= np.percentile(bw, 25), bw >= np.percentile(bw, 75)
+    # when the trace drops, plans retreat the split and/or compress harder
+    assert split[low].mean() < split[high].mean()
+    assert split[low].min() < split[high].min() or sp[low].mean() > sp[high].mean()

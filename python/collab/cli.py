@@ -11,6 +11,7 @@ import importlib
 import sys
 
 SUBCOMMANDS = {
+    "serve": ("collab.transport.serve_cli", "serve tasks over gRPC (collab.v1.Collab)"),
 }
 
 

@@ -1,6 +1,8 @@
 """Built-in tasks: enough to test and smoke-check a server without any model.
 
-    echo         infer: returns the payload and meta unchanged (meta gets "echo.bytes").
+    echo         infer: returns the payload and meta unchanged (meta gets "echo.bytes"); with meta
+                 "echo.reply_bytes" = N it returns N zero bytes instead (for one-way transfer
+                 measurements; N <= 64 MiB).
                  session: answers every message with ("echo", payload, meta).
     codec-stats  infer: decodes a collab codec frame, returns JSON statistics of the tensor
                  (shape, dtype, nonzeros, min/max/mean, L2 norm, frame header); a malformed frame
@@ -25,9 +27,20 @@ from .handlers import TIMING_DECODE, TaskHandler, TaskSession
 class EchoHandler(TaskHandler):
     name = "echo"
 
+    MAX_REPLY = 64 << 20
+
     def infer(self, payload, meta):
         out = dict(meta)
         out["echo.bytes"] = str(len(payload))
+        n = out.pop("echo.reply_bytes", None)
+        if n is not None:
+            try:
+                n = int(n)
+            except ValueError:
+                raise InvalidArgument(f"echo.reply_bytes must be an integer, got {n!r}") from None
+            if not 0 <= n <= self.MAX_REPLY:
+                raise InvalidArgument(f"echo.reply_bytes must be in [0, {self.MAX_REPLY}], got {n}")
+            return bytes(n), out
         return payload, out
 
     def open_session(self, meta):

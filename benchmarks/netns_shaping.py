@@ -12,7 +12,6 @@ benchmarks/results/netns_shaping.json and .png.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import pathlib
 import platform
@@ -21,6 +20,7 @@ import time
 
 import numpy as np
 
+from bench_io import pyplot, save_json
 from collab import netns
 
 HERE = pathlib.Path(__file__).resolve().parent
@@ -81,17 +81,12 @@ def main(argv=None) -> int:
               f"{100 * s['median_abs_rel_error']:>8.1f}% {100 * s['p90_abs_rel_error']:>8.1f}% "
               f"{s['mean_error_ms']:>8.1f} {s['median_abs_error_ms']:>11.1f}")
     out = pathlib.Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
     meta = {"machine": platform.platform(), "cpus": os.cpu_count(), "quick": args.quick,
             "note": "measured = client round trip - server time - client (de)serialization; predicted = "
                     "simulator(up bytes on wire, start) + rtt/2 + simulator(reply, ...) + rtt/2"}
-    out.write_text(json.dumps({"meta": meta, "runs": runs}, indent=1))
-    print(f"wrote {out}")
-    try:
-        import matplotlib
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
+    save_json(out, {"meta": meta, "runs": runs})
+    plt = pyplot()
+    if plt is None:
         return 0
     fig, ax = plt.subplots(1, 2, figsize=(11, 4.5))
     for r in runs:

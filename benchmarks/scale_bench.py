@@ -30,6 +30,8 @@ import time
 
 import numpy as np
 
+from bench_io import pyplot, save_json
+
 HERE = pathlib.Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
@@ -269,19 +271,14 @@ def main(argv=None) -> int:
               f"{r['server_peak_rss_mb']:>8.0f} {r['p50_ms']:>8.1f} {r['p99_ms']:>8.1f} "
               f"{sum(r['errors'].values()):>7}")
     out = pathlib.Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
     meta = {"machine": platform.platform(), "cpus": os.cpu_count(), "quick": args.quick, "block": args.block,
             "sparsity": args.sparsity, "qbits": qbits, "blocks": blocks, "workers": args.workers,
             "window_s": args.window_s, "collab": collab.__version__,
             "note": f"{os.cpu_count()} CPU cores shared by the server and all K client processes; clients send "
                     "precomputed payloads (device compute reported separately under 'device')"}
-    out.write_text(json.dumps({"meta": meta, "device": info, "rows": rows}, indent=1))
-    print(f"wrote {out}")
-    try:
-        import matplotlib
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
+    save_json(out, {"meta": meta, "device": info, "rows": rows})
+    plt = pyplot()
+    if plt is None:
         return 0
     fig, ax = plt.subplots(1, 3, figsize=(13, 3.8))
     for mode, lab in (("cloud", "cloud-only (raw input)"), ("split", f"split @ block {args.block} + codec")):

@@ -172,3 +172,34 @@ def test_smollm2_split_is_exact():
         diff = _max_diff(lf, lt)
         print(f"SmolLM2 at={at}: max|diff| = {diff}")
         assert diff == 0.0, f"at={at}: max|diff| {diff}"
+
+
+def test_fuzz_kv_state_set():
+    """Mutated / truncated KV states (what a hostile peer could send past the CRC) are either
+    rejected with FrameError or accepted as a consistent cache; never a crash."""
+    from collab.errors import FrameError
+    from collab.llm.runtime import Model
+
+    head, _ = tiny_split(4, 2)
+    h = Model(head)
+    with h.session("head") as a, h.session("head") as b:
+        a.decode(np.array([1, 5, 6, 7, 8, 9], np.int32))
+        st = a.state_get()
+        rng = np.random.default_rng(7)
+        rejected = 0
+        for i in range(150):
+            m = bytearray(st)
+            if i % 2:
+                m = m[: int(rng.integers(1, len(m)))]
+            else:
+                for _ in range(int(rng.integers(1, 5))):
+                    m[int(rng.integers(0, len(m)))] = int(rng.integers(0, 256))
+            try:
+                b.state_set(bytes(m))
+            except FrameError:
+                rejected += 1
+                assert b.n_past == 0
+                continue
+            assert 0 < b.n_past <= b.n_ctx
+            b.decode([3]) if b.n_past < b.n_ctx else None
+        assert rejected >= 75  # every truncation is refused

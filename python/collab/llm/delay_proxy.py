@@ -16,6 +16,8 @@ import time
 
 __all__ = ["DelayProxy"]
 
+_QUICKACK = getattr(socket, "TCP_QUICKACK", None)
+
 
 class _Pipe(threading.Thread):
     def __init__(self, src: socket.socket, dst: socket.socket, delay: float, counter: list):
@@ -33,6 +35,13 @@ class _Pipe(threading.Thread):
                 data = self.src.recv(1 << 16)
                 if not data:
                     break
+                if _QUICKACK is not None:
+                    # ACK at once: with delayed ACKs, a peer that writes small messages
+                    # back to back (Nagle) would stall ~40 ms per message on the proxy.
+                    try:
+                        self.src.setsockopt(socket.IPPROTO_TCP, _QUICKACK, 1)
+                    except OSError:
+                        pass
                 with self.cv:
                     self.q.append((time.perf_counter() + self.delay, data))
                     self.counter[0] += len(data)
@@ -68,7 +77,7 @@ class _Pipe(threading.Thread):
 class DelayProxy:
     def __init__(self, target: tuple, rtt_s: float, host: str = "127.0.0.1"):
         self.target = target
-        self.delay = max(0.0, float(rtt_s)) / 2.0
+        self.delay = max(0.0, float(rtt_s)) / 2.0  # may be changed while connections are open
         self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         self.sock.bind((host, 0))

@@ -90,3 +90,18 @@ def test_bench_command_tiny(tmp_path):
             assert r["ttft_s"] >= 0.02  # at least one real round trip before the first token
     assert "llama.cpp-rpc" in res["skipped"] and "traces" in res["skipped"]
     assert (tmp_path / "llm_bench.png").stat().st_size > 1000
+
+
+def test_demo_command_tiny(tmp_path, capsys):
+    """`collab llm demo`: server process (gRPC, when the transport is installed) + device here."""
+    from _llm_common import require_llama, tiny_model
+
+    require_llama()
+    from collab.cli import main
+
+    rc = main(["llm", "demo", "--model", str(tiny_model(4)), "--at", "2", "--max-tokens", "5",
+               "--prompt", "the cat sat on the mat", "--workdir", str(tmp_path)])
+    out = capsys.readouterr().out
+    assert rc == 0, out
+    assert "time to 1st token" in out and "bytes up" in out and "round trips" in out
+    assert "tokens identical to device-only: yes" in out

@@ -213,6 +213,7 @@ def run(args) -> int:
     log(f"collab llm bench: {full.name}, split at {at}/{n_layer}, {max_tokens} new tokens, threads {args.threads} "
         f"per side; device AND server compute on this CPU ({platform.processor() or platform.machine()}, "
         f"{os.cpu_count()} cores)")
+    load_start = os.getloadavg()
     rows, skipped = [], {}
     ref_tokens = None
     recorded = {}
@@ -324,12 +325,15 @@ def run(args) -> int:
               f"{f(rt.get('decode_vs_server_only'), '8.2f')}")
     for k2, v in skipped.items():
         print(f"skipped {k2}: {v}")
+    print(f"load average (1 min) at start {load_start[0]:.1f}, at end {os.getloadavg()[0]:.1f} on {os.cpu_count()} "
+          "cores: timings are only comparable when this is below the core count")
 
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     res = {"model": str(full), "split_at": at, "n_layer": n_layer, "max_tokens": max_tokens, "prompt": args.prompt,
            "threads_per_side": args.threads, "cpu": platform.processor() or platform.machine(),
            "cpu_count": os.cpu_count(), "note": "device and server compute both run on this machine's CPU",
+           "loadavg_start": load_start, "loadavg_end": os.getloadavg(),
            "rows": rows, "trace_rows": trace_rows, "ratios": ratios, "skipped": skipped,
            "command": " ".join(["collab", "llm", "bench"] + sys.argv[3:])}
     jpath = out / "llm_bench.json"

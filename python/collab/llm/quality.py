@@ -134,7 +134,7 @@ def run(args) -> int:
               f"{agg['top1_all']:>9.3f}{agg['ppl_ref']:>9.2f}{agg['ppl']:>9.2f}{agg['dppl_pct']:>8.2f}")
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    res = {"model": str(full), "split_at": at, "prompts_source": src, "n_prompts": len(prompts),
+    res = {"model": str(full), "split_at": at, "wall_s": time.perf_counter() - t_start, "prompts_source": src, "n_prompts": len(prompts),
            "max_prompt_tokens": args.max_prompt_tokens, "summary": summary, "per_prompt": per,
            "command": "collab llm quality " + f"--prompts {args.prompts} --max-prompt-tokens {args.max_prompt_tokens}"}
     jp = out / "llm_quality.json"

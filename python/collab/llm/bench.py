@@ -105,6 +105,14 @@ def replay(events, up_link, down_link, rtt_ms):
     return (first or 0.0) / 1e3, end / 1e3
 
 
+def _find_up(rel: str) -> Path | None:
+    """rel under the current directory or one of its parents (the source tree, ../shared)."""
+    for d in [Path.cwd(), *Path.cwd().parents]:
+        if (d / rel).exists():
+            return d / rel
+    return None
+
+
 def _gen_row(g, rtt, extra=None):
     d = {"mode": g.mode, "rtt_ms": rtt, "ttft_s": g.ttft_s, "total_s": g.total_s, "prefill_tok_s": g.prefill_tok_s,
          "decode_tok_s": g.decode_tok_s, "bytes_up": g.bytes_up, "bytes_down": g.bytes_down,
@@ -119,16 +127,16 @@ def _rpc_rows(full, at, n_layer, prompt_tokens, max_tokens, rtts, threads, log):
     from .delay_proxy import DelayProxy
     from .runtime import Model, greedy
 
-    root = Path(__file__).resolve().parents[3]
-    exe = root / "build" / "llama-rpc" / "bin" / "ggml-rpc-server"
-    script = root / "scripts" / "build_rpc_server.sh"
-    if not exe.exists() and script.exists():
+    script = _find_up("scripts/build_rpc_server.sh")  # run from the source tree
+    root = script.parents[1] if script else Path.cwd()
+    exe = Path(os.environ.get("COLLAB_RPC_SERVER", root / "build" / "llama-rpc" / "bin" / "ggml-rpc-server"))
+    if not exe.exists() and script is not None:
         log("building ggml-rpc-server from the llama-cpp-python sdist (scripts/build_rpc_server.sh) ...")
         r = subprocess.run(["bash", str(script)], capture_output=True, text=True)
         if r.returncode != 0:
             return [], f"rpc-server build failed: {r.stdout[-300:]} {r.stderr[-300:]}"
     if not exe.exists():
-        return [], "ggml-rpc-server not available (needs the source tree's scripts/build_rpc_server.sh)"
+        return [], "ggml-rpc-server not available (run from the source tree: scripts/build_rpc_server.sh builds it)"
     import socket
 
     with socket.socket() as s:
@@ -243,14 +251,14 @@ def run(args) -> int:
 
     # ---- simulated traces -------------------------------------------------------------
     trace_rows = []
-    tdir = Path(args.traces) if args.traces else Path(__file__).resolve().parents[4] / "shared" / "traces"
+    tdir = Path(args.traces) if args.traces else (_find_up("shared/traces") or Path("../shared/traces"))
     try:
         from .. import net
     except ImportError:
         net = None
     if net is None:
         skipped["traces"] = "collab.net (planner) not installed: trace simulation skipped"
-    elif not tdir.is_dir() or 0 not in [int(r) for r in rtts]:
+    elif not tdir.is_dir() or not recorded:
         skipped["traces"] = f"no trace directory {tdir} (or no RTT-0 run to replay)"
     else:
         for name in ("ATT-LTE-driving", "TMobile-LTE-short", "Verizon-LTE-short"):

@@ -85,7 +85,8 @@ def client_main(args) -> int:
         if t1 <= t_end:
             lat.append({"total": tim["total"], "queue": tim["queue"], "server": tim["server"],
                         "transfer": tim["transfer"], "t_done": t1})
-    json.dump({"lat": lat, "errors": errors}, open(args.out + ".tmp", "w"))
+    cpu = os.times()
+    json.dump({"lat": lat, "errors": errors, "cpu_s": cpu.user + cpu.system}, open(args.out + ".tmp", "w"))
     os.replace(args.out + ".tmp", args.out)
     c.close()
     return 0
@@ -148,18 +149,21 @@ def run_one(mode, k, model, payload_file, window_s, workers, tmp):
         while time.time() < t_start:
             time.sleep(0.001)
         cpu0 = ps.cpu_times()
+        load0 = os.getloadavg()[0]
         th.start()
         while time.time() < t_end:
             time.sleep(0.001)
         cpu1 = ps.cpu_times()
+        load1 = os.getloadavg()[0]
         th.join()
         hwm = vm_hwm_kb(srv.pid) * 1024
         for p in procs:
             p.wait(300)
-        lat, errors = [], {}
+        lat, errors, client_cpu = [], {}, 0.0
         for o in outs:
             d = json.load(open(o))
             lat += d["lat"]
+            client_cpu += d["cpu_s"]
             for kk, v in d["errors"].items():
                 errors[kk] = errors.get(kk, 0) + v
     finally:
@@ -180,7 +184,8 @@ def run_one(mode, k, model, payload_file, window_s, workers, tmp):
             "p50_ms": 1e3 * float(np.percentile(tot, 50)), "p99_ms": 1e3 * float(np.percentile(tot, 99)),
             "mean_queue_ms": 1e3 * float(np.mean([x["queue"] for x in lat])) if n else None,
             "mean_transfer_ms": 1e3 * float(np.mean([x["transfer"] for x in lat])) if n else None,
-            "errors": errors}
+            "errors": errors, "clients_cpu_s_total": client_cpu,
+            "loadavg_1min": [load0, load1]}
 
 
 def main(argv=None) -> int:
@@ -262,20 +267,23 @@ def main(argv=None) -> int:
                   f"cpu/req {1e3 * (r['server_cpu_s_per_req'] or 0):7.1f} ms  p50 {r['p50_ms']:8.1f} ms  "
                   f"p99 {r['p99_ms']:8.1f} ms  peak {r['server_peak_rss_mb']:6.0f} MB  errors {r['errors']}  "
                   f"({time.monotonic() - t:.0f}s)", file=sys.stderr, flush=True)
-    hdr = f"{'mode':<6}{'K':>3} {'req/s':>7} {'cpu ms/req':>10} {'peak MB':>8} {'p50 ms':>8} {'p99 ms':>8} {'errors':>7}"
+    hdr = (f"{'mode':<6}{'K':>3} {'req/s':>7} {'cpu ms/req':>10} {'peak MB':>8} {'p50 ms':>8} {'p99 ms':>8} "
+           f"{'errors':>7} {'load':>5}")
     print(hdr)
     print("-" * len(hdr))
     for r in rows:
         cpu = r["server_cpu_s_per_req"]
         print(f"{r['mode']:<6}{r['k']:>3} {r['throughput_rps']:>7.2f} {1e3 * cpu if cpu else float('nan'):>10.1f} "
               f"{r['server_peak_rss_mb']:>8.0f} {r['p50_ms']:>8.1f} {r['p99_ms']:>8.1f} "
-              f"{sum(r['errors'].values()):>7}")
+              f"{sum(r['errors'].values()):>7} {r['loadavg_1min'][1]:>5.1f}")
     out = pathlib.Path(args.out)
     meta = {"machine": platform.platform(), "cpus": os.cpu_count(), "quick": args.quick, "block": args.block,
             "sparsity": args.sparsity, "qbits": qbits, "blocks": blocks, "workers": args.workers,
             "window_s": args.window_s, "collab": collab.__version__,
-            "note": f"{os.cpu_count()} CPU cores shared by the server and all K client processes; clients send "
-                    "precomputed payloads (device compute reported separately under 'device')"}
+            "note": f"{os.cpu_count()} CPU cores shared by the server, all K client processes and whatever else "
+                    "runs on the machine (see loadavg_1min per row); clients send precomputed payloads (device "
+                    "compute reported separately under 'device'). Server CPU time per request is the least "
+                    "contention-sensitive number; throughput and latency are what this shared machine gave."}
     save_json(out, {"meta": meta, "device": info, "rows": rows})
     plt = pyplot()
     if plt is None:

@@ -15,6 +15,7 @@ import argparse
 import os
 import pathlib
 import platform
+import signal
 import sys
 import time
 
@@ -41,6 +42,8 @@ def main(argv=None) -> int:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--out", default=str(HERE / "results" / "netns_shaping.json"))
     args = ap.parse_args(argv)
+    # SIGTERM -> SystemExit, so the namespaces are removed on the way out
+    signal.signal(signal.SIGTERM, lambda *a: sys.exit(143))
     reason = netns.unavailable_reason()
     if reason:
         print(f"netns_shaping: cannot run: {reason}", file=sys.stderr)

@@ -37,7 +37,7 @@ import numpy as np
 
 from .errors import InvalidArgument
 
-PACKET_BYTES = 1500
+PACKET_BYTES = 1500  # collab.net.PACKET_BYTES: one mahimahi delivery opportunity
 
 
 class NetnsUnavailable(RuntimeError):
@@ -204,24 +204,21 @@ class NetnsLink:
 
 # ---- trace-driven rate changes ----------------------------------------------------------------
 
-def trace_rates(timestamps_ms, bin_ms: float, packet_bytes: int = PACKET_BYTES,
-                horizon_ms: float = 600_000.0) -> np.ndarray:
-    """Average rate (bit/s) of a looping mahimahi trace in consecutive bins of bin_ms, from 0 to
-    at least horizon_ms (and at least one trace period). An opportunity at t ms delivers during
-    (t-1, t]."""
-    ts = np.asarray(timestamps_ms, dtype=np.int64)
-    period = int(ts[-1])
-    if ts.size == 0 or period <= 0:
-        raise InvalidArgument("a trace needs a last timestamp > 0")
-    loops = max(1, int(math.ceil(max(horizon_ms, period) / period)))
-    nbins = max(1, int(math.ceil(loops * period / bin_ms)))
-    t = (ts[None, :] + period * np.arange(loops, dtype=np.int64)[:, None]).ravel()
-    idx = np.clip((np.maximum(t, 1) - 1) // bin_ms, 0, nbins - 1).astype(np.int64)
-    counts = np.bincount(idx, minlength=nbins)[:nbins].astype(np.float64)
-    last = loops * period - (nbins - 1) * bin_ms  # the last bin may be partial
-    dur = np.full(nbins, float(bin_ms))
-    dur[-1] = max(float(last), 1e-9)
-    return counts * packet_bytes * 8.0 / (dur / 1e3)
+def trace_rates(trace, bin_ms: float, horizon_ms: float = 600_000.0) -> np.ndarray:
+    """Capacity (bit/s) of a link in consecutive bins of bin_ms from 0 to at least horizon_ms
+    (and at least one trace period), looping the trace: collab.net's windowed_bps. `trace` is a
+    collab.net Trace / FixedRateLink, a link spec or trace path, or an array of timestamps (ms)."""
+    link = as_link(trace)
+    period = float(getattr(link, "period_ms", bin_ms))
+    _, bps = link.windowed_bps(bin_ms, max(float(horizon_ms), period))
+    return np.asarray(bps, dtype=np.float64)
+
+
+def as_link(trace):
+    from . import net
+    if isinstance(trace, (np.ndarray, list, tuple)):
+        return net.Trace(np.asarray(trace, dtype=np.int64))
+    return net.as_link(trace)
 
 
 class TraceShaper:
@@ -382,44 +379,6 @@ def run_probe(target: str, sizes: Sequence[int], t0: float, out: str, gap_s: flo
 
 # ---- the experiment: measured transfer times vs the simulator ---------------------------------
 
-def _net():
-    """collab.net (trace loader + simulator) when present, else a minimal private stand-in
-    with the same two functions (load_trace, transfer_time in ms)."""
-    try:
-        from . import net
-        if hasattr(net, "load_trace") and hasattr(net, "transfer_time"):
-            return net
-    except ImportError:
-        pass
-    return _MiniNet
-
-
-class _MiniNet:
-    class Trace:
-        def __init__(self, ts, name):
-            self.timestamps, self.name = ts, name
-
-    @staticmethod
-    def load_trace(path):
-        ts = np.loadtxt(path, dtype=np.int64, ndmin=1)
-        if ts.size == 0 or ts[-1] <= 0 or np.any(np.diff(ts) < 0):
-            raise InvalidArgument(f"{path}: not a mahimahi trace")
-        return _MiniNet.Trace(ts, os.path.basename(str(path)))
-
-    @staticmethod
-    def transfer_time(nbytes, start_ms, trace, rtt_ms=0.0):
-        ts = trace.timestamps
-        n = int(math.ceil(nbytes / PACKET_BYTES))
-        if n == 0:
-            return float(rtt_ms)
-        period = int(ts[-1])
-        loops, off = divmod(start_ms, period)
-        first = int(np.searchsorted(ts, off, side="right"))  # opportunities strictly after start
-        k = first + n - 1
-        q, i = divmod(k, len(ts))
-        return float((loops + q) * period + ts[i] - start_ms + rtt_ms)
-
-
 def wire_packets(payload_bytes: int, mtu: int = 1500, overhead_bytes: int = 200) -> int:
     """TCP segments one gRPC message of payload_bytes needs: protobuf + gRPC + HTTP/2 framing
     (9 bytes per 16 KiB DATA frame + headers, ~overhead_bytes) over MSS = mtu - 52 (IP + TCP
@@ -439,7 +398,7 @@ def shaping_experiment(up_trace: str, down_trace: str, sizes: Sequence[int], *, 
     if reason:
         raise NetnsUnavailable(reason)
     say = log or (lambda m: print(m, file=sys.stderr, flush=True))
-    net = _net()
+    from . import net
     up, down = net.load_trace(up_trace), net.load_trace(down_trace)
     import tempfile
     procs = []
@@ -459,7 +418,7 @@ def shaping_experiment(up_trace: str, down_trace: str, sizes: Sequence[int], *, 
             _wait_file(proxy_file, procs[-1], "proxy")
             pport = open(proxy_file).read().strip()
             t0 = time.monotonic() + start_delay_s
-            shaper = TraceShaper(link, up=up.timestamps, down=down.timestamps, bin_ms=bin_ms).start(t0)
+            shaper = TraceShaper(link, up=up, down=down, bin_ms=bin_ms).start(t0)
             out = os.path.join(tmp, "probe.json")
             say(f"netns: {link.ns['client']} -> {link.ns['server']} ({qdisc}, rtt {rtt_ms} ms, "
                 f"{len(sizes)} transfers)")
@@ -502,7 +461,7 @@ def shaping_experiment(up_trace: str, down_trace: str, sizes: Sequence[int], *, 
                "shaper_late_ms_max": shaper.late_ms_max}
     config = {"up_trace": str(up_trace), "down_trace": str(down_trace), "rtt_ms": rtt_ms, "bin_ms": bin_ms,
               "qdisc": qdisc, "mtu": link.mtu, "gap_s": gap_s, "reply_bytes": reply_bytes,
-              "simulator": getattr(net, "__name__", "private stand-in"), "tc_up_stats": tc_up}
+              "simulator": "collab.net.transfer_time", "tc_up_stats": tc_up}
     return {"records": recs, "failed": failed, "summary": summary, "config": config}
 
 

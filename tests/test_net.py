@@ -96,6 +96,8 @@ def test_fixed_rate_link_and_equivalent_trace():
     assert tr.mean_bps() == pytest.approx(12e6)
     assert tr.transfer_time(15000, 0.0) == pytest.approx(10.0)
     assert net.as_link("fixed:12").mean_bps() == pytest.approx(12e6)
+    np.testing.assert_allclose(link.transfer_time(1500, np.array([0.0, 5.0])), [1.0, 1.0])
+    np.testing.assert_allclose(link.delivery_times(np.array([1500, 3000]), 2.0), [3.0, 4.0])
 
 
 def test_bandwidth_views():

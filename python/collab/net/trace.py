@@ -186,9 +186,9 @@ class FixedRateLink:
 
     def transfer_time(self, nbytes, start_ms=0.0, rtt_ms=0.0):
         rtt = _check_rtt(rtt_ms)
-        _check_times(start_ms)
-        out = _check_nbytes(nbytes) * 8 * 1000.0 / self.bps + rtt
-        return out if np.ndim(out) else float(out)
+        b, t = np.broadcast_arrays(_check_nbytes(nbytes), _check_times(start_ms))
+        out = b * 8 * 1000.0 / self.bps + rtt
+        return out if out.ndim else float(out)
 
     def windowed_bps(self, window_ms=1000, duration_ms=1000):
         nwin = int(math.ceil(float(duration_ms) / window_ms))

@@ -76,6 +76,41 @@ def test_simulator_matches_brute_force_stepping(gaps, first, nbytes, start, pack
     assert tr.delivery_times(nbytes, start) == brute_delivery(ts, nbytes, start, packet)
 
 
+def brute_fifo(ts, sizes, starts, packet=1500):
+    """Step opportunity by opportunity; the head-of-line transfer takes each one it may use
+    (an opportunity before its start is lost: later transfers start later still)."""
+    period, out, loop, k = ts[-1], [], 0, 0
+    left = math.ceil(sizes[0] / packet)
+    while True:
+        for t in ts:
+            when = t + loop * period
+            if when >= starts[k]:
+                left -= 1
+                if left == 0:
+                    out.append(float(when))
+                    k += 1
+                    if k == len(sizes):
+                        return out
+                    left = math.ceil(sizes[k] / packet)
+        loop += 1
+
+
+@settings(max_examples=150, deadline=None)
+@given(gaps=st.lists(st.integers(0, 5), min_size=1, max_size=15), sizes=st.lists(st.integers(1, 9000), min_size=1,
+       max_size=6), steps=st.lists(st.floats(0, 20), min_size=6, max_size=6))
+def test_fifo_transfers_match_stepping(gaps, sizes, steps):
+    ts = list(np.cumsum([1] + gaps))
+    starts = list(np.cumsum(steps[: len(sizes)]))
+    tr = net.Trace(np.array(ts))
+    np.testing.assert_array_equal(tr.fifo_delivery_times(sizes, starts), brute_fifo(ts, sizes, starts))
+    # alone, each transfer is never later than when it has to queue
+    alone = tr.delivery_times(np.array(sizes), np.array(starts))
+    assert np.all(alone <= tr.fifo_delivery_times(sizes, starts))
+    with pytest.raises(ValueError):
+        tr.fifo_delivery_times([1, 1], [5, 1])
+    assert tr.fifo_delivery_times([0], [3.5])[0] == 3.5
+
+
 def test_simulator_vectorised_random_against_brute_force():
     rng = np.random.default_rng(1)
     ts = np.sort(rng.integers(0, 50, size=40))

@@ -320,6 +320,12 @@ def test_replanner_reacts_to_a_bandwidth_drop():
         rp.observe(nbytes, ms / 1000)
         seen.append((t, plan.split, plan.sparsity, plan.feasible))
         t = start + ms + 20
+    # the transport's timings dict feeds it the same way
+    est = rp.estimator.estimate_bps
+    rp.observe_timings(30_000, {"compute": 0.01, "transfer": 30_000 * 8 / est + rp.estimator.rtt_s})
+    assert rp.estimator.estimate_bps == pytest.approx(est)
+    with pytest.raises(ValueError):
+        rp.observe_timings(1, {"compute": 1.0})
     before = {(s, sp) for tt, s, sp, f in seen if 500 < tt < 2900}
     after = {(s, sp) for tt, s, sp, f in seen if tt > 4000}
     assert before and after and before.isdisjoint(after)

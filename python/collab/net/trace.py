@@ -125,6 +125,29 @@ class Trace:
         out = np.where(packets > 0, end, t)
         return out if out.ndim else float(out)
 
+    def fifo_delivery_times(self, nbytes, start_ms):
+        """Delivery times of transfers that share the link one after another (FIFO): transfer k
+        may only use opportunities at or after start_ms[k] that earlier transfers left unused.
+        start_ms must be nondecreasing. Returns an array like nbytes."""
+        b = np.atleast_1d(_check_nbytes(nbytes))
+        t = np.atleast_1d(_check_times(start_ms))
+        b, t = np.broadcast_arrays(b, t)
+        if t.size > 1 and np.any(np.diff(t) < 0):
+            raise InvalidArgument("start times of FIFO transfers must be nondecreasing")
+        packets = np.ceil(b / self.packet_bytes).astype(np.int64)
+        first = self._first_at_or_after(t.astype(np.float64))
+        out = np.empty(b.shape, dtype=np.float64)
+        free = np.int64(0)  # first opportunity not used by earlier transfers
+        for k in range(b.size):
+            if packets[k] == 0:
+                out[k] = t[k]
+                continue
+            g0 = max(first[k], free)
+            g = g0 + packets[k] - 1
+            out[k] = self._time_of(g)
+            free = g + 1
+        return out
+
     def transfer_time(self, nbytes, start_ms=0.0, rtt_ms=0.0):
         """Milliseconds from start_ms until the sender sees the transfer complete: the
         time to drain nbytes through the trace plus one round trip (request/ack delay)."""

@@ -42,6 +42,12 @@ class Replanner:
         self.history.append((start_ms, self.estimator.estimate_bps, p))
         return p
 
+    def observe_timings(self, nbytes, timings: dict):
+        """Feed a transport reply's timings (collab.Client: seconds under "transfer")."""
+        if not isinstance(timings, dict) or "transfer" not in timings:
+            raise InvalidArgument("timings must be a dict with a 'transfer' entry (seconds)")
+        return self.observe(nbytes, timings["transfer"])
+
     def observe(self, nbytes, seconds, rtt_s=None):
         """Feed one measured transfer (seconds from send to acknowledgement, RTT included)."""
         rtt = self.estimator.rtt_s if rtt_s is None else rtt_s

@@ -5,7 +5,10 @@ the trace) of one opportunity to deliver a packet of up to `PACKET_BYTES` (1500)
 opportunities in the same millisecond repeat the timestamp. Timestamps never decrease and the
 last one is the trace period: when the trace ends, mahimahi starts it again shifted by the last
 timestamp (opportunity i of loop q happens at ts[i] + q * ts[-1]). A file containing just "1"
-is a 12 Mbit/s fixed link. This module follows those rules (mahimahi's LinkQueue) exactly.
+is a 12 Mbit/s fixed link. This module follows those rules (mahimahi's LinkQueue) exactly,
+including when a packet may leave: mahimahi works in whole milliseconds and, before queueing a
+packet that arrives at `now`, burns every opportunity at or before `now`; so bytes handed to the
+link at time t (ms, possibly fractional) use opportunities strictly after floor(t).
 """
 from __future__ import annotations
 
@@ -110,24 +113,29 @@ class Trace:
         i = np.searchsorted(self.timestamps, r, side="left")
         return q * n + i
 
+    def _first_usable(self, t):
+        """Global index of the first opportunity bytes handed over at t may use (> floor(t))."""
+        return self._first_at_or_after(np.floor(t) + 1.0)
+
     def delivery_times(self, nbytes, start_ms=0.0):
         """Time (ms, absolute) at which the last byte of a transfer is delivered on the link.
 
-        The transfer needs ceil(nbytes / packet_bytes) opportunities at or after start_ms;
-        it ends at the time of the last one (start_ms itself for 0 bytes). Vectorised.
+        The transfer needs ceil(nbytes / packet_bytes) opportunities strictly after
+        floor(start_ms) (as mahimahi); it ends at the time of the last one (start_ms itself for
+        0 bytes). Vectorised.
         """
         b = _check_nbytes(nbytes)
         t = _check_times(start_ms)
         b, t = np.broadcast_arrays(b, t)
         packets = np.ceil(b / self.packet_bytes).astype(np.int64)
-        g = self._first_at_or_after(t) + packets - 1
+        g = self._first_usable(t) + packets - 1
         end = self._time_of(np.maximum(g, 0)).astype(np.float64)
         out = np.where(packets > 0, end, t)
         return out if out.ndim else float(out)
 
     def fifo_delivery_times(self, nbytes, start_ms):
         """Delivery times of transfers that share the link one after another (FIFO): transfer k
-        may only use opportunities at or after start_ms[k] that earlier transfers left unused.
+        may only use opportunities after floor(start_ms[k]) that earlier transfers left unused.
         start_ms must be nondecreasing. Returns an array like nbytes."""
         b = np.atleast_1d(_check_nbytes(nbytes))
         t = np.atleast_1d(_check_times(start_ms))
@@ -135,7 +143,7 @@ class Trace:
         if t.size > 1 and np.any(np.diff(t) < 0):
             raise InvalidArgument("start times of FIFO transfers must be nondecreasing")
         packets = np.ceil(b / self.packet_bytes).astype(np.int64)
-        first = self._first_at_or_after(t.astype(np.float64))
+        first = self._first_usable(t.astype(np.float64))
         out = np.empty(b.shape, dtype=np.float64)
         free = np.int64(0)  # first opportunity not used by earlier transfers
         for k in range(b.size):

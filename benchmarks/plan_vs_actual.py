@@ -54,7 +54,8 @@ def main(argv=None):
     ap.add_argument("--profile", help="device profile (default: measure now, in this process)")
     ap.add_argument("--calibration", help="codec calibration (default: measure now, small grid)")
     ap.add_argument("--images", type=int, default=4)
-    ap.add_argument("--deadline-ms", type=float, default=450.0)
+    ap.add_argument("--deadline-ms", type=float, default=0.0,
+                    help="latency budget D (default: 60%% of the profiled whole-model device time)")
     ap.add_argument("--rtt-ms", type=float, default=30.0)
     ap.add_argument("--out", default=str(RESULTS / "plan_vs_actual"))
     args = ap.parse_args(argv)
@@ -74,6 +75,7 @@ def main(argv=None):
         cal = planner.measure_calibration(sizes=(1024, 16384, 98688, 393216), blocks=((1, 1), (2, 2), (4, 4)),
                                           repeats=3)
     pieces = OnnxPieces()
+    args.deadline_ms = args.deadline_ms or 0.6 * float(prof.device_ms()[-1])
     if len(pieces) != prof.n_layers:
         print(f"profile has {prof.n_layers} layers but the model has {len(pieces)} pieces")
         return 2

@@ -147,6 +147,20 @@ def test_bandwidth_views():
     assert tr.bps_between(5, 10) == pytest.approx(4 * 1500 * 8 * 1000 / 5)
 
 
+@settings(max_examples=100, deadline=None)
+@given(gaps=st.lists(st.integers(0, 9), min_size=1, max_size=25), window=st.integers(1, 13),
+       duration=st.integers(1, 300))
+def test_windowed_bandwidth_matches_counting(gaps, window, duration):
+    ts = list(np.cumsum([1] + gaps))
+    tr = net.Trace(np.array(ts))
+    starts, bps = tr.windowed_bps(window_ms=window, duration_ms=duration)
+    nwin = math.ceil(duration / window)
+    opp = [t + q * ts[-1] for q in range(nwin * window // ts[-1] + 2) for t in ts]
+    counts = [sum(1 for o in opp if k * window <= o < (k + 1) * window) for k in range(nwin)]
+    np.testing.assert_allclose(bps, np.array(counts) * 1500 * 8 * 1000 / window)
+    np.testing.assert_array_equal(starts, np.arange(nwin) * window)
+
+
 @pytest.mark.parametrize("text,frag", [
     ("", "empty"), ("\n\n", "empty"), ("1\nabc\n", "line 2"), ("5\n3\n", "line 2"), ("0\n0\n", "nonzero"),
     ("1\n\n2\n", "line 2"), ("-1\n2\n", "line 1"), ("1.5\n", "line 1"), ("1 2\n", "line 1"),
@@ -191,6 +205,9 @@ def test_bad_transfer_arguments():
             tr.transfer_time(10, bad)
     with pytest.raises(ValueError):
         tr.transfer_time(10, 0, rtt_ms=-1)
+    for bad_b, bad_t in (("abc", 0), (10, "x"), (10, None), ([1, "a"], 0)):
+        with pytest.raises(ValueError):
+            tr.transfer_time(bad_b, bad_t)
     with pytest.raises(ValueError):
         net.FixedRateLink(0)
 

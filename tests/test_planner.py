@@ -284,6 +284,24 @@ def test_autoregressive_hand_case():
     assert plan2.w == 2 and plan2.bits <= cap.ar_bits
 
 
+def test_server_profile_and_speedup():
+    prof = single_shot_profile([4, 4, 4], [(1, 8, 8)] * 3, [1, 1, 1])
+    srv = single_shot_profile([1, 2, 3], [(1, 8, 8)] * 3, [1, 1, 1])
+    link = net.FixedRateLink(1e9)
+    a = Planner(prof, calibration(), link, server_profile=srv).evaluate([0, 1, 2, 3], 0.0, (1, 1))
+    np.testing.assert_allclose(a["server"], [6, 5, 3, 0])
+    b = Planner(prof, calibration(), link, server_speedup=4).evaluate([0, 1, 2, 3], 0.0, (1, 1))
+    np.testing.assert_allclose(b["server"], [3, 2, 1, 0])
+    # include_server puts decode + server in the constrained latency
+    c = Planner(prof, calibration(), link, budget=Budget(include_server=True), server_profile=srv).evaluate(
+        1, 0.0, (1, 1))
+    assert c["latency"][0] == pytest.approx(c["device"][0] + c["encode"][0] + c["transfer"][0] + c["decode"][0] + 5)
+    with pytest.raises(ValueError):
+        Planner(prof, calibration(), link, server_profile=single_shot_profile([1], [(1, 8)], [1]))
+    with pytest.raises(ValueError):
+        Planner(prof, calibration(), link, server_speedup=0)
+
+
 def test_planner_bad_arguments():
     prof = single_shot_profile([1], [(1, 4)], [1])
     with pytest.raises(ValueError):

@@ -42,8 +42,10 @@ def _check_nbytes(nbytes):
 
 
 def _check_times(start_ms):
-    a = np.asarray(start_ms, dtype=np.float64) if not isinstance(start_ms, np.ndarray) else start_ms.astype(
-        np.float64)
+    try:
+        a = np.asarray(start_ms, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise InvalidArgument(f"start times must be numbers (ms), got {start_ms!r}") from None
     if a.size and (not np.all(np.isfinite(a)) or np.any(a < 0)):
         raise InvalidArgument("start times must be finite and >= 0 ms")
     return a
@@ -174,7 +176,7 @@ class Trace:
         if not math.isfinite(duration) or duration <= 0:
             raise InvalidArgument("duration_ms must be positive")
         nwin = int(math.ceil(duration / window_ms))
-        loops = int(math.ceil(duration / self.period_ms)) + 1
+        loops = int(math.ceil(nwin * window_ms / self.period_ms)) + 1  # cover the last whole window
         times = (self.timestamps[None, :] + self.period_ms * np.arange(loops, dtype=np.int64)[:, None]).ravel()
         # Opportunity at exactly k*P exists twice (end of loop k-1, start of loop k when ts[0] == 0):
         # both are real opportunities, as in mahimahi.

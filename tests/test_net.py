@@ -159,6 +159,8 @@ def test_windowed_bandwidth_matches_counting(gaps, window, duration):
     counts = [sum(1 for o in opp if k * window <= o < (k + 1) * window) for k in range(nwin)]
     np.testing.assert_allclose(bps, np.array(counts) * 1500 * 8 * 1000 / window)
     np.testing.assert_array_equal(starts, np.arange(nwin) * window)
+    for k in range(nwin):
+        assert tr.bps_between(k * window, (k + 1) * window) == pytest.approx(bps[k])
 
 
 @pytest.mark.parametrize("text,frag", [
@@ -210,6 +212,9 @@ def test_bad_transfer_arguments():
             tr.transfer_time(bad_b, bad_t)
     with pytest.raises(ValueError):
         net.FixedRateLink(0)
+    for bad in ([1.5, 2.0], [float("nan")], ["a"], [], [[1, 2]], [3, 1], [0]):
+        with pytest.raises(ValueError):
+            net.Trace(np.array(bad))
 
 
 def test_estimator_ewma():

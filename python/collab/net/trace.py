@@ -69,7 +69,11 @@ class Trace:
     _cum: np.ndarray = field(default=None, repr=False, compare=False)
 
     def __post_init__(self):
-        ts = np.ascontiguousarray(self.timestamps, dtype=np.int64)
+        raw = np.asarray(self.timestamps)
+        if raw.dtype.kind not in "iuf" or (raw.dtype.kind == "f" and (
+                not np.all(np.isfinite(raw)) or np.any(raw != np.round(raw)))):
+            raise TraceFormatError(f"{self.name}: timestamps must be integers (ms)")
+        ts = np.ascontiguousarray(raw, dtype=np.int64)
         if ts.ndim != 1 or ts.size == 0:
             raise TraceFormatError(f"{self.name}: a trace needs at least one timestamp")
         if ts[0] < 0:

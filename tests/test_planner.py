@@ -119,6 +119,20 @@ def test_profile_roundtrip_and_derived(tmp_path):
     assert planner.load_profile(p).hidden(2) == 8
 
 
+def test_per_layer_from_prefixes():
+    np.testing.assert_allclose(planner.per_layer_from_prefixes([2, 5, 4, 9]), [2, 3, 0, 4])
+    for bad in ([], [1, float("nan")], [-1], [[1]]):
+        with pytest.raises(ValueError):
+            planner.per_layer_from_prefixes(bad)
+    # an LLM runtime's AR profile built from prefix timings loads and plans
+    pre = planner.per_layer_from_prefixes([0.5, 1.0, 1.6])
+    dec = planner.per_layer_from_prefixes([2.0, 4.1, 6.0])
+    prof = ar_profile(pre, dec, [64] * 3, [1 << 20] * 3, [256] * 3)
+    plan = Planner(prof, calibration(), net.FixedRateLink(1e7), budget=Budget(deadline_ms=30),
+                   space=SearchSpace(max_new_tokens=8)).search()
+    assert plan.feasible and plan.w is not None
+
+
 @pytest.mark.parametrize("mutate", [
     lambda d: d.update(schema="other"), lambda d: d.update(kind="x"), lambda d: d.update(layers=[]),
     lambda d: d["layers"][0].pop("ms"), lambda d: d["layers"][0].update(ms=-1),

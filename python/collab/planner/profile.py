@@ -39,7 +39,7 @@ import numpy as np
 from ..errors import InvalidArgument
 from ._io import read_json, write_json
 
-__all__ = ["ProfileError", "Profile", "load_profile", "SCHEMA"]
+__all__ = ["ProfileError", "Profile", "load_profile", "per_layer_from_prefixes", "SCHEMA"]
 
 SCHEMA = "collab.profile/1"
 KINDS = ("single_shot", "autoregressive")
@@ -218,3 +218,14 @@ class Profile:
 def load_profile(path) -> Profile:
     d, name = read_json(path, ProfileError, "profile")
     return Profile.from_json(d, where=name)
+
+
+def per_layer_from_prefixes(prefix_ms):
+    """Per-layer times from timings of cumulative prefixes: prefix_ms[l-1] = time of layers 1..l
+    (what a runtime that can only run head models measures, e.g. a split LLM head of l layers).
+    Noise can make a longer prefix look faster; the running maximum is used, so no layer gets a
+    negative time. Returns an array of len(prefix_ms)."""
+    a = np.asarray(prefix_ms, dtype=np.float64)
+    if a.ndim != 1 or a.size == 0 or not np.all(np.isfinite(a)) or np.any(a < 0):
+        raise InvalidArgument("prefix times must be a non-empty list of finite numbers >= 0")
+    return np.diff(np.concatenate([[0.0], np.maximum.accumulate(a)]))

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import gzip
-import json
 import pathlib
 import sys
 import time
@@ -24,6 +23,8 @@ from collab import codec, net, planner
 from collab.planner.profiling import OnnxPieces, smooth_input
 
 HERE = pathlib.Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+from bench_io import pyplot, save_json  # noqa: E402
 RESULTS = HERE / "results"
 FMNIST = pathlib.Path("/usr/share/datasets/fashion-mnist/t10k-images-idx3-ubyte.gz")
 TRACES = HERE.parent.parent / "shared" / "traces"
@@ -144,16 +145,11 @@ def main(argv=None):
         print(f"{r['link']:<34}{r['split']:>5}{'raw' if r['sparsity'] is None else r['sparsity']:>6}{cells}"
               f" {p['bytes'] / 1024:6.1f}/{m['bytes'] / 1024:<6.1f}")
     out = pathlib.Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    with open(out.with_suffix(".json"), "w") as f:
-        json.dump(dict(images=len(imgs), source=source, loadavg_before=load_before, loadavg_after=os.getloadavg(), deadline_ms=args.deadline_ms, rtt_ms=args.rtt_ms,
-                       profile_device=prof.device, results=results), f, indent=1)
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
+    save_json(out.with_suffix(".json"), dict(images=len(imgs), source=source, loadavg_before=load_before,
+                                             loadavg_after=os.getloadavg(), deadline_ms=args.deadline_ms,
+                                             rtt_ms=args.rtt_ms, profile_device=prof.device, results=results))
+    plt = pyplot()
+    if plt is None:
         return 0
     comps = ("device", "encode", "transfer", "decode", "server")
     fig, ax = plt.subplots(figsize=(10, 4.5))
@@ -171,7 +167,7 @@ def main(argv=None):
     ax.legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(out.with_suffix(".png"), dpi=110)
-    print(f"wrote {out.with_suffix('.json')} and {out.with_suffix('.png')}")
+    print(f"wrote {out.with_suffix('.png')}")
     return 0
 
 

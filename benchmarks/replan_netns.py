@@ -24,21 +24,12 @@ import time
 import numpy as np
 
 HERE = pathlib.Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+from bench_io import pyplot, save_json  # noqa: E402
 RESULTS = HERE / "results"
 TRACES = HERE.parent.parent / "shared" / "traces"
 if not TRACES.is_dir():
     TRACES = pathlib.Path("/work/shared/traces")
-
-
-def _wait_file(path, proc, what, timeout=60.0):
-    t = time.monotonic()
-    while not os.path.exists(path):
-        if proc.poll() is not None:
-            raise RuntimeError(f"{what} exited with status {proc.returncode}")
-        if time.monotonic() - t > timeout:
-            raise RuntimeError(f"{what} did not start in {timeout} s")
-        time.sleep(0.05)
-    return open(path).read().strip()
 
 
 def client_role(args):
@@ -136,12 +127,14 @@ def main(argv=None):
             procs.append(link.popen("server", [py, "-m", "collab.cli", "serve", "--host", link.ip["server"], "--port",
                                                "0", "--port-file", port_file, "--task", "echo", "--task",
                                                "codec-stats", "--workers", "2", "--log-level", "WARNING"]))
-            port = _wait_file(port_file, procs[-1], "server")
+            netns._wait_file(port_file, procs[-1], "server")
+            port = open(port_file).read().strip()
             proxy_file = os.path.join(tmp, "proxy")
             procs.append(link.popen("client", [py, "-m", "collab.netns", "proxy", "--listen", "127.0.0.1:0",
                                                "--target", f"{link.ip['server']}:{port}", "--delay-ms",
                                                str(args.rtt_ms / 2), "--ready-file", proxy_file]))
-            pport = _wait_file(proxy_file, procs[-1], "proxy")
+            netns._wait_file(proxy_file, procs[-1], "proxy")
+            pport = open(proxy_file).read().strip()
             t0 = time.monotonic() + 12.0  # the client loads the model and warms up first
             shaper = netns.TraceShaper(link, up=trace.timestamps, bin_ms=args.bin_ms).start(t0)
             out = os.path.join(tmp, "client.json")
@@ -193,15 +186,9 @@ def main(argv=None):
           f"met {summary['deadline_met']:.1%}; measured vs simulated transfer: median |error| "
           f"{summary['median_abs_sim_error_ms']:.1f} ms ({summary['median_rel_sim_error']:.0%})")
     outp = pathlib.Path(args.out)
-    outp.parent.mkdir(parents=True, exist_ok=True)
-    with open(outp.with_suffix(".json"), "w") as f:
-        json.dump(dict(summary=summary, requests=recs), f, indent=1)
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
+    save_json(outp.with_suffix(".json"), dict(summary=summary, requests=recs))
+    plt = pyplot()
+    if plt is None:
         return 0
     tt = np.array([r["t_ms"] for r in recs]) / 1e3
     fig, ax = plt.subplots(3, 1, figsize=(10, 7.5), sharex=True)
@@ -218,7 +205,7 @@ def main(argv=None):
     ax[2].set_xlabel("time (s)")
     fig.tight_layout()
     fig.savefig(outp.with_suffix(".png"), dpi=110)
-    print(f"wrote {outp.with_suffix('.json')} and {outp.with_suffix('.png')}")
+    print(f"wrote {outp.with_suffix('.png')}")
     return 0
 
 

@@ -14,7 +14,6 @@ prints the plan changes and a summary table. Payload sizes are the codec's predi
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import pathlib
 import sys
@@ -25,6 +24,8 @@ import numpy as np
 from collab import net, planner
 
 HERE = pathlib.Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+from bench_io import pyplot, save_json  # noqa: E402
 RESULTS = HERE / "results"
 DEFAULT_TRACE = HERE.parent.parent / "shared" / "traces" / "ATT-LTE-driving-2016.up"
 if not DEFAULT_TRACE.exists():
@@ -173,15 +174,9 @@ def main(argv=None):
           f"planning {plan_s * 1e3:.1f} ms/request")
 
     out = pathlib.Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    with open(out.with_suffix(".json"), "w") as f:
-        json.dump(dict(summary=summary, requests=rows), f, indent=1)
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
+    save_json(out.with_suffix(".json"), dict(summary=summary, requests=rows))
+    plt = pyplot()
+    if plt is None:
         print("matplotlib not installed: no PNG")
         return 0
     tt = np.array([r["t_ms"] for r in rows]) / 1000
@@ -201,7 +196,7 @@ def main(argv=None):
     ax[2].set_xlabel("time (s)")
     fig.tight_layout()
     fig.savefig(out.with_suffix(".png"), dpi=110)
-    print(f"wrote {out.with_suffix('.json')} and {out.with_suffix('.png')}")
+    print(f"wrote {out.with_suffix('.png')}")
     return 0
 
 

@@ -32,9 +32,9 @@ if not DEFAULT_TRACE.exists():
     DEFAULT_TRACE = pathlib.Path("/work/shared/traces/ATT-LTE-driving-2016.up")
 
 
-def walk(base, trace, *, alpha, safety, rtt_ms, start_ms, period_ms, n_req):
+def walk(base, trace, *, alpha, safety, rtt_ms, start_ms, period_ms, n_req, mode="ewma"):
     """Re-planned requests over the trace: [(t, plan, estimate, actual latency ms, bytes)]."""
-    rp = planner.Replanner(base, alpha=alpha, initial_bps=trace.mean_bps(), safety=safety)
+    rp = planner.Replanner(base, alpha=alpha, initial_bps=trace.mean_bps(), safety=safety, mode=mode)
     out = []
     for k in range(n_req):
         t = start_ms + k * period_ms
@@ -61,7 +61,8 @@ def main(argv=None):
     ap.add_argument("--alpha", type=float, default=0.3, help="EWMA weight of the newest transfer")
     ap.add_argument("--safety", type=float, default=0.8, help="plan at this fraction of the EWMA estimate")
     ap.add_argument("--sweep", default="1.0,0.8,0.5,0.3",
-                    help="also walk with these safety factors and report deadline met vs mean split ('' = none)")
+                    help="also walk with these safety factors, EWMA and harmonic-mean estimators, and report "
+                         "deadline met vs mean split ('' = none)")
     ap.add_argument("--start-s", type=float, default=0.0, help="start this far into the trace")
     ap.add_argument("--out", default=str(RESULTS / "replan_trace"))
     args = ap.parse_args(argv)
@@ -116,15 +117,17 @@ def main(argv=None):
             print(f"[replan] {k + 1}/{n_req} t={t / 1000:.1f}s est {est / 1e6:.2f} Mbit/s -> split {plan.split} "
                   f"s={plan.sparsity}; oracle split {orc.split} ({time.perf_counter() - t_wall:.1f} s)")
     sweep = []
-    for sf in [float(v) for v in args.sweep.split(",") if v.strip()]:
-        res = walk(base, trace, alpha=args.alpha, safety=sf, rtt_ms=args.rtt_ms, start_ms=args.start_s * 1000,
-                   period_ms=args.period_ms, n_req=n_req)
-        lat = np.array([r[3] for r in res])
-        sweep.append(dict(safety=sf, deadline_met=float(np.mean(lat <= D)), p95_ms=float(np.percentile(lat, 95)),
-                          mean_split=float(np.mean([r[1].split for r in res])),
-                          mean_sparsity=float(np.mean([r[1].sparsity or 0.0 for r in res]))))
-        print(f"[replan] safety sweep {sf:g}: deadline met {sweep[-1]['deadline_met']:.1%}, "
-              f"mean split {sweep[-1]['mean_split']:.2f}")
+    for mode in ("ewma", "harmonic"):
+        for sf in [float(v) for v in args.sweep.split(",") if v.strip()]:
+            res = walk(base, trace, alpha=args.alpha, safety=sf, rtt_ms=args.rtt_ms, start_ms=args.start_s * 1000,
+                       period_ms=args.period_ms, n_req=n_req, mode=mode)
+            lat = np.array([r[3] for r in res])
+            sweep.append(dict(estimator=mode, safety=sf, deadline_met=float(np.mean(lat <= D)),
+                              p95_ms=float(np.percentile(lat, 95)),
+                              mean_split=float(np.mean([r[1].split for r in res])),
+                              mean_sparsity=float(np.mean([r[1].sparsity or 0.0 for r in res]))))
+            print(f"[replan] sweep {mode} safety {sf:g}: deadline met {sweep[-1]['deadline_met']:.1%}, "
+                  f"mean split {sweep[-1]['mean_split']:.2f}")
 
     # plan changes
     print(f"\ntrace {trace.name}: mean {trace.mean_bps() / 1e6:.2f} Mbit/s; D = {D:.0f} ms, RTT {args.rtt_ms:g} ms, "
@@ -166,9 +169,11 @@ def main(argv=None):
           f"{summary['oracle_p95_ms']:12.1f}")
     print(f"{'mean split':24}{summary['mean_split']:12.2f}{static.split:12d}{summary['oracle_mean_split']:12.2f}")
     if sweep:
-        print(f"\nsafety sweep (plan at safety x EWMA):  " + "  ".join(
-            f"{w['safety']:g}: met {w['deadline_met']:.0%}, split {w['mean_split']:.2f}, s {w['mean_sparsity']:.2f}"
-            for w in sweep))
+        print(f"\nestimator x safety (plan at safety x estimate):\n{'estimator':>10} {'safety':>6} {'met':>6} "
+              f"{'p95 ms':>8} {'split':>6} {'sparsity':>8}")
+        for w in sweep:
+            print(f"{w['estimator']:>10} {w['safety']:6g} {w['deadline_met']:6.1%} {w['p95_ms']:8.1f} "
+                  f"{w['mean_split']:6.2f} {w['mean_sparsity']:8.2f}")
     print(f"plan changes: {changes}, distinct plans: {summary['distinct_plans']}, "
           f"|actual - predicted| mean {summary['mean_abs_pred_error_ms']:.1f} ms, "
           f"planning {plan_s * 1e3:.1f} ms/request")

@@ -235,6 +235,18 @@ def test_estimator_ewma():
         e.update(10, 0)
 
 
+def test_estimator_harmonic_window():
+    e = net.BandwidthEstimator(mode="harmonic", window=3)
+    for mbps in (8, 2, 8):
+        e.update(mbps * 1e6 / 8, 1.0)
+    assert e.estimate_bps == pytest.approx(3 / (1 / 8e6 + 1 / 2e6 + 1 / 8e6))
+    e.update(1e6 / 8, 1.0)  # the 8 Mbit/s sample leaves the window
+    assert e.estimate_bps == pytest.approx(3 / (1 / 2e6 + 1 / 8e6 + 1 / 1e6))
+    for bad in (dict(mode="max"), dict(window=0), dict(window=2.5)):
+        with pytest.raises(ValueError):
+            net.BandwidthEstimator(**bad)
+
+
 def test_estimator_tracks_trace_drop():
     # 10 packets/ms for 1 s, then 1 packet/ms for 1 s: the EWMA of simulated transfers follows.
     ts = np.concatenate([np.repeat(np.arange(1, 1001), 10), np.arange(1001, 2001)])

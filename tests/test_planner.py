@@ -117,6 +117,19 @@ def test_profile_roundtrip_and_derived(tmp_path):
     ar = ar_profile([1, 1], [2, 3], [8, 8], [10, 10], [4, 4])
     ar.save(p)
     assert planner.load_profile(p).hidden(2) == 8
+    # an LLM runtime may give activation bytes per token instead of hidden (fp16 rows here)
+    d = ar.to_json()
+    for ld in d["layers"]:
+        del ld["hidden"]
+        ld.update(out_dtype="float16", activation_bytes_per_token=1152)
+    assert planner.Profile.from_json(d).hidden(1) == 576
+    for bad in (1151, 0):
+        d["layers"][0]["activation_bytes_per_token"] = bad
+        with pytest.raises(ValueError):
+            planner.Profile.from_json(d)
+    d["layers"][0].update(hidden=10, activation_bytes_per_token=4)
+    with pytest.raises(ValueError):
+        planner.Profile.from_json(d)
 
 
 def test_per_layer_from_prefixes():

@@ -20,6 +20,8 @@ JSON schema "collab.profile/1" (one file per model x device; see docs/planner.md
           # autoregressive (per token; LLM runtimes):
           "prefill_ms_per_token": 0.4, "decode_ms": 0.9,
           "hidden": 576,                    # elements per token of the layer's output row
+          "activation_bytes_per_token": 2304,  # the same in bytes (hidden x out_dtype size);
+                                            # a file may give either, the loader derives the other
           "kv_bytes_per_token": 4608        # KV-cache bytes per token the layer keeps
         }, ...
       ]
@@ -90,6 +92,7 @@ class Layer:
             d.update(ms=self.ms, ms_std=self.ms_std, out_shape=list(self.out_shape), out_dtype=self.out_dtype)
         else:
             d.update(prefill_ms_per_token=self.prefill_ms_per_token, decode_ms=self.decode_ms, hidden=self.hidden,
+                     activation_bytes_per_token=self.hidden * _DTYPE_BYTES[self.out_dtype],
                      kv_bytes_per_token=self.kv_bytes_per_token, out_dtype=self.out_dtype)
         return d
 
@@ -203,9 +206,19 @@ class Profile:
             else:
                 l.prefill_ms_per_token = _num(lw, ld, "prefill_ms_per_token")
                 l.decode_ms = _num(lw, ld, "decode_ms")
-                l.hidden = _num(lw, ld, "hidden", integer=True)
+                size = _DTYPE_BYTES[l.out_dtype]
+                if "hidden" in ld:
+                    l.hidden = _num(lw, ld, "hidden", integer=True)
+                    if "activation_bytes_per_token" in ld and _num(
+                            lw, ld, "activation_bytes_per_token", integer=True) != l.hidden * size:
+                        raise ProfileError(f"{lw}: activation_bytes_per_token must be hidden x {size} bytes")
+                else:
+                    act = _num(lw, ld, "activation_bytes_per_token", integer=True)
+                    if act % size:
+                        raise ProfileError(f"{lw}: activation_bytes_per_token must be a multiple of {size}")
+                    l.hidden = act // size
                 if l.hidden <= 0:
-                    raise ProfileError(f"{lw}: hidden must be > 0")
+                    raise ProfileError(f"{lw}: hidden (or activation_bytes_per_token) must be > 0")
                 l.kv_bytes_per_token = _num(lw, ld, "kv_bytes_per_token", required=False, integer=True, default=0)
             layers.append(l)
         dev = d.get("device", {})

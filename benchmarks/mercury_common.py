@@ -14,7 +14,7 @@ MODELS = os.path.join(ROOT, "models", "mercury")
 RESULTS = os.path.join(ROOT, "benchmarks", "results")
 # Subset sizes (2 shared CPU cores): see notes/issue-5.md.
 N_TRAIN = int(os.environ.get("MERCURY_N_TRAIN", 2000))     # head of the full model
-N_META = int(os.environ.get("MERCURY_N_META", 600))        # meta-token / head training per rate
+N_META = int(os.environ.get("MERCURY_N_META", 500))        # meta-token / head training per rate
 N_TEST = int(os.environ.get("MERCURY_N_TEST", 1000))
 IMG = 112   # 8x8 grid of 14-px patches: divisible by the 2x2 region; 65 tokens keep CPU cost low
 GRID = IMG // 14

@@ -18,8 +18,8 @@ def _check_same(x, rate, region=2, has_cls=True):
 
 
 @pytest.mark.parametrize("seed", RNG_SEEDS)
-def test_native_matches_reference_random(seed):
-    r = np.random.default_rng(1000 + seed + int(np.random.SeedSequence().entropy % 1000) * 10)
+def test_native_matches_reference_random(seed, rng):
+    r = rng
     for grid, region in [(8, 2), (4, 2), (6, 3), (4, 4), (2, 1), (1, 1), (6, 2)]:
         n = grid * grid
         b = int(r.integers(1, 4))

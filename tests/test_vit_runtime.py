@@ -106,3 +106,13 @@ def test_fuzz_server_only_raises_value_errors(setup, payload, rate, shape, enc, 
     except ValueError:
         return
     assert len(out) == 4 * int(m["shape"].split(",")[0]) * 5
+
+
+def test_runtime_does_not_import_torch():
+    import subprocess
+    import sys
+    code = ("import sys, numpy as np, collab.vit.runtime as r, collab.vit.weights, collab.vit.data; "
+            "from collab.vit.runtime_model import NumpyViT; v = NumpyViT(r.tiny_params(), 4); "
+            "r.MercuryDevice(v, 0.5, 1).run(np.zeros((1, 3, 8, 8), np.float32)); "
+            "assert 'torch' not in sys.modules, 'torch was imported'")
+    subprocess.run([sys.executable, "-c", code], check=True)

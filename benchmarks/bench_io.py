@@ -1,0 +1,24 @@
+"""Small helpers shared by the transport benchmarks: JSON results and a headless pyplot."""
+from __future__ import annotations
+
+import json
+import pathlib
+
+
+def save_json(path, obj) -> pathlib.Path:
+    out = pathlib.Path(path)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(obj, indent=1))
+    print(f"wrote {out}")
+    return out
+
+
+def pyplot():
+    """matplotlib.pyplot with the Agg backend, or None when matplotlib is missing."""
+    try:
+        import matplotlib
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return None
+    return plt

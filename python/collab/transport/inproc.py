@@ -1,0 +1,154 @@
+"""In-process loopback with the same interface as collab.Client (no network, no grpcio).
+
+    client = InprocClient([MyTaskHandler()])
+    out, meta, timings = client.infer("my-task", payload, {"split": "4"})
+    with client.session("my-task", {}) as s:
+        s.send("step", b"...", {})
+        kind, payload, meta = s.recv()
+
+Calls run synchronously in the caller's thread. Errors are raised as the same exception
+types the gRPC client raises (InvalidRequest for a task's ValueError, TransportError with
+code NOT_FOUND / INTERNAL, ...), and meta is normalised the way the wire normalises it, so
+code tested here behaves the same against a real server.
+"""
+from __future__ import annotations
+
+import collections
+import time
+import uuid
+from typing import Dict, Iterable, Optional, Union
+
+from .errors import InvalidRequest, TransportError
+from .handlers import (OPEN_KIND, TaskHandler, check_kind, check_meta, check_payload, check_replies,
+                       check_reply, pop_task_timings, wire_meta)
+
+
+def _call(fn, what: str):
+    try:
+        return fn()
+    except TransportError:
+        raise
+    except ValueError as e:
+        raise InvalidRequest("INVALID_ARGUMENT", f"{type(e).__name__}: {e}") from e
+    except Exception as e:
+        raise TransportError("INTERNAL", f"{what} failed: {type(e).__name__}: {e}") from e
+
+
+def _timings(run_s, dec, enc, total):
+    return {"queue": 0.0, "compute": max(0.0, run_s - dec - enc), "decode": dec, "encode": enc,
+            "server": run_s, "transfer": 0.0, "total": total}
+
+
+class InprocClient:
+    def __init__(self, handlers: Union[Iterable[TaskHandler], Dict[str, TaskHandler]]):
+        items = handlers.items() if isinstance(handlers, dict) else [(h.name, h) for h in handlers]
+        self._handlers = dict(items)
+
+    def _handler(self, task):
+        h = self._handlers.get(task)
+        if h is None:
+            raise TransportError("NOT_FOUND", f"unknown task {task!r}; hosted: {', '.join(sorted(self._handlers))}")
+        return h
+
+    def infer(self, task: str, payload: bytes, meta=None, *, timeout: Optional[float] = None):
+        t0 = time.perf_counter()
+        h = self._handler(task)
+        meta = check_meta(meta)
+        meta.setdefault("request_id", uuid.uuid4().hex[:16])
+        rid = meta["request_id"]
+        meta = _call(lambda: wire_meta(meta), "request")
+        payload = check_payload(payload)
+        t1 = time.perf_counter()
+        out_payload, out_meta = _call(lambda: check_reply(h.infer(payload, dict(meta)), task), f"task {task!r}")
+        run_s = time.perf_counter() - t1
+        dec, enc = pop_task_timings(out_meta)
+        out_meta = _call(lambda: wire_meta(out_meta), f"task {task!r} reply")
+        out_meta.pop("request_id", None)
+        out_meta["request_id"] = rid
+        return out_payload, out_meta, _timings(run_s, dec, enc, time.perf_counter() - t0)
+
+    def session(self, task: str, meta=None, *, timeout: Optional[float] = None) -> "InprocSession":
+        return InprocSession(self._handler(task), task, check_meta(meta))
+
+    def health(self, timeout: float = 0.0) -> dict:
+        return {"status": "SERVING", "version": "inproc", "tasks": sorted(self._handlers), "workers": 1,
+                "running": 0, "queued": 0, "sessions": 0, "served": 0, "rejected": 0}
+
+    def wait_ready(self, timeout: float = 0.0) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False
+
+
+class InprocSession:
+    def __init__(self, handler: TaskHandler, task: str, meta: dict):
+        self.task = task
+        meta.setdefault("request_id", uuid.uuid4().hex[:16])
+        self.request_id = meta["request_id"]
+        meta = _call(lambda: wire_meta(meta), "request")
+        self._session = _call(lambda: handler.open_session(meta), f"task {task!r} open_session")
+        if not callable(getattr(self._session, "on_message", None)):
+            raise TransportError("INTERNAL", f"task {task!r}: open_session() did not return a TaskSession")
+        self._pending = collections.deque()
+        self._seq = 0
+        self._closed = False
+        self.last_timings: dict = {}
+
+    def send(self, kind: str, payload: bytes, meta=None) -> int:
+        if self._closed:
+            raise TransportError("CANCELLED", "session is closed")
+        kind = check_kind(kind)
+        payload = check_payload(payload)
+        meta = _call(lambda: wire_meta(check_meta(meta)), "request")
+        if kind.startswith(OPEN_KIND):  # pragma: no cover - check_kind already refuses collab.*
+            raise InvalidRequest("INVALID_ARGUMENT", "reserved kind")
+        self._seq += 1
+        t0 = time.perf_counter()
+        try:
+            replies = _call(lambda: check_replies(self._session.on_message(kind, payload, meta), self.task),
+                            f"task {self.task!r}")
+        except TransportError:
+            self._close_session()  # like the server: an error ends the session
+            raise
+        run_s = time.perf_counter() - t0
+        for k, p, m in replies:
+            dec, enc = pop_task_timings(m)
+            self._pending.append((k, p, _call(lambda: wire_meta(m), "reply"), _timings(run_s, dec, enc, run_s)))
+        return self._seq
+
+    def recv(self, timeout: Optional[float] = None):
+        if not self._pending:
+            if self._closed:
+                raise EOFError("the session is closed")
+            raise TimeoutError("no pending message (in-process sessions answer synchronously in send())")
+        k, p, m, t = self._pending.popleft()
+        self.last_timings = t
+        return k, p, m
+
+    def _close_session(self):
+        if not self._closed:
+            self._closed = True
+            self._session.close()
+
+    def close(self, timeout: float = 0.0) -> None:
+        self._close_session()
+
+    def cancel(self) -> None:
+        self._close_session()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self._close_session()
+        return False
+
+
+__all__ = ["InprocClient", "InprocSession"]

@@ -1,0 +1,452 @@
+"""gRPC server hosting TaskHandlers (collab.v1.Collab, proto/collab.proto).
+
+    from collab.transport import Server
+    from collab.transport.builtin import EchoHandler
+    with Server([EchoHandler()], port=0, workers=4) as srv:
+        print(srv.address)          # "127.0.0.1:PORT"
+        srv.wait()                   # or do something else while it serves
+
+Concurrency model: one asyncio event loop (a background thread) runs gRPC; every task call
+(infer, open_session, on_message) runs on a pool of `workers` threads. At most `workers`
+calls compute at once; up to `max_queue` more unary requests / session opens wait for a
+worker; beyond that the server answers RESOURCE_EXHAUSTED at once (back-pressure: nothing is
+dropped silently). Messages of already-open sessions are never refused for load (sessions are
+bounded by `max_sessions` and process one message at a time).
+
+Sessions: closed (TaskSession.close()) when the client ends the stream, disconnects or is
+cancelled, after `session_idle_s` without a message, after `session_max_s`, when the session
+reports more than `session_max_bytes` through an optional `nbytes()` method, or at shutdown.
+"""
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import hmac
+import logging
+import os
+import threading
+import time
+from typing import Dict, Iterable, Optional, Union
+
+import grpc
+from grpc import aio
+
+from ..errors import InvalidArgument
+from . import _wire as w
+from .handlers import (OPEN_KIND, OPENED_KIND, TaskHandler, check_replies, check_reply, pop_task_timings)
+
+log = logging.getLogger("collab.transport.server")
+
+DEFAULT_MAX_MESSAGE_BYTES = 64 << 20
+
+PemSource = Union[str, bytes, os.PathLike, None]
+
+
+def _read_pem(src: PemSource, what: str) -> Optional[bytes]:
+    if src is None:
+        return None
+    if isinstance(src, bytes):
+        return src
+    try:
+        with open(src, "rb") as f:
+            return f.read()
+    except OSError as e:
+        raise InvalidArgument(f"cannot read {what} {src!r}: {e}") from None
+
+
+class _Reject(Exception):
+    """Internal: a task call that must end the RPC with a status."""
+
+    def __init__(self, code, details):
+        super().__init__(details)
+        self.code = code
+        self.details = details
+
+
+class Server:
+    """A collab gRPC server. See the module docstring for the concurrency and limit model."""
+
+    def __init__(self, handlers: Union[Iterable[TaskHandler], Dict[str, TaskHandler]], host: str = "127.0.0.1",
+                 port: int = 0, *, workers: int = 4, max_queue: Optional[int] = None,
+                 max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES, auth_token: Optional[str] = None,
+                 tls_cert: PemSource = None, tls_key: PemSource = None, max_sessions: int = 64,
+                 session_idle_s: float = 300.0, session_max_s: float = 3600.0,
+                 session_max_bytes: Optional[int] = None):
+        if isinstance(handlers, dict):
+            items = list(handlers.items())
+        else:
+            items = [(getattr(h, "name", ""), h) for h in handlers]
+        self._handlers: Dict[str, TaskHandler] = {}
+        for name, h in items:
+            if not isinstance(name, str) or not name:
+                raise InvalidArgument(f"task handler {h!r} has no name")
+            if name in self._handlers:
+                raise InvalidArgument(f"two task handlers named {name!r}")
+            if not callable(getattr(h, "infer", None)) and not callable(getattr(h, "open_session", None)):
+                raise InvalidArgument(f"task handler {name!r} has neither infer() nor open_session()")
+            self._handlers[name] = h
+        for label, v, lo in (("workers", workers, 1), ("max_sessions", max_sessions, 0),
+                             ("max_message_bytes", max_message_bytes, 1024)):
+            if isinstance(v, bool) or not isinstance(v, int) or v < lo:
+                raise InvalidArgument(f"{label} must be an integer >= {lo}, got {v!r}")
+        if max_queue is None:
+            max_queue = 4 * workers
+        if isinstance(max_queue, bool) or not isinstance(max_queue, int) or max_queue < 0:
+            raise InvalidArgument(f"max_queue must be an integer >= 0, got {max_queue!r}")
+        for label, v in (("session_idle_s", session_idle_s), ("session_max_s", session_max_s)):
+            if not (isinstance(v, (int, float)) and v > 0):
+                raise InvalidArgument(f"{label} must be > 0, got {v!r}")
+        if session_max_bytes is not None and (not isinstance(session_max_bytes, int) or session_max_bytes < 0):
+            raise InvalidArgument(f"session_max_bytes must be an integer >= 0 or None, got {session_max_bytes!r}")
+        if (tls_cert is None) != (tls_key is None):
+            raise InvalidArgument("TLS needs both tls_cert and tls_key")
+        if auth_token is not None and (not isinstance(auth_token, str) or not auth_token):
+            raise InvalidArgument("auth_token must be a non-empty string or None")
+        self.host, self._port_req = host, int(port)
+        self.workers, self.max_queue = workers, max_queue
+        self.max_message_bytes = max_message_bytes
+        self.max_sessions = max_sessions
+        self.session_idle_s, self.session_max_s = float(session_idle_s), float(session_max_s)
+        self.session_max_bytes = session_max_bytes
+        self._auth = None if auth_token is None else f"Bearer {auth_token}".encode()
+        self._tls = None
+        if tls_cert is not None:
+            self._tls = (_read_pem(tls_key, "TLS key"), _read_pem(tls_cert, "TLS certificate"))
+        self.port: Optional[int] = None
+        # runtime state
+        self._loop: Optional[asyncio.AbstractEventLoop] = None
+        self._thread: Optional[threading.Thread] = None
+        self._server: Optional[aio.Server] = None
+        self._pool: Optional[concurrent.futures.ThreadPoolExecutor] = None
+        self._close_pool: Optional[concurrent.futures.ThreadPoolExecutor] = None
+        self._lock = threading.Lock()
+        self._inflight = 0       # admitted task calls not finished (loop thread only)
+        self._running = 0        # task calls computing now (under _lock)
+        self._sessions = 0       # open sessions (loop thread only)
+        self._stats = {"served": 0, "rejected": 0, "invalid": 0, "internal": 0, "unauthenticated": 0,
+                       "sessions_opened": 0, "sessions_closed": 0}
+        self._stopped = threading.Event()
+
+    # ---- lifecycle ---------------------------------------------------------------------
+    @property
+    def address(self) -> str:
+        if self.port is None:
+            raise RuntimeError("server not started")
+        host = self.host if ":" not in self.host else f"[{self.host}]"
+        return f"{host}:{self.port}"
+
+    @property
+    def tasks(self):
+        return sorted(self._handlers)
+
+    def start(self) -> "Server":
+        if self._thread is not None:
+            raise RuntimeError("server already started")
+        self._pool = concurrent.futures.ThreadPoolExecutor(self.workers, thread_name_prefix="collab-worker")
+        self._close_pool = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="collab-close")
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._loop.run_forever, name="collab-grpc", daemon=True)
+        self._thread.start()
+        try:
+            asyncio.run_coroutine_threadsafe(self._astart(), self._loop).result(timeout=30)
+        except BaseException:
+            self._shutdown_loop()
+            raise
+        log.info("collab server on %s (%s) tasks=%s workers=%d max_queue=%d max_message=%dB auth=%s",
+                 self.address, "tls" if self._tls else "insecure", ",".join(self.tasks), self.workers,
+                 self.max_queue, self.max_message_bytes, "token" if self._auth else "none")
+        return self
+
+    async def _astart(self):
+        opts = [("grpc.max_receive_message_length", self.max_message_bytes),
+                ("grpc.max_send_message_length", self.max_message_bytes),
+                ("grpc.so_reuseport", 0)]
+        self._server = aio.server(options=opts)
+        self._server.add_generic_rpc_handlers((self._generic_handler(),))
+        bind = f"{self.host if ':' not in self.host else '[' + self.host + ']'}:{self._port_req}"
+        if self._tls:
+            port = self._server.add_secure_port(bind, grpc.ssl_server_credentials([self._tls]))
+        else:
+            port = self._server.add_insecure_port(bind)
+        if port == 0:
+            raise OSError(f"cannot bind {bind}")
+        self.port = port
+        await self._server.start()
+
+    def stop(self, grace: Optional[float] = 1.0) -> None:
+        """Stop serving: in-flight calls get `grace` seconds, open sessions are closed."""
+        if self._thread is None or self._loop is None:
+            return
+        if self._server is not None:
+            try:
+                asyncio.run_coroutine_threadsafe(self._server.stop(grace), self._loop).result(
+                    timeout=(grace or 0) + 30)
+            except Exception:  # pragma: no cover - best effort during shutdown
+                log.exception("error while stopping the gRPC server")
+        self._shutdown_loop()
+
+    def _shutdown_loop(self):
+        loop, thread = self._loop, self._thread
+        if loop is not None:
+            loop.call_soon_threadsafe(loop.stop)
+        if thread is not None:
+            thread.join(timeout=30)
+        if loop is not None and not loop.is_running():
+            loop.close()
+        for pool in (self._pool, self._close_pool):
+            if pool is not None:
+                pool.shutdown(wait=True)
+        self._thread = self._loop = None
+        self._stopped.set()
+
+    def wait(self, timeout: Optional[float] = None) -> bool:
+        """Block until stop() (from another thread or a signal handler). True if stopped."""
+        return self._stopped.wait(timeout)
+
+    def __enter__(self):
+        return self.start()
+
+    def __exit__(self, *exc):
+        self.stop()
+        return False
+
+    def stats(self) -> dict:
+        with self._lock:
+            running = self._running
+            s = dict(self._stats)
+        s.update(running=running, queued=max(0, self._inflight - running), sessions=self._sessions,
+                 workers=self.workers)
+        return s
+
+    # ---- gRPC plumbing -------------------------------------------------------------------
+    def _generic_handler(self):
+        return grpc.method_handlers_generic_handler(w.SERVICE, {
+            "Infer": grpc.unary_unary_rpc_method_handler(
+                self._infer, request_deserializer=w.parse_frame, response_serializer=w.serialize),
+            "Session": grpc.stream_stream_rpc_method_handler(
+                self._session, request_deserializer=w.parse_frame, response_serializer=w.serialize),
+            "Health": grpc.unary_unary_rpc_method_handler(
+                self._health, request_deserializer=w.parse_health, response_serializer=w.serialize),
+        })
+
+    def _count(self, key):
+        with self._lock:
+            self._stats[key] += 1
+
+    async def _check_auth(self, context):
+        if self._auth is None:
+            return
+        for k, v in context.invocation_metadata() or ():
+            if k == w.AUTH_HEADER:
+                vb = v.encode() if isinstance(v, str) else bytes(v)
+                if hmac.compare_digest(vb, self._auth):
+                    return
+                break
+        self._count("unauthenticated")
+        await context.abort(grpc.StatusCode.UNAUTHENTICATED, "missing or wrong bearer token")
+
+    async def _call(self, fn, *, admit: bool):
+        """Run fn() on a worker thread. Returns (queue_s, run_s, result). Raises _Reject."""
+        if admit and self._inflight >= self.workers + self.max_queue:
+            self._count("rejected")
+            raise _Reject(grpc.StatusCode.RESOURCE_EXHAUSTED,
+                          f"server busy: {self.workers} workers busy and {self.max_queue} requests queued; retry later")
+        loop = asyncio.get_running_loop()
+        self._inflight += 1
+        t_submit = time.perf_counter()
+        cancelled = threading.Event()
+
+        def job():
+            t_start = time.perf_counter()
+            if cancelled.is_set():
+                return t_start - t_submit, 0.0, None, None
+            with self._lock:
+                self._running += 1
+            try:
+                try:
+                    res = fn()
+                    err = None
+                except BaseException as e:  # reported on the loop thread
+                    res, err = None, e
+                return t_start - t_submit, time.perf_counter() - t_start, res, err
+            finally:
+                with self._lock:
+                    self._running -= 1
+
+        cf = self._pool.submit(job)
+
+        def done(_):
+            try:
+                loop.call_soon_threadsafe(self._release)
+            except RuntimeError:  # loop already closed
+                pass
+        cf.add_done_callback(done)
+        try:
+            queue_s, run_s, res, err = await asyncio.wrap_future(cf)
+        except asyncio.CancelledError:
+            cancelled.set()
+            raise
+        if err is not None:
+            if isinstance(err, ValueError):
+                self._count("invalid")
+                raise _Reject(grpc.StatusCode.INVALID_ARGUMENT, f"{type(err).__name__}: {err}")
+            self._count("internal")
+            log.error("task raised %s: %s", type(err).__name__, err, exc_info=err)
+            raise _Reject(grpc.StatusCode.INTERNAL, f"task failed: {type(err).__name__}: {err}")
+        return queue_s, run_s, res
+
+    def _release(self):
+        self._inflight -= 1
+
+    def _handler(self, task: str):
+        h = self._handlers.get(task)
+        if h is None:
+            raise _Reject(grpc.StatusCode.NOT_FOUND,
+                          f"unknown task {task!r}; this server hosts: {', '.join(self.tasks) or '(none)'}")
+        return h
+
+    # ---- RPCs ------------------------------------------------------------------------------
+    async def _health(self, req, context):
+        s = self.stats()
+        from .. import __version__
+        return w.HealthReply(status="SERVING", version=__version__, tasks=self.tasks, workers=self.workers,
+                             running=s["running"], queued=s["queued"], sessions=s["sessions"],
+                             served=s["served"], rejected=s["rejected"])
+
+    async def _infer(self, req, context):
+        t0 = time.perf_counter()
+        await self._check_auth(context)
+        if req is None:
+            self._count("invalid")
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "request is not a valid collab.v1.Frame")
+        try:
+            handler = self._handler(req.task)
+            meta = w.frame_meta(req)
+            payload = req.payload
+
+            def run():
+                return check_reply(handler.infer(payload, meta), req.task)
+            queue_s, run_s, (out_payload, out_meta) = await self._call(run, admit=True)
+            dec_s, enc_s = pop_task_timings(out_meta)
+            resp = w.make_frame(payload=out_payload, meta=out_meta)
+        except _Reject as r:
+            await context.abort(r.code, r.details)
+        except InvalidArgument as e:  # e.g. the handler returned a bad reserved meta value
+            self._count("internal")
+            await context.abort(grpc.StatusCode.INTERNAL, f"task returned bad meta: {e}")
+        resp.request_id = req.request_id
+        t = resp.timings
+        t.queue_s, t.decode_s, t.encode_s = queue_s, dec_s, enc_s
+        t.compute_s = max(0.0, run_s - dec_s - enc_s)
+        t.server_s = time.perf_counter() - t0
+        self._count("served")
+        log.info("infer task=%s rid=%s in=%dB out=%dB queue=%.2fms decode=%.2fms compute=%.2fms encode=%.2fms "
+                 "server=%.2fms", req.task, req.request_id or "-", len(payload), len(out_payload),
+                 1e3 * queue_s, 1e3 * dec_s, 1e3 * t.compute_s, 1e3 * enc_s, 1e3 * t.server_s)
+        return resp
+
+    async def _read(self, context, t_open: float):
+        remaining = self.session_max_s - (time.perf_counter() - t_open)
+        if remaining <= 0:
+            raise _Reject(grpc.StatusCode.DEADLINE_EXCEEDED,
+                          f"session older than its {self.session_max_s:g}s limit")
+        timeout = min(self.session_idle_s, remaining)
+        try:
+            return await asyncio.wait_for(context.read(), timeout)
+        except asyncio.TimeoutError:
+            if timeout < self.session_idle_s:
+                raise _Reject(grpc.StatusCode.DEADLINE_EXCEEDED,
+                              f"session older than its {self.session_max_s:g}s limit") from None
+            raise _Reject(grpc.StatusCode.DEADLINE_EXCEEDED,
+                          f"session idle for more than {self.session_idle_s:g}s") from None
+
+    def _close_session(self, session, task):
+        try:
+            session.close()
+        except Exception:
+            log.exception("closing a session of task %r failed", task)
+        self._count("sessions_closed")
+
+    async def _session(self, _request_iterator, context):
+        await self._check_auth(context)
+        if self._sessions >= self.max_sessions:
+            self._count("rejected")
+            await context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED,
+                                f"too many open sessions ({self.max_sessions}); retry later")
+        self._sessions += 1
+        session = None
+        task = ""
+        t_open = time.perf_counter()
+        try:
+            first = await self._read(context, t_open)
+            if first is aio.EOF:
+                return
+            if first is None:
+                raise _Reject(grpc.StatusCode.INVALID_ARGUMENT, "message is not a valid collab.v1.Frame")
+            if first.kind != OPEN_KIND:
+                raise _Reject(grpc.StatusCode.FAILED_PRECONDITION,
+                              f"a session starts with a {OPEN_KIND!r} frame, got kind {first.kind!r}")
+            task = first.task
+            handler = self._handler(task)
+            meta = w.frame_meta(first)
+            queue_s, run_s, session = await self._call(lambda: handler.open_session(meta), admit=True)
+            if not callable(getattr(session, "on_message", None)):
+                bad, session = session, None
+                raise _Reject(grpc.StatusCode.INTERNAL,
+                              f"task {task!r}: open_session() returned {type(bad).__name__}, not a TaskSession")
+            self._count("sessions_opened")
+            ack = w.Frame(kind=OPENED_KIND, request_id=first.request_id, seq=first.seq)
+            ack.timings.queue_s, ack.timings.compute_s = queue_s, run_s
+            ack.timings.server_s = time.perf_counter() - t_open
+            await context.write(ack)
+            log.info("session open task=%s rid=%s", task, first.request_id or "-")
+            n = 0
+            limit = self.session_max_bytes
+            nbytes = getattr(session, "nbytes", None)
+            while True:
+                req = await self._read(context, t_open)
+                if req is aio.EOF:
+                    break
+                t0 = time.perf_counter()
+                if req is None:
+                    raise _Reject(grpc.StatusCode.INVALID_ARGUMENT, "message is not a valid collab.v1.Frame")
+                if req.kind.startswith("collab."):
+                    raise _Reject(grpc.StatusCode.INVALID_ARGUMENT, f"reserved message kind {req.kind!r}")
+                rmeta = w.frame_meta(req)
+                sess = session
+
+                def run():
+                    return check_replies(sess.on_message(req.kind, req.payload, rmeta), task)
+                queue_s, run_s, replies = await self._call(run, admit=False)
+                n += 1
+                if limit is not None and callable(nbytes):
+                    used = int(nbytes())
+                    if used > limit:
+                        raise _Reject(grpc.StatusCode.RESOURCE_EXHAUSTED,
+                                      f"session holds {used} bytes, over its {limit}-byte limit")
+                for kind, payload, meta in replies:
+                    dec_s, enc_s = pop_task_timings(meta)
+                    try:
+                        out = w.make_frame(kind=kind, payload=payload, meta=meta, seq=req.seq)
+                    except InvalidArgument as e:
+                        raise _Reject(grpc.StatusCode.INTERNAL, f"task returned bad meta: {e}") from None
+                    out.request_id = req.request_id
+                    t = out.timings
+                    t.queue_s, t.decode_s, t.encode_s = queue_s, dec_s, enc_s
+                    t.compute_s = max(0.0, run_s - dec_s - enc_s)
+                    t.server_s = time.perf_counter() - t0
+                    await context.write(out)
+                self._count("served")
+                log.info("session msg task=%s seq=%d kind=%s in=%dB replies=%d queue=%.2fms run=%.2fms", task,
+                         req.seq, req.kind, len(req.payload), len(replies), 1e3 * queue_s, 1e3 * run_s)
+        except _Reject as r:
+            await context.abort(r.code, r.details)
+        finally:
+            self._sessions -= 1
+            if session is not None:
+                # Not awaited: this also runs when the RPC is being cancelled (client gone).
+                try:
+                    self._close_pool.submit(self._close_session, session, task)
+                except RuntimeError:  # pool already shut down (server stopping)
+                    self._close_session(session, task)
+                log.info("session closed task=%s", task)

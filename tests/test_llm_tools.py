@@ -105,3 +105,30 @@ def test_demo_command_tiny(tmp_path, capsys):
     assert rc == 0, out
     assert "time to 1st token" in out and "bytes up" in out and "round trips" in out
     assert "tokens identical to device-only: yes" in out
+
+
+def test_quality_metrics():
+    from collab.llm.quality import compare
+
+    rng = np.random.default_rng(0)
+    ref = rng.standard_normal((6, 50)).astype(np.float32)
+    targets = rng.integers(0, 50, 5)
+    same = compare(ref, ref.copy(), targets)
+    assert same["top1"] == 1.0 and same["top5"] == 1.0 and same["ppl"] == pytest.approx(same["ppl_ref"])
+    # the reference perplexity by hand
+    lp = ref[:5] - np.log(np.exp(ref[:5]).sum(-1, keepdims=True))
+    assert same["ppl_ref"] == pytest.approx(float(np.exp(-lp[np.arange(5), targets].mean())), rel=1e-5)
+    noisy = compare(ref, ref + 3 * rng.standard_normal(ref.shape).astype(np.float32), targets)
+    assert noisy["top1"] < 1.0
+
+
+def test_mmlu_prompts_from_lm_eval():
+    from collab.llm.quality import mmlu_prompts
+
+    try:
+        prompts, src = mmlu_prompts(3)
+    except FileNotFoundError as e:
+        pytest.skip(str(e))
+    assert len(prompts) == 3
+    for subject, text, q in prompts:
+        assert "(A)" in text and text[q:].startswith("Q:")

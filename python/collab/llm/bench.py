@@ -55,6 +55,7 @@ class _Recorder:
         class S:
             def __init__(s):
                 s.sess = outer.inner.session(task, meta)
+                outer.t0 = time.perf_counter()  # the log starts when the session is open
 
             def send(s, kind, payload=b"", meta=None):
                 from .link import message_bytes
@@ -218,6 +219,8 @@ def run(args) -> int:
     task = LlmTask(head=head, tail=tail, n_ctx=1024, n_threads=args.threads)
     dev = Device(head=head, full=full, n_ctx=1024, n_threads=args.threads)
     n_layer = task.head.info["n_layer_total"]
+    if "shortcut" in modes:
+        task._shortcut_parts()  # warm-up: loads the projection and token_embd once, outside the timings
     log(f"collab llm bench: {full.name}, split at {at}/{n_layer}, {max_tokens} new tokens, threads {args.threads} "
         f"per side; device AND server compute on this CPU ({platform.processor() or platform.machine()}, "
         f"{os.cpu_count()} cores)")

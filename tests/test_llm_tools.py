@@ -132,3 +132,22 @@ def test_mmlu_prompts_from_lm_eval():
     assert len(prompts) == 3
     for subject, text, q in prompts:
         assert "(A)" in text and text[q:].startswith("Q:")
+
+
+def test_delay_proxy_delay_changes_on_open_connection():
+    srv = _echo_server()
+    with DelayProxy(srv.getsockname(), rtt_s=0.0) as px:
+        c = socket.create_connection(("127.0.0.1", px.port))
+
+        def ping():
+            t = time.perf_counter()
+            c.sendall(b"x")
+            assert c.recv(16) == b"x"
+            return time.perf_counter() - t
+
+        fast = ping()
+        px.delay = 0.1  # RTT 200 ms from now on, same connection
+        slow = ping()
+        c.close()
+    srv.close()
+    assert fast < 0.1 and slow >= 0.2

@@ -20,9 +20,9 @@ _QUICKACK = getattr(socket, "TCP_QUICKACK", None)
 
 
 class _Pipe(threading.Thread):
-    def __init__(self, src: socket.socket, dst: socket.socket, delay: float, counter: list):
+    def __init__(self, src: socket.socket, dst: socket.socket, proxy: "DelayProxy", counter: list):
         super().__init__(daemon=True)
-        self.src, self.dst, self.delay, self.counter = src, dst, delay, counter
+        self.src, self.dst, self.proxy, self.counter = src, dst, proxy, counter
         self.q = collections.deque()
         self.cv = threading.Condition()
         self.eof = False
@@ -43,7 +43,7 @@ class _Pipe(threading.Thread):
                     except OSError:
                         pass
                 with self.cv:
-                    self.q.append((time.perf_counter() + self.delay, data))
+                    self.q.append((time.perf_counter() + self.proxy.delay, data))  # read live: may change
                     self.counter[0] += len(data)
                     self.counter[1] += 1
                     self.cv.notify()
@@ -104,8 +104,8 @@ class DelayProxy:
             for x in (c, s):
                 x.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             self._conns += [c, s]
-            _Pipe(c, s, self.delay, self.bytes_up).start()
-            _Pipe(s, c, self.delay, self.bytes_down).start()
+            _Pipe(c, s, self, self.bytes_up).start()
+            _Pipe(s, c, self, self.bytes_down).start()
 
     def close(self):
         self._stop = True

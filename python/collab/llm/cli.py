@@ -93,6 +93,7 @@ def _serve(args) -> int:
     from ..transport import Server
 
     task = LlmTask(model=args.model, at=args.at, workdir=args.workdir, n_ctx=args.n_ctx, n_threads=args.threads)
+    task.warm_up()
     srv = Server(handlers=[task], host=args.host, port=args.port, max_message_bytes=256 << 20).start()
     print(f"collab llm serve: task 'llm' (tail + head of split at {task.at}) on {srv.address}", flush=True)
     try:
@@ -156,6 +157,7 @@ def _demo(args) -> int:
         where = "in this process (collab.transport not installed: emulated link, RTT 0)"
     print(f"server: {where}; device: this process (pid {os.getpid()}); compute on both: this machine's CPU, "
           f"{args.threads} threads each")
+    dev.warm_up()  # an app keeps its model loaded: do not time the first page-in
     try:
         g = dev.generate(args.prompt, mode=args.mode, client=client, max_tokens=args.max_tokens)
         ref = None if args.no_reference else dev.generate(args.prompt, mode="device-only",

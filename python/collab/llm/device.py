@@ -101,6 +101,13 @@ class Device:
         self.policy = policy or protocol.RowPolicy.exact()
         self.task = task
 
+    def warm_up(self) -> None:
+        """One token through each local model (page in the weights, first-graph setup)."""
+        for m, role in ((self.head, "head"), (self.full, "full")):
+            if m is not None:
+                with m.session(role, n_ctx=64, n_threads=self.n_threads) as s:
+                    s.decode([max(0, m.info["bos"])])
+
     def prompt_tokens(self, prompt: str, chat: bool | None = None):
         """chat=None: use the model's chat template when it has one."""
         if not isinstance(prompt, str) or not prompt:

@@ -122,6 +122,14 @@ class LlmTask(_HandlerBase):
                 self._embed = TokenEmbedding(self.tail.path)
             return self._shortcut, self._embed
 
+    def warm_up(self) -> None:
+        """Run one token through head and tail once (page in the weights, first-graph setup),
+        so the first request does not pay for it."""
+        tok = self.head.info["bos"] if self.head.info["bos"] >= 0 else 0
+        with self.head.session("head", n_ctx=64, n_threads=self.n_threads) as h, \
+                self.tail.session("tail", n_ctx=64, n_threads=self.n_threads) as t:
+            t.decode_rows(h.decode([tok]))
+
     def describe(self) -> dict:
         return {"at": self.at, "n_layer_total": self.head.info["n_layer_total"], "n_embd": self.head.n_embd,
                 "head": self.head.path, "tail": self.tail.path}

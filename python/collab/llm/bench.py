@@ -219,8 +219,11 @@ def run(args) -> int:
     task = LlmTask(head=head, tail=tail, n_ctx=1024, n_threads=args.threads)
     dev = Device(head=head, full=full, n_ctx=1024, n_threads=args.threads)
     n_layer = task.head.info["n_layer_total"]
+    # warm-up outside the timings: page in every model once (else the first mode pays for it)
+    task.warm_up()
+    dev.warm_up()
     if "shortcut" in modes:
-        task._shortcut_parts()  # warm-up: loads the projection and token_embd once, outside the timings
+        task._shortcut_parts()  # loads the projection and token_embd once
     log(f"collab llm bench: {full.name}, split at {at}/{n_layer}, {max_tokens} new tokens, threads {args.threads} "
         f"per side; device AND server compute on this CPU ({platform.processor() or platform.machine()}, "
         f"{os.cpu_count()} cores)")

@@ -5,7 +5,15 @@ Submodules:
   collab.reference  pure-numpy references of the native kernels
   collab.transport  gRPC device/server transport (collab.Client is its client, loaded lazily)
 """
-from . import _native
+import os as _os
+
+# llama.cpp's CPU backend (linked by the LLM runner) uses libgomp; with the default spin-wait
+# policy, decoding from the Python main thread ran ~10x slower than from a worker thread on
+# a loaded 2-core machine (measured: 2.5 vs 29 tok/s, SmolLM2). libgomp reads this at load,
+# so it must be set before _native loads. A value the user set is kept.
+_os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+from . import _native  # noqa: E402
 from .errors import CollabError, DeviceError, FrameError, InvalidArgument
 
 __version__ = _native.version()

@@ -15,6 +15,7 @@ import argparse
 import os
 import pathlib
 import platform
+import signal
 import sys
 import time
 
@@ -33,7 +34,7 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--trace-dir", default=str(DEFAULT_TRACES))
-    ap.add_argument("--traces", default="TMobile-LTE-short,Verizon-LTE-short,TMobile-UMTS-driving",
+    ap.add_argument("--traces", default="TMobile-LTE-short,Verizon-LTE-short,ATT-LTE-driving,TMobile-UMTS-driving",
                     help="comma-separated trace names (<name>.up / <name>.down)")
     ap.add_argument("--rtt-ms", default="20,80")
     ap.add_argument("--qdisc", default="tbf,htb")
@@ -41,6 +42,8 @@ def main(argv=None) -> int:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--out", default=str(HERE / "results" / "netns_shaping.json"))
     args = ap.parse_args(argv)
+    # SIGTERM -> SystemExit, so the namespaces are removed on the way out
+    signal.signal(signal.SIGTERM, lambda *a: sys.exit(143))
     reason = netns.unavailable_reason()
     if reason:
         print(f"netns_shaping: cannot run: {reason}", file=sys.stderr)
@@ -71,13 +74,13 @@ def main(argv=None) -> int:
     if not runs:
         print("no trace found", file=sys.stderr)
         return 2
-    hdr = f"{'trace':<22} {'rtt':>5} {'qdisc':>5} {'n':>3} {'mean|rel|':>9} {'med|rel|':>9} {'p90|rel|':>9} " \
+    hdr = f"{'trace':<22} {'rtt':>5} {'qdisc':>5} {'n':>3} {'fail':>4} {'mean|rel|':>9} {'med|rel|':>9} {'p90|rel|':>9} " \
           f"{'bias ms':>8} {'med|err| ms':>11}"
     print(hdr)
     print("-" * len(hdr))
     for r in runs:
         c, s = r["config"], r["summary"]
-        print(f"{c['trace']:<22} {c['rtt_ms']:>5.0f} {c['qdisc']:>5} {s['n']:>3} {100 * s['mean_abs_rel_error']:>8.1f}% "
+        print(f"{c['trace']:<22} {c['rtt_ms']:>5.0f} {c['qdisc']:>5} {s['n']:>3} {s['failed']:>4} {100 * s['mean_abs_rel_error']:>8.1f}% "
               f"{100 * s['median_abs_rel_error']:>8.1f}% {100 * s['p90_abs_rel_error']:>8.1f}% "
               f"{s['mean_error_ms']:>8.1f} {s['median_abs_error_ms']:>11.1f}")
     out = pathlib.Path(args.out)

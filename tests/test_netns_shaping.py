@@ -22,21 +22,20 @@ def need_netns():
         pytest.skip(f"shaping harness unavailable: {reason}")
 
 
-def test_trace_rates_fixed_link():
-    # one 1500-byte opportunity per ms = 12 Mbit/s in every bin
-    ts = np.arange(1, 1001)
-    r = netns.trace_rates(ts, 50, horizon_ms=1000)
-    assert r.shape == (20,) and np.allclose(r, 12e6)
-    # a one-line trace: one opportunity every 3 ms = 4 Mbit/s, whatever the bin
+def test_trace_rates_follow_the_trace():
+    # the rates tc follows are collab.net's windowed capacity of the (looping) trace
+    # one 1500-byte opportunity per ms = 12 Mbit/s
+    r = netns.trace_rates(np.arange(1, 1001), 50, horizon_ms=1000)
+    assert r.shape == (20,) and np.allclose(r[1:], 12e6) and r.mean() == pytest.approx(12e6, rel=0.01)
+    # a one-line trace: one opportunity every 3 ms = 4 Mbit/s
     for b in (50, 64):
         r = netns.trace_rates([3], b, horizon_ms=3000)
         assert np.allclose(r[:-1], 4e6, rtol=0.07), (b, r[:5])
     r = netns.trace_rates([3], 5, horizon_ms=3000)  # bins shorter than the spacing quantise
-    assert set(np.unique(r[:-1])) == {2.4e6, 4.8e6} and r[:-1].mean() == pytest.approx(4e6, rel=0.01)
-    # two per ms in the first half, none in the second
-    ts = np.concatenate([np.repeat(np.arange(1, 101), 2), [200]])
-    r = netns.trace_rates(ts, 100, horizon_ms=200)
-    assert r.shape == (2,) and r[0] == pytest.approx(24e6) and r[1] == pytest.approx(1500 * 8 / 0.1)
+    assert set(np.unique(r)) == {2.4e6, 4.8e6} and r.mean() == pytest.approx(4e6, rel=0.01)
+    # a step: 24 Mbit/s for 100 ms, then almost nothing
+    r = netns.trace_rates(np.concatenate([np.repeat(np.arange(1, 101), 2), [200]]), 100, horizon_ms=200)
+    assert r.shape == (2,) and r[0] > 20e6 and r[1] < 1e6
 
 
 def test_wire_packets():
@@ -97,7 +96,7 @@ def test_link_rate_follows_trace():
             want = sh.rate_at(d, k * 0.05)
             assert link.tc_rate_bps(d) == pytest.approx(want, rel=0.01)
         assert sh.changes >= 2
-        assert {round(sh.rate_at("up", t)) for t in (0.0, 0.06, 0.11, 0.16)} == {12_000_000, 36_000_000}
+        assert [round(sh.rate_at("up", t)) for t in (0.06, 0.16)] == [12_000_000, 36_000_000]
     # namespaces are gone afterwards
     out = os.popen("ip netns list").read()
     assert link.ns["client"] not in out and link.ns["server"] not in out

@@ -37,7 +37,7 @@ import numpy as np
 
 from .errors import InvalidArgument
 
-PACKET_BYTES = 1500
+PACKET_BYTES = 1500  # collab.net.PACKET_BYTES: one mahimahi delivery opportunity
 
 
 class NetnsUnavailable(RuntimeError):
@@ -88,7 +88,7 @@ def _cleanup_all():
 class NetnsLink:
     """Two network namespaces joined by a veth pair, each end shaped by tc (tbf or htb)."""
 
-    def __init__(self, mtu: int = 1500, qdisc: str = "tbf", initial_bps: float = 1e9):
+    def __init__(self, mtu: int = 1500, qdisc: str = "tbf", initial_bps: float = 1e9, queue_bytes: int = 8 << 20):
         if qdisc not in ("tbf", "htb"):
             raise InvalidArgument(f"qdisc must be 'tbf' or 'htb', got {qdisc!r}")
         if not 576 <= int(mtu) <= 65535:
@@ -99,6 +99,7 @@ class NetnsLink:
         a, b = random.randrange(200, 250), random.randrange(0, 256)
         self.ip = {"server": f"10.{a}.{b}.1", "client": f"10.{a}.{b}.2"}
         self.mtu, self.qdisc, self.initial_bps = int(mtu), qdisc, float(initial_bps)
+        self.queue_bytes = int(queue_bytes)
         self.rates = {}
         self._open = False
 
@@ -140,8 +141,9 @@ class NetnsLink:
         dev = self.dev[side]
         rate = f"{max(int(bps), 8000)}bit"
         if self.qdisc == "tbf":
+            # a deep byte limit (like mahimahi's default unbounded drop-tail queue): outages queue, not drop
             return [["qdisc", verb, "dev", dev, "root", "tbf", "rate", rate, "burst", str(self._burst(bps)),
-                     "latency", "2000ms"]]
+                     "limit", str(self.queue_bytes)]]
         if verb == "add":
             return [["qdisc", "add", "dev", dev, "root", "handle", "1:", "htb", "default", "10"],
                     ["class", "add", "dev", dev, "parent", "1:", "classid", "1:10", "htb", "rate", rate, "ceil", rate,
@@ -202,31 +204,28 @@ class NetnsLink:
 
 # ---- trace-driven rate changes ----------------------------------------------------------------
 
-def trace_rates(timestamps_ms, bin_ms: float, packet_bytes: int = PACKET_BYTES,
-                horizon_ms: float = 600_000.0) -> np.ndarray:
-    """Average rate (bit/s) of a looping mahimahi trace in consecutive bins of bin_ms, from 0 to
-    at least horizon_ms (and at least one trace period). An opportunity at t ms delivers during
-    (t-1, t]."""
-    ts = np.asarray(timestamps_ms, dtype=np.int64)
-    period = int(ts[-1])
-    if ts.size == 0 or period <= 0:
-        raise InvalidArgument("a trace needs a last timestamp > 0")
-    loops = max(1, int(math.ceil(max(horizon_ms, period) / period)))
-    nbins = max(1, int(math.ceil(loops * period / bin_ms)))
-    t = (ts[None, :] + period * np.arange(loops, dtype=np.int64)[:, None]).ravel()
-    idx = np.clip((np.maximum(t, 1) - 1) // bin_ms, 0, nbins - 1).astype(np.int64)
-    counts = np.bincount(idx, minlength=nbins)[:nbins].astype(np.float64)
-    last = loops * period - (nbins - 1) * bin_ms  # the last bin may be partial
-    dur = np.full(nbins, float(bin_ms))
-    dur[-1] = max(float(last), 1e-9)
-    return counts * packet_bytes * 8.0 / (dur / 1e3)
+def trace_rates(trace, bin_ms: float, horizon_ms: float = 600_000.0) -> np.ndarray:
+    """Capacity (bit/s) of a link in consecutive bins of bin_ms from 0 to at least horizon_ms
+    (and at least one trace period), looping the trace: collab.net's windowed_bps. `trace` is a
+    collab.net Trace / FixedRateLink, a link spec or trace path, or an array of timestamps (ms)."""
+    link = as_link(trace)
+    period = float(getattr(link, "period_ms", bin_ms))
+    _, bps = link.windowed_bps(bin_ms, max(float(horizon_ms), period))
+    return np.asarray(bps, dtype=np.float64)
+
+
+def as_link(trace):
+    from . import net
+    if isinstance(trace, (np.ndarray, list, tuple)):
+        return net.Trace(np.asarray(trace, dtype=np.int64))
+    return net.as_link(trace)
 
 
 class TraceShaper:
     """Changes the link's tc rates every bin_ms following up/down traces (looping), from t0
     (time.monotonic()). Uses one `tc -batch` process per namespace, so a change costs ~0.1 ms."""
 
-    def __init__(self, link: NetnsLink, up=None, down=None, bin_ms: float = 50.0, min_bps: float = 64e3):
+    def __init__(self, link: NetnsLink, up=None, down=None, bin_ms: float = 50.0, min_bps: float = 8e3):
         if bin_ms < 5:
             raise InvalidArgument("bin_ms must be >= 5 (tc cannot follow faster changes reliably)")
         self.link, self.bin_ms, self.min_bps = link, float(bin_ms), float(min_bps)
@@ -348,7 +347,7 @@ def run_delay_proxy(listen: str, target: str, delay_s: float, ready_file: Option
 # ---- probe: the client side of the shaping experiment ------------------------------------------
 
 def run_probe(target: str, sizes: Sequence[int], t0: float, out: str, gap_s: float, reply_bytes: int,
-              timeout: float = 60.0):
+              timeout: float = 120.0):
     """Send one `echo` request per size (uplink payload; the reply is `reply_bytes` long) and
     record when each started (seconds after t0) and its timings. Writes JSON to `out`."""
     from .transport.client import Client
@@ -362,7 +361,12 @@ def run_probe(target: str, sizes: Sequence[int], t0: float, out: str, gap_s: flo
         for i, n in enumerate(sizes):
             payload = os.urandom(int(n))
             start = time.monotonic() - t0
-            _, _, tim = c.infer("echo", payload, {"echo.reply_bytes": str(reply_bytes)})
+            try:
+                _, _, tim = c.infer("echo", payload, {"echo.reply_bytes": str(reply_bytes)})
+            except Exception as e:  # e.g. DEADLINE_EXCEEDED in a long outage: recorded, not hidden
+                recs.append({"i": i, "bytes": int(n), "start_s": start, "error": str(e)})
+                print(f"probe {i + 1}/{len(sizes)}: {n} B failed: {e}", file=sys.stderr, flush=True)
+                continue
             recs.append({"i": i, "bytes": int(n), "start_s": start, **tim})
             print(f"probe {i + 1}/{len(sizes)}: {n} B in {tim['transfer'] * 1e3:.1f} ms", file=sys.stderr,
                   flush=True)
@@ -374,44 +378,6 @@ def run_probe(target: str, sizes: Sequence[int], t0: float, out: str, gap_s: flo
 
 
 # ---- the experiment: measured transfer times vs the simulator ---------------------------------
-
-def _net():
-    """collab.net (trace loader + simulator) when present, else a minimal private stand-in
-    with the same two functions (load_trace, transfer_time in ms)."""
-    try:
-        from . import net
-        if hasattr(net, "load_trace") and hasattr(net, "transfer_time"):
-            return net
-    except ImportError:
-        pass
-    return _MiniNet
-
-
-class _MiniNet:
-    class Trace:
-        def __init__(self, ts, name):
-            self.timestamps, self.name = ts, name
-
-    @staticmethod
-    def load_trace(path):
-        ts = np.loadtxt(path, dtype=np.int64, ndmin=1)
-        if ts.size == 0 or ts[-1] <= 0 or np.any(np.diff(ts) < 0):
-            raise InvalidArgument(f"{path}: not a mahimahi trace")
-        return _MiniNet.Trace(ts, os.path.basename(str(path)))
-
-    @staticmethod
-    def transfer_time(nbytes, start_ms, trace, rtt_ms=0.0):
-        ts = trace.timestamps
-        n = int(math.ceil(nbytes / PACKET_BYTES))
-        if n == 0:
-            return float(rtt_ms)
-        period = int(ts[-1])
-        loops, off = divmod(start_ms, period)
-        first = int(np.searchsorted(ts, off, side="right"))  # opportunities strictly after start
-        k = first + n - 1
-        q, i = divmod(k, len(ts))
-        return float((loops + q) * period + ts[i] - start_ms + rtt_ms)
-
 
 def wire_packets(payload_bytes: int, mtu: int = 1500, overhead_bytes: int = 200) -> int:
     """TCP segments one gRPC message of payload_bytes needs: protobuf + gRPC + HTTP/2 framing
@@ -432,7 +398,7 @@ def shaping_experiment(up_trace: str, down_trace: str, sizes: Sequence[int], *, 
     if reason:
         raise NetnsUnavailable(reason)
     say = log or (lambda m: print(m, file=sys.stderr, flush=True))
-    net = _net()
+    from . import net
     up, down = net.load_trace(up_trace), net.load_trace(down_trace)
     import tempfile
     procs = []
@@ -452,7 +418,7 @@ def shaping_experiment(up_trace: str, down_trace: str, sizes: Sequence[int], *, 
             _wait_file(proxy_file, procs[-1], "proxy")
             pport = open(proxy_file).read().strip()
             t0 = time.monotonic() + start_delay_s
-            shaper = TraceShaper(link, up=up.timestamps, down=down.timestamps, bin_ms=bin_ms).start(t0)
+            shaper = TraceShaper(link, up=up, down=down, bin_ms=bin_ms).start(t0)
             out = os.path.join(tmp, "probe.json")
             say(f"netns: {link.ns['client']} -> {link.ns['server']} ({qdisc}, rtt {rtt_ms} ms, "
                 f"{len(sizes)} transfers)")
@@ -471,6 +437,10 @@ def shaping_experiment(up_trace: str, down_trace: str, sizes: Sequence[int], *, 
             for p in procs:
                 p.kill()
                 p.wait()
+    failed = [r for r in recs if "error" in r]
+    recs = [r for r in recs if "error" not in r]
+    if not recs:
+        raise RuntimeError(f"every transfer failed: {failed[:3]}")
     for rec in recs:
         start_ms = rec["start_s"] * 1e3
         n_up = wire_packets(rec["bytes"], link.mtu) * PACKET_BYTES
@@ -485,14 +455,14 @@ def shaping_experiment(up_trace: str, down_trace: str, sizes: Sequence[int], *, 
         rec["tc_up_mbps"] = shaper.rate_at("up", rec["start_s"]) / 1e6
     rel = np.array([abs(r["rel_error"]) for r in recs])
     err = np.array([r["error_ms"] for r in recs])
-    summary = {"n": len(recs), "mean_abs_rel_error": float(rel.mean()), "median_abs_rel_error": float(np.median(rel)),
+    summary = {"n": len(recs), "failed": len(failed), "mean_abs_rel_error": float(rel.mean()), "median_abs_rel_error": float(np.median(rel)),
                "p90_abs_rel_error": float(np.quantile(rel, 0.9)), "mean_error_ms": float(err.mean()),
                "median_abs_error_ms": float(np.median(np.abs(err))), "shaper_changes": shaper.changes,
                "shaper_late_ms_max": shaper.late_ms_max}
     config = {"up_trace": str(up_trace), "down_trace": str(down_trace), "rtt_ms": rtt_ms, "bin_ms": bin_ms,
               "qdisc": qdisc, "mtu": link.mtu, "gap_s": gap_s, "reply_bytes": reply_bytes,
-              "simulator": getattr(net, "__name__", "private stand-in"), "tc_up_stats": tc_up}
-    return {"records": recs, "summary": summary, "config": config}
+              "simulator": "collab.net.transfer_time", "tc_up_stats": tc_up}
+    return {"records": recs, "failed": failed, "summary": summary, "config": config}
 
 
 def _wait_file(path, proc, what, timeout=60.0):

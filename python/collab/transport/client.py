@@ -101,9 +101,10 @@ class Client:
         out_meta = w.frame_meta(resp)
         t3 = time.perf_counter()
         tim = _timings(resp.timings, total=t3 - t0, client_enc=t1 - t0, client_dec=t3 - t2)
-        log.info("infer task=%s rid=%s out=%dB in=%dB total=%.2fms transfer=%.2fms server=%.2fms", task,
-                 meta["request_id"], len(req.payload), len(resp.payload), 1e3 * tim["total"],
-                 1e3 * tim["transfer"], 1e3 * tim["server"])
+        log.info("infer task=%s rid=%s out=%dB in=%dB total=%.2fms transfer=%.2fms queue=%.2fms compute=%.2fms "
+                 "encode=%.2fms decode=%.2fms", task, meta["request_id"], len(req.payload), len(resp.payload),
+                 1e3 * tim["total"], 1e3 * tim["transfer"], 1e3 * tim["queue"], 1e3 * tim["compute"],
+                 1e3 * tim["encode"], 1e3 * tim["decode"])
         return resp.payload, out_meta, tim
 
     def infer_array(self, task: str, x, meta=None, *, sparsity: float = 0.0, timeout=None, **codec_kwargs):

@@ -1,7 +1,8 @@
 """Re-planning over a real bandwidth trace: the device sends one DINOv2-S request every
 --period-ms; before each, the Replanner plans with its EWMA bandwidth estimate; the transfer
 is then simulated on the real mahimahi trace (collab.net, deterministic) and its measured time
-fed back. Compared with a static plan made once at the trace's mean bandwidth.
+fed back. Compared with a static plan made once at the trace's mean bandwidth, and with an
+oracle that plans on the real trace itself (knows the future: an upper bound for any estimator).
 
     python benchmarks/replan_trace.py                                 # measures profile + calibration first
     python benchmarks/replan_trace.py --profile P.json --calibration C.json --trace X.up
@@ -13,7 +14,6 @@ prints the plan changes and a summary table. Payload sizes are the codec's predi
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import pathlib
 import sys
@@ -24,10 +24,28 @@ import numpy as np
 from collab import net, planner
 
 HERE = pathlib.Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+from bench_io import pyplot, save_json  # noqa: E402
 RESULTS = HERE / "results"
 DEFAULT_TRACE = HERE.parent.parent / "shared" / "traces" / "ATT-LTE-driving-2016.up"
 if not DEFAULT_TRACE.exists():
     DEFAULT_TRACE = pathlib.Path("/work/shared/traces/ATT-LTE-driving-2016.up")
+
+
+def walk(base, trace, *, alpha, safety, rtt_ms, start_ms, period_ms, n_req, mode="ewma"):
+    """Re-planned requests over the trace: [(t, plan, estimate, actual latency ms, bytes)]."""
+    rp = planner.Replanner(base, alpha=alpha, initial_bps=trace.mean_bps(), safety=safety, mode=mode)
+    out = []
+    for k in range(n_req):
+        t = start_ms + k * period_ms
+        plan = rp.plan(t)
+        est = rp.history[-1][1]
+        nbytes = math.ceil(plan.bits / 8)
+        start = t + plan.device_ms + plan.encode_ms
+        ms = float(trace.transfer_time(nbytes, start, rtt_ms=rtt_ms))
+        rp.observe(nbytes, ms / 1000, rtt_s=rtt_ms / 1000)
+        out.append((t, plan, est, plan.device_ms + plan.encode_ms + ms, nbytes))
+    return out
 
 
 def main(argv=None):
@@ -42,6 +60,9 @@ def main(argv=None):
     ap.add_argument("--duration-s", type=float, default=0.0, help="walk this long (default: one trace period)")
     ap.add_argument("--alpha", type=float, default=0.3, help="EWMA weight of the newest transfer")
     ap.add_argument("--safety", type=float, default=0.8, help="plan at this fraction of the EWMA estimate")
+    ap.add_argument("--sweep", default="1.0,0.8,0.5,0.3",
+                    help="also walk with these safety factors, EWMA and harmonic-mean estimators, and report "
+                         "deadline met vs mean split ('' = none)")
     ap.add_argument("--start-s", type=float, default=0.0, help="start this far into the trace")
     ap.add_argument("--out", default=str(RESULTS / "replan_trace"))
     args = ap.parse_args(argv)
@@ -71,33 +92,42 @@ def main(argv=None):
     base = planner.Planner(prof, cal, net.FixedRateLink(trace.mean_bps()), rtt_ms=args.rtt_ms, budget=budget,
                            space=space)
     static = base.search()
-    rp = planner.Replanner(base, alpha=args.alpha, initial_bps=trace.mean_bps(), safety=args.safety)
+    oracle = base.with_link(trace)
     duration = (args.duration_s * 1000) or trace.period_ms
-    rows = []
-    t, n_req = 0.0, int(duration // args.period_ms)
+    n_req = int(duration // args.period_ms)
     t_wall = time.perf_counter()
-    for k in range(n_req):
-        t = args.start_s * 1000 + k * args.period_ms
-        plan = rp.plan(t)
-        est = rp.history[-1][1]
-        nbytes = math.ceil(plan.bits / 8)
-        start = t + plan.device_ms + plan.encode_ms
-        ms = float(trace.transfer_time(nbytes, start, rtt_ms=args.rtt_ms))
-        rp.observe(nbytes, ms / 1000, rtt_s=args.rtt_ms / 1000)
-        actual = plan.device_ms + plan.encode_ms + ms
+    walked = walk(base, trace, alpha=args.alpha, safety=args.safety, rtt_ms=args.rtt_ms,
+                  start_ms=args.start_s * 1000, period_ms=args.period_ms, n_req=n_req)
+    plan_s = (time.perf_counter() - t_wall) / max(1, n_req)
+    rows = []
+    for k, (t, plan, est, actual, nbytes) in enumerate(walked):
         # the static plan on the same trace
         s_bytes = math.ceil(static.bits / 8)
         s_ms = float(trace.transfer_time(s_bytes, t + static.device_ms + static.encode_ms, rtt_ms=args.rtt_ms))
         s_actual = static.device_ms + static.encode_ms + s_ms
+        # the oracle: plans on the trace itself (its prediction is exact)
+        orc = oracle.search(t)
         true_bw = trace.bps_between(t, t + args.period_ms)
         rows.append(dict(t_ms=t, true_bps=true_bw, est_bps=est, split=plan.split, sparsity=plan.sparsity,
                          blocks=list(plan.blocks) if plan.blocks else None, feasible=plan.feasible,
                          predicted_ms=plan.latency_ms, actual_ms=actual, static_actual_ms=s_actual,
+                         oracle_actual_ms=orc.latency_ms, oracle_split=orc.split, oracle_sparsity=orc.sparsity,
                          bytes=nbytes, evaluated=plan.evaluated))
         if k % max(1, n_req // 10) == 0:
             print(f"[replan] {k + 1}/{n_req} t={t / 1000:.1f}s est {est / 1e6:.2f} Mbit/s -> split {plan.split} "
-                  f"s={plan.sparsity} ({time.perf_counter() - t_wall:.1f} s)")
-    plan_s = (time.perf_counter() - t_wall) / max(1, n_req)
+                  f"s={plan.sparsity}; oracle split {orc.split} ({time.perf_counter() - t_wall:.1f} s)")
+    sweep = []
+    for mode in ("ewma", "harmonic"):
+        for sf in [float(v) for v in args.sweep.split(",") if v.strip()]:
+            res = walk(base, trace, alpha=args.alpha, safety=sf, rtt_ms=args.rtt_ms, start_ms=args.start_s * 1000,
+                       period_ms=args.period_ms, n_req=n_req, mode=mode)
+            lat = np.array([r[3] for r in res])
+            sweep.append(dict(estimator=mode, safety=sf, deadline_met=float(np.mean(lat <= D)),
+                              p95_ms=float(np.percentile(lat, 95)),
+                              mean_split=float(np.mean([r[1].split for r in res])),
+                              mean_sparsity=float(np.mean([r[1].sparsity or 0.0 for r in res]))))
+            print(f"[replan] sweep {mode} safety {sf:g}: deadline met {sweep[-1]['deadline_met']:.1%}, "
+                  f"mean split {sweep[-1]['mean_split']:.2f}")
 
     # plan changes
     print(f"\ntrace {trace.name}: mean {trace.mean_bps() / 1e6:.2f} Mbit/s; D = {D:.0f} ms, RTT {args.rtt_ms:g} ms, "
@@ -116,6 +146,7 @@ def main(argv=None):
             prev = key
     act = np.array([r["actual_ms"] for r in rows])
     sact = np.array([r["static_actual_ms"] for r in rows])
+    oact = np.array([r["oracle_actual_ms"] for r in rows])
     pred = np.array([r["predicted_ms"] for r in rows])
     summary = dict(trace=trace.name, start_s=args.start_s, safety=args.safety, alpha=args.alpha, trace_mean_bps=trace.mean_bps(), deadline_ms=D, rtt_ms=args.rtt_ms,
                    period_ms=args.period_ms, requests=n_req, plan_changes=changes,
@@ -123,28 +154,34 @@ def main(argv=None):
                    replan_deadline_met=float(np.mean(act <= D)), static_deadline_met=float(np.mean(sact <= D)),
                    replan_p50_ms=float(np.median(act)), replan_p95_ms=float(np.percentile(act, 95)),
                    static_p50_ms=float(np.median(sact)), static_p95_ms=float(np.percentile(sact, 95)),
+                   oracle_deadline_met=float(np.mean(oact <= D)), oracle_p50_ms=float(np.median(oact)),
+                   oracle_p95_ms=float(np.percentile(oact, 95)),
+                   oracle_mean_split=float(np.mean([r["oracle_split"] for r in rows])),
                    mean_abs_pred_error_ms=float(np.mean(np.abs(act - pred))),
                    mean_split=float(np.mean([r["split"] for r in rows])), static_split=static.split,
-                   plan_seconds_per_request=plan_s, profile_model=prof.model, profile_device=prof.device)
-    print(f"\n{'':24}{'re-planned':>12}{'static':>12}")
-    print(f"{'deadline met':24}{summary['replan_deadline_met']:12.1%}{summary['static_deadline_met']:12.1%}")
-    print(f"{'latency p50 (ms)':24}{summary['replan_p50_ms']:12.1f}{summary['static_p50_ms']:12.1f}")
-    print(f"{'latency p95 (ms)':24}{summary['replan_p95_ms']:12.1f}{summary['static_p95_ms']:12.1f}")
-    print(f"{'mean split':24}{summary['mean_split']:12.2f}{static.split:12d}")
+                   plan_seconds_per_request=plan_s, safety_sweep=sweep, profile_model=prof.model, profile_device=prof.device)
+    print(f"\n{'':24}{'re-planned':>12}{'static':>12}{'oracle':>12}")
+    print(f"{'deadline met':24}{summary['replan_deadline_met']:12.1%}{summary['static_deadline_met']:12.1%}"
+          f"{summary['oracle_deadline_met']:12.1%}")
+    print(f"{'latency p50 (ms)':24}{summary['replan_p50_ms']:12.1f}{summary['static_p50_ms']:12.1f}"
+          f"{summary['oracle_p50_ms']:12.1f}")
+    print(f"{'latency p95 (ms)':24}{summary['replan_p95_ms']:12.1f}{summary['static_p95_ms']:12.1f}"
+          f"{summary['oracle_p95_ms']:12.1f}")
+    print(f"{'mean split':24}{summary['mean_split']:12.2f}{static.split:12d}{summary['oracle_mean_split']:12.2f}")
+    if sweep:
+        print(f"\nestimator x safety (plan at safety x estimate):\n{'estimator':>10} {'safety':>6} {'met':>6} "
+              f"{'p95 ms':>8} {'split':>6} {'sparsity':>8}")
+        for w in sweep:
+            print(f"{w['estimator']:>10} {w['safety']:6g} {w['deadline_met']:6.1%} {w['p95_ms']:8.1f} "
+                  f"{w['mean_split']:6.2f} {w['mean_sparsity']:8.2f}")
     print(f"plan changes: {changes}, distinct plans: {summary['distinct_plans']}, "
           f"|actual - predicted| mean {summary['mean_abs_pred_error_ms']:.1f} ms, "
           f"planning {plan_s * 1e3:.1f} ms/request")
 
     out = pathlib.Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    with open(out.with_suffix(".json"), "w") as f:
-        json.dump(dict(summary=summary, requests=rows), f, indent=1)
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
+    save_json(out.with_suffix(".json"), dict(summary=summary, requests=rows))
+    plt = pyplot()
+    if plt is None:
         print("matplotlib not installed: no PNG")
         return 0
     tt = np.array([r["t_ms"] for r in rows]) / 1000
@@ -155,6 +192,7 @@ def main(argv=None):
     ax[0].legend(loc="upper right", fontsize=8)
     ax[0].set_title(f"re-planning DINOv2-S on {trace.name} (D={D:.0f} ms, RTT {args.rtt_ms:g} ms)")
     ax[1].step(tt, [r["split"] for r in rows], where="post", label="re-planned")
+    ax[1].step(tt, [r["oracle_split"] for r in rows], where="post", lw=0.7, alpha=0.6, label="oracle (knows the trace)")
     ax[1].axhline(static.split, color="gray", ls="--", lw=0.8, label="static")
     ax[1].set_ylabel(f"split (layers on device, of {prof.n_layers})")
     ax[1].legend(loc="upper right", fontsize=8)
@@ -163,7 +201,7 @@ def main(argv=None):
     ax[2].set_xlabel("time (s)")
     fig.tight_layout()
     fig.savefig(out.with_suffix(".png"), dpi=110)
-    print(f"wrote {out.with_suffix('.json')} and {out.with_suffix('.png')}")
+    print(f"wrote {out.with_suffix('.png')}")
     return 0
 
 

@@ -7,4 +7,6 @@ PYBIND11_MODULE(_native, m) {
   m.doc() = "collab native core (C API bindings)";
   collab_py::bind_common(m);
   collab_py::bind_codec(m);
+  collab_py::bind_llm(m);
+  collab_py::bind_vit(m);
 }

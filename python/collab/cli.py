@@ -17,6 +17,8 @@ SUBCOMMANDS = {
     "plan": ("collab.planner.cmd_plan", "choose split + codec settings and print the latency breakdown"),
     # transport (issue 3 part A)
     "serve": ("collab.transport.serve_cli", "serve tasks over gRPC (collab.v1.Collab)"),
+    "split-gguf": ("collab.llm.cli_split", "split a GGUF LLM into head/tail parts (issue 4)"),
+    "llm": ("collab.llm.cli", "split LLM inference on llama.cpp: demo, serve, bench, quality (issue 4)"),
 }
 
 

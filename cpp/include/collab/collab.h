@@ -7,7 +7,7 @@
  * say how big those must be. Opaque handles have explicit create/free. All functions are
  * thread-safe; a handle (collab_codec) must not be used by two threads at once.
  *
- * Sections: common | SLICER feature codec
+ * Sections: common | SLICER feature codec | LLM split execution | Mercury ViT token pruning
  */
 #ifndef COLLAB_COLLAB_H
 #define COLLAB_COLLAB_H
@@ -178,6 +178,128 @@ COLLAB_API collab_status collab_frame_block_get(const void* frame, size_t len, u
  * collab_frame_info_get); out may live on a CUDA device. codec may be NULL. */
 COLLAB_API collab_status collab_decode(collab_codec* codec, const void* frame, size_t len,
                                        const collab_tensor* out);
+
+/* ======================================================================================
+ * LLM split execution on llama.cpp (MindFusion; issue 4)
+ *
+ * A model is a GGUF file (a full model, or a head/tail part written by split_gguf). A
+ * session is one llama.cpp context on a model (its own KV cache, sequence 0), in one of
+ * three roles:
+ *   FULL  tokens -> logits                  (device-only / server-only references)
+ *   HEAD  tokens -> hidden rows             (the residual stream after the part's last
+ *                                            layer, n_embd floats per token)
+ *   TAIL  hidden rows -> logits             (rows enter through llama_batch.embd)
+ * Positions continue from the session's n_past: a decode call covers positions
+ * [n_past, n_past + n) and advances n_past. Sessions on one model are independent and may
+ * run on different threads; one session must not be used by two threads at once.
+ * Without llama.cpp in the build (COLLAB_LLAMA=OFF) every function below returns
+ * COLLAB_ERR_UNSUPPORTED and collab_llm_available() returns 0.
+ * ==================================================================================== */
+
+typedef struct collab_llm_model collab_llm_model;
+typedef struct collab_llm_session collab_llm_session;
+
+typedef enum collab_llm_role {
+  COLLAB_LLM_FULL = 0,
+  COLLAB_LLM_HEAD = 1,
+  COLLAB_LLM_TAIL = 2
+} collab_llm_role;
+
+typedef struct collab_llm_model_info {
+  int32_t n_embd;      /* width of a hidden row                               */
+  int32_t n_layer;     /* layers in this file                                  */
+  int32_t n_vocab;
+  int32_t n_ctx_train;
+  int32_t bos, eos;    /* -1 when the model has none                           */
+  int32_t split_part;  /* 0 full model, 1 head part, 2 tail part (collab.split.*) */
+  int32_t split_at;    /* split point l of a part, else 0                      */
+  int32_t n_layer_total; /* layers of the full model the part came from        */
+  char arch[32];
+} collab_llm_model_info;
+
+typedef struct collab_llm_session_params {
+  int32_t role;      /* collab_llm_role                                        */
+  uint32_t n_ctx;    /* KV cache size in tokens; 0 = min(2048, n_ctx_train)     */
+  uint32_t n_batch;  /* tokens per llama_decode call; 0 = 256                    */
+  int32_t n_threads; /* CPU threads; 0 = 2                                     */
+} collab_llm_session_params;
+
+/* 1 when the core was built with llama.cpp. */
+COLLAB_API int32_t collab_llm_available(void);
+/* Defaults: role FULL, n_ctx 0, n_batch 0, n_threads 0. */
+COLLAB_API void collab_llm_session_params_init(collab_llm_session_params* params);
+
+/* Load a GGUF (CPU, mmap). n_threads is unused at load time; sessions choose theirs. */
+COLLAB_API collab_status collab_llm_model_load(const char* path, collab_llm_model** model);
+COLLAB_API void collab_llm_model_free(collab_llm_model* model);
+/* Baseline for comparison: llama.cpp's own RPC backend. Loads the model with its last
+ * n_remote_layers layers (n_layer - l + 1 = layers [l, L) plus the output layer) placed on
+ * the ggml rpc-server at endpoint ("host:port"); the rest runs here. FULL sessions only. */
+COLLAB_API collab_status collab_llm_model_load_rpc(const char* path, const char* endpoint, int32_t n_remote_layers,
+                                                   collab_llm_model** model);
+COLLAB_API collab_status collab_llm_model_info_get(const collab_llm_model* model, collab_llm_model_info* info);
+
+/* Text -> token ids (capacity in tokens; COLLAB_ERR_BUFFER_TOO_SMALL sets *n_tokens to the
+ * count needed). add_special: BOS etc. as the model wants; parse_special: "<|im_start|>"
+ * and the like become control tokens. */
+COLLAB_API collab_status collab_llm_tokenize(const collab_llm_model* model, const char* text, size_t len,
+                                             int32_t add_special, int32_t parse_special, int32_t* tokens,
+                                             size_t capacity, size_t* n_tokens);
+/* Token id -> UTF-8 bytes (not NUL-terminated; *written = bytes, or bytes needed). */
+COLLAB_API collab_status collab_llm_token_to_piece(const collab_llm_model* model, int32_t token, char* buf,
+                                                   size_t capacity, size_t* written);
+/* 1 if the token ends generation (EOS, EOT, ...), else 0 (also for out-of-range ids). */
+COLLAB_API int32_t collab_llm_token_is_eog(const collab_llm_model* model, int32_t token);
+/* The model's chat template applied to one user message plus the assistant prefix. */
+COLLAB_API collab_status collab_llm_chat_prompt(const collab_llm_model* model, const char* user, char* buf,
+                                                size_t capacity, size_t* written);
+
+COLLAB_API collab_status collab_llm_session_new(collab_llm_model* model, const collab_llm_session_params* params,
+                                                collab_llm_session** session);
+COLLAB_API void collab_llm_session_free(collab_llm_session* session);
+COLLAB_API int32_t collab_llm_session_n_past(const collab_llm_session* session);
+COLLAB_API int32_t collab_llm_session_n_ctx(const collab_llm_session* session);
+/* Forget positions >= n_past (0 clears the session). */
+COLLAB_API collab_status collab_llm_session_truncate(collab_llm_session* session, int32_t n_past);
+
+/* FULL: logits of the last n_outputs tokens (n_outputs x n_vocab floats, in order) into out.
+ * HEAD: hidden rows of all n tokens (n x n_embd floats) into out; n_outputs is ignored.
+ * capacity is in floats. */
+COLLAB_API collab_status collab_llm_decode_tokens(collab_llm_session* session, const int32_t* tokens, size_t n,
+                                                  int32_t n_outputs, float* out, size_t capacity);
+/* TAIL: rows (n x n_embd floats, finite) in; logits of the last n_outputs rows out. */
+COLLAB_API collab_status collab_llm_decode_rows(collab_llm_session* session, const float* rows, size_t n,
+                                                int32_t n_outputs, float* logits, size_t capacity);
+
+/* KV cache of the session (llama_state_seq_get_data / set_data on sequence 0), for handing
+ * a prefilled head over to another host. set replaces the session's cache and n_past; the
+ * bytes must come from a session on the same model file with the same n_ctx or smaller. */
+COLLAB_API collab_status collab_llm_state_size(collab_llm_session* session, size_t* nbytes);
+COLLAB_API collab_status collab_llm_state_get(collab_llm_session* session, void* buf, size_t capacity,
+                                              size_t* written);
+COLLAB_API collab_status collab_llm_state_set(collab_llm_session* session, const void* buf, size_t len);
+
+/* ======================================================================================
+ * Mercury ViT token pruning (Mercury paper, Algorithm 1, Eq. 11-18)
+ * ==================================================================================== */
+
+/* Number of tokens K pruned from n_patches grid tokens at this rate: floor(rate * N + 0.5).
+ * Rates above 1 - 1/region^2 (75% for region 2) are COLLAB_ERR_INVALID_ARGUMENT. */
+COLLAB_API collab_status collab_vit_prune_count(int64_t n_patches, int32_t region, double rate,
+                                                int64_t* n_prune);
+
+/* Regionally decentralized pruning on the first layer's attention outputs attn, shaped
+ * (T, C) or (B, T, C), f32/f16/bf16, on the CPU or a CUDA device. With has_cls = 1 token 0
+ * is CLS: always kept and not part of the grid. The other N = T - has_cls tokens form a
+ * row-major k x k grid (k = sqrt(N), region divides k). Cosine similarity (double), score
+ * s_i = sum_j Sim_ij, one preserved token per region x region subregion (argmax, first in
+ * row-major order on ties), then the n_prune other tokens with the largest maximum
+ * similarity to the preserved ones are pruned (lower index first on ties).
+ * kept (host memory, kept_len = B * (T - n_prune) entries) receives the kept token
+ * indices per image in ascending order. NaN/Inf input: COLLAB_ERR_NONFINITE_INPUT. */
+COLLAB_API collab_status collab_vit_regional_prune(const collab_tensor* attn, int32_t region,
+                                                   int32_t has_cls, int64_t n_prune, int64_t* kept,
+                                                   size_t kept_len);
 
 #ifdef __cplusplus
 }

@@ -26,10 +26,18 @@ class BandwidthEstimator:
     (the first sample initialises it unless `initial_bps` is given). Transfers shorter than
     `min_bytes` are ignored: a single packet says little about capacity. The round-trip time
     estimate is an EWMA of the rtt_s values passed in.
+
+    mode="harmonic" instead reports the harmonic mean of the last `window` samples (robust to
+    the short bursts that make one small transfer look fast; as used by MPC video players).
     """
 
     def __init__(self, alpha: float = 0.3, initial_bps: float | None = None, min_bytes: int = 0,
-                 initial_rtt_s: float = 0.0):
+                 initial_rtt_s: float = 0.0, mode: str = "ewma", window: int = 5):
+        if mode not in ("ewma", "harmonic"):
+            raise InvalidArgument(f"mode must be 'ewma' or 'harmonic', got {mode!r}")
+        if isinstance(window, bool) or not isinstance(window, int) or window < 1:
+            raise InvalidArgument(f"window must be a positive integer, got {window!r}")
+        self.mode, self.window, self._recent = mode, window, []
         self.alpha = _num("alpha", alpha, 0.0, lo_open=True)
         if self.alpha > 1.0:
             raise InvalidArgument(f"alpha must be in (0, 1], got {alpha!r}")
@@ -53,7 +61,10 @@ class BandwidthEstimator:
         if busy <= 0:  # the whole time was round trip: the sample says only "fast"; cap it
             busy = max(seconds * 1e-3, 1e-9)
         sample = nbytes * 8.0 / busy
-        if self.estimate_bps is None:
+        if self.mode == "harmonic":
+            self._recent = (self._recent + [sample])[-self.window:]
+            self.estimate_bps = len(self._recent) / sum(1.0 / v for v in self._recent)
+        elif self.estimate_bps is None:
             self.estimate_bps = sample
         else:
             self.estimate_bps = self.alpha * sample + (1 - self.alpha) * self.estimate_bps
@@ -62,4 +73,5 @@ class BandwidthEstimator:
 
     def __repr__(self):
         e = "none" if self.estimate_bps is None else f"{self.estimate_bps / 1e6:.3f} Mbit/s"
-        return f"BandwidthEstimator(alpha={self.alpha}, estimate={e}, samples={self.samples})"
+        how = f"alpha={self.alpha}" if self.mode == "ewma" else f"harmonic window={self.window}"
+        return f"BandwidthEstimator({how}, estimate={e}, samples={self.samples})"

@@ -5,7 +5,10 @@ the trace) of one opportunity to deliver a packet of up to `PACKET_BYTES` (1500)
 opportunities in the same millisecond repeat the timestamp. Timestamps never decrease and the
 last one is the trace period: when the trace ends, mahimahi starts it again shifted by the last
 timestamp (opportunity i of loop q happens at ts[i] + q * ts[-1]). A file containing just "1"
-is a 12 Mbit/s fixed link. This module follows those rules (mahimahi's LinkQueue) exactly.
+is a 12 Mbit/s fixed link. This module follows those rules (mahimahi's LinkQueue) exactly,
+including when a packet may leave: mahimahi works in whole milliseconds and, before queueing a
+packet that arrives at `now`, burns every opportunity at or before `now`; so bytes handed to the
+link at time t (ms, possibly fractional) use opportunities strictly after floor(t).
 """
 from __future__ import annotations
 
@@ -39,8 +42,10 @@ def _check_nbytes(nbytes):
 
 
 def _check_times(start_ms):
-    a = np.asarray(start_ms, dtype=np.float64) if not isinstance(start_ms, np.ndarray) else start_ms.astype(
-        np.float64)
+    try:
+        a = np.asarray(start_ms, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise InvalidArgument(f"start times must be numbers (ms), got {start_ms!r}") from None
     if a.size and (not np.all(np.isfinite(a)) or np.any(a < 0)):
         raise InvalidArgument("start times must be finite and >= 0 ms")
     return a
@@ -64,7 +69,11 @@ class Trace:
     _cum: np.ndarray = field(default=None, repr=False, compare=False)
 
     def __post_init__(self):
-        ts = np.ascontiguousarray(self.timestamps, dtype=np.int64)
+        raw = np.asarray(self.timestamps)
+        if raw.dtype.kind not in "iuf" or (raw.dtype.kind == "f" and (
+                not np.all(np.isfinite(raw)) or np.any(raw != np.round(raw)))):
+            raise TraceFormatError(f"{self.name}: timestamps must be integers (ms)")
+        ts = np.ascontiguousarray(raw, dtype=np.int64)
         if ts.ndim != 1 or ts.size == 0:
             raise TraceFormatError(f"{self.name}: a trace needs at least one timestamp")
         if ts[0] < 0:
@@ -110,20 +119,48 @@ class Trace:
         i = np.searchsorted(self.timestamps, r, side="left")
         return q * n + i
 
+    def _first_usable(self, t):
+        """Global index of the first opportunity bytes handed over at t may use (> floor(t))."""
+        return self._first_at_or_after(np.floor(t) + 1.0)
+
     def delivery_times(self, nbytes, start_ms=0.0):
         """Time (ms, absolute) at which the last byte of a transfer is delivered on the link.
 
-        The transfer needs ceil(nbytes / packet_bytes) opportunities at or after start_ms;
-        it ends at the time of the last one (start_ms itself for 0 bytes). Vectorised.
+        The transfer needs ceil(nbytes / packet_bytes) opportunities strictly after
+        floor(start_ms) (as mahimahi); it ends at the time of the last one (start_ms itself for
+        0 bytes). Vectorised.
         """
         b = _check_nbytes(nbytes)
         t = _check_times(start_ms)
         b, t = np.broadcast_arrays(b, t)
         packets = np.ceil(b / self.packet_bytes).astype(np.int64)
-        g = self._first_at_or_after(t) + packets - 1
+        g = self._first_usable(t) + packets - 1
         end = self._time_of(np.maximum(g, 0)).astype(np.float64)
         out = np.where(packets > 0, end, t)
         return out if out.ndim else float(out)
+
+    def fifo_delivery_times(self, nbytes, start_ms):
+        """Delivery times of transfers that share the link one after another (FIFO): transfer k
+        may only use opportunities after floor(start_ms[k]) that earlier transfers left unused.
+        start_ms must be nondecreasing. Returns an array like nbytes."""
+        b = np.atleast_1d(_check_nbytes(nbytes))
+        t = np.atleast_1d(_check_times(start_ms))
+        b, t = np.broadcast_arrays(b, t)
+        if t.size > 1 and np.any(np.diff(t) < 0):
+            raise InvalidArgument("start times of FIFO transfers must be nondecreasing")
+        packets = np.ceil(b / self.packet_bytes).astype(np.int64)
+        first = self._first_usable(t.astype(np.float64))
+        out = np.empty(b.shape, dtype=np.float64)
+        free = np.int64(0)  # first opportunity not used by earlier transfers
+        for k in range(b.size):
+            if packets[k] == 0:
+                out[k] = t[k]
+                continue
+            g0 = max(first[k], free)
+            g = g0 + packets[k] - 1
+            out[k] = self._time_of(g)
+            free = g + 1
+        return out
 
     def transfer_time(self, nbytes, start_ms=0.0, rtt_ms=0.0):
         """Milliseconds from start_ms until the sender sees the transfer complete: the
@@ -143,7 +180,7 @@ class Trace:
         if not math.isfinite(duration) or duration <= 0:
             raise InvalidArgument("duration_ms must be positive")
         nwin = int(math.ceil(duration / window_ms))
-        loops = int(math.ceil(duration / self.period_ms)) + 1
+        loops = int(math.ceil(nwin * window_ms / self.period_ms)) + 1  # cover the last whole window
         times = (self.timestamps[None, :] + self.period_ms * np.arange(loops, dtype=np.int64)[:, None]).ravel()
         # Opportunity at exactly k*P exists twice (end of loop k-1, start of loop k when ts[0] == 0):
         # both are real opportunities, as in mahimahi.
@@ -186,9 +223,9 @@ class FixedRateLink:
 
     def transfer_time(self, nbytes, start_ms=0.0, rtt_ms=0.0):
         rtt = _check_rtt(rtt_ms)
-        _check_times(start_ms)
-        out = _check_nbytes(nbytes) * 8 * 1000.0 / self.bps + rtt
-        return out if np.ndim(out) else float(out)
+        b, t = np.broadcast_arrays(_check_nbytes(nbytes), _check_times(start_ms))
+        out = b * 8 * 1000.0 / self.bps + rtt
+        return out if out.ndim else float(out)
 
     def windowed_bps(self, window_ms=1000, duration_ms=1000):
         nwin = int(math.ceil(float(duration_ms) / window_ms))

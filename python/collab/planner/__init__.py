@@ -13,14 +13,14 @@ from __future__ import annotations
 
 from .calibration import CalibrationError, CalibrationTable, load_calibration, measure_calibration
 from .outage import OutageLink, best_rate, db_to_linear, outage_latency_ms, outage_probability, transmissions
-from .profile import Layer, Profile, ProfileError, load_profile
+from .profile import Layer, Profile, ProfileError, load_profile, per_layer_from_prefixes
 from .replan import Replanner
 from .search import Budget, Plan, Planner, SearchSpace
 
 __all__ = ["CalibrationError", "CalibrationTable", "load_calibration", "measure_calibration", "OutageLink",
            "best_rate", "db_to_linear", "outage_latency_ms", "outage_probability", "transmissions", "Layer",
-           "Profile", "ProfileError", "load_profile", "Replanner", "Budget", "Plan", "Planner", "SearchSpace",
-           "parse_link"]
+           "Profile", "ProfileError", "load_profile", "per_layer_from_prefixes", "Replanner", "Budget", "Plan",
+           "Planner", "SearchSpace", "parse_link"]
 
 
 def parse_link(spec: str):

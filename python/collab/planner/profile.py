@@ -20,6 +20,8 @@ JSON schema "collab.profile/1" (one file per model x device; see docs/planner.md
           # autoregressive (per token; LLM runtimes):
           "prefill_ms_per_token": 0.4, "decode_ms": 0.9,
           "hidden": 576,                    # elements per token of the layer's output row
+          "activation_bytes_per_token": 2304,  # the same in bytes (hidden x out_dtype size);
+                                            # a file may give either, the loader derives the other
           "kv_bytes_per_token": 4608        # KV-cache bytes per token the layer keeps
         }, ...
       ]
@@ -39,7 +41,7 @@ import numpy as np
 from ..errors import InvalidArgument
 from ._io import read_json, write_json
 
-__all__ = ["ProfileError", "Profile", "load_profile", "SCHEMA"]
+__all__ = ["ProfileError", "Profile", "load_profile", "per_layer_from_prefixes", "SCHEMA"]
 
 SCHEMA = "collab.profile/1"
 KINDS = ("single_shot", "autoregressive")
@@ -90,6 +92,7 @@ class Layer:
             d.update(ms=self.ms, ms_std=self.ms_std, out_shape=list(self.out_shape), out_dtype=self.out_dtype)
         else:
             d.update(prefill_ms_per_token=self.prefill_ms_per_token, decode_ms=self.decode_ms, hidden=self.hidden,
+                     activation_bytes_per_token=self.hidden * _DTYPE_BYTES[self.out_dtype],
                      kv_bytes_per_token=self.kv_bytes_per_token, out_dtype=self.out_dtype)
         return d
 
@@ -203,9 +206,19 @@ class Profile:
             else:
                 l.prefill_ms_per_token = _num(lw, ld, "prefill_ms_per_token")
                 l.decode_ms = _num(lw, ld, "decode_ms")
-                l.hidden = _num(lw, ld, "hidden", integer=True)
+                size = _DTYPE_BYTES[l.out_dtype]
+                if "hidden" in ld:
+                    l.hidden = _num(lw, ld, "hidden", integer=True)
+                    if "activation_bytes_per_token" in ld and _num(
+                            lw, ld, "activation_bytes_per_token", integer=True) != l.hidden * size:
+                        raise ProfileError(f"{lw}: activation_bytes_per_token must be hidden x {size} bytes")
+                else:
+                    act = _num(lw, ld, "activation_bytes_per_token", integer=True)
+                    if act % size:
+                        raise ProfileError(f"{lw}: activation_bytes_per_token must be a multiple of {size}")
+                    l.hidden = act // size
                 if l.hidden <= 0:
-                    raise ProfileError(f"{lw}: hidden must be > 0")
+                    raise ProfileError(f"{lw}: hidden (or activation_bytes_per_token) must be > 0")
                 l.kv_bytes_per_token = _num(lw, ld, "kv_bytes_per_token", required=False, integer=True, default=0)
             layers.append(l)
         dev = d.get("device", {})
@@ -218,3 +231,14 @@ class Profile:
 def load_profile(path) -> Profile:
     d, name = read_json(path, ProfileError, "profile")
     return Profile.from_json(d, where=name)
+
+
+def per_layer_from_prefixes(prefix_ms):
+    """Per-layer times from timings of cumulative prefixes: prefix_ms[l-1] = time of layers 1..l
+    (what a runtime that can only run head models measures, e.g. a split LLM head of l layers).
+    Noise can make a longer prefix look faster; the running maximum is used, so no layer gets a
+    negative time. Returns an array of len(prefix_ms)."""
+    a = np.asarray(prefix_ms, dtype=np.float64)
+    if a.ndim != 1 or a.size == 0 or not np.all(np.isfinite(a)) or np.any(a < 0):
+        raise InvalidArgument("prefix times must be a non-empty list of finite numbers >= 0")
+    return np.diff(np.concatenate([[0.0], np.maximum.accumulate(a)]))

@@ -131,6 +131,9 @@ class OnnxPieces:
         self._extractor = Extractor(onnx.shape_inference.infer_shapes(self.model))
         self.options = ort.SessionOptions()
         self.options.log_severity_level = 3
+        # No busy-waiting pool threads after a run: they would steal the CPU from whatever runs
+        # next (the codec, in a split pipeline) and distort both timings.
+        self.options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         if threads:
             self.options.intra_op_num_threads = int(threads)
             self.options.inter_op_num_threads = 1

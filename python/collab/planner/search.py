@@ -215,7 +215,7 @@ class Planner:
         return v
 
     def evaluate(self, split, s, blocks, w=None, start_ms=0.0):
-        """Evaluate configurations (arrays of equal length; s < 0 or blocks (0, 0) = raw input).
+        """Evaluate configurations (arrays broadcast together; split 0 = the raw input, no codec).
         Returns a dict of numpy arrays: bits, device, encode, transfer, decode, server, latency,
         memory, feasible."""
         split = np.atleast_1d(np.asarray(split, dtype=np.int64))

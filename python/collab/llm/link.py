@@ -1,0 +1,138 @@
+"""In-process client with an emulated network link (fixed RTT, optional fixed bandwidth).
+
+Same interface as the transport's client (``client.session(task, meta)`` -> context
+manager with ``send(kind, payload, meta)`` and ``recv() -> (kind, payload, meta)``), and the
+server side is any TaskHandler (``open_session(meta)`` -> TaskSession with
+``on_message`` / ``close``). Each session's server side runs on its own thread, so the
+device keeps computing while a message is in flight, as over a real network.
+
+Each direction is a FIFO link: a message of B bytes sent at t arrives at
+``max(t, link_free) + B*8/bandwidth + rtt/2`` (serialisation, then propagation). Delays are
+real sleeps, so wall-clock timings include them. Bytes counted are payload + meta
+(keys and values, UTF-8), the same measure on both sides.
+"""
+from __future__ import annotations
+
+import queue
+import threading
+import time
+
+from ..errors import InvalidArgument
+
+__all__ = ["EmulatedLink", "LinkClient", "message_bytes"]
+
+
+def message_bytes(kind: str, payload: bytes, meta: dict | None) -> int:
+    n = len(kind.encode()) + len(payload)
+    for k, v in (meta or {}).items():
+        n += len(str(k).encode()) + len(str(v).encode())
+    return n
+
+
+class EmulatedLink:
+    """One direction of a link: propagation rtt/2 plus serialisation at bandwidth_bps."""
+
+    def __init__(self, rtt_s: float = 0.0, bandwidth_bps: float | None = None):
+        if rtt_s < 0 or (bandwidth_bps is not None and bandwidth_bps <= 0):
+            raise InvalidArgument("rtt_s must be >= 0 and bandwidth_bps > 0")
+        self.one_way = rtt_s / 2.0
+        self.bw = bandwidth_bps
+        self._free = 0.0
+        self._lock = threading.Lock()
+
+    def arrival(self, nbytes: int, now: float) -> float:
+        with self._lock:
+            start = max(now, self._free)
+            ser = nbytes * 8.0 / self.bw if self.bw else 0.0
+            self._free = start + ser
+            return start + ser + self.one_way
+
+
+def _sleep_until(t: float):
+    while True:
+        d = t - time.perf_counter()
+        if d <= 0:
+            return
+        time.sleep(min(d, 0.05))
+
+
+class _LinkSession:
+    def __init__(self, handler, meta, rtt_s, bandwidth_bps):
+        self._server = handler.open_session(dict(meta))
+        self.up = EmulatedLink(rtt_s, bandwidth_bps)
+        self.down = EmulatedLink(rtt_s, bandwidth_bps)
+        self._inbox: queue.Queue = queue.Queue()
+        self._outbox: queue.Queue = queue.Queue()
+        self.bytes_up = 0
+        self.bytes_down = 0
+        self.messages_up = 0
+        self.messages_down = 0
+        self._closed = False
+        self._thread = threading.Thread(target=self._serve, daemon=True)
+        self._thread.start()
+
+    def _serve(self):
+        while True:
+            item = self._inbox.get()
+            if item is None:
+                return
+            arrive, kind, payload, meta = item
+            _sleep_until(arrive)
+            try:
+                replies = self._server.on_message(kind, payload, meta) or []
+            except Exception as e:  # delivered to the device as an error reply
+                self._outbox.put((time.perf_counter(), "__error__", e, {}))
+                continue
+            for rk, rp, rm in replies:
+                rp = bytes(rp)
+                nb = message_bytes(rk, rp, rm)
+                self.bytes_down += nb
+                self.messages_down += 1
+                self._outbox.put((self.down.arrival(nb, time.perf_counter()), rk, rp, dict(rm or {})))
+
+    def send(self, kind: str, payload: bytes = b"", meta: dict | None = None):
+        if self._closed:
+            raise InvalidArgument("session is closed")
+        payload = bytes(payload)
+        nb = message_bytes(kind, payload, meta)
+        self.bytes_up += nb
+        self.messages_up += 1
+        self._inbox.put((self.up.arrival(nb, time.perf_counter()), kind, payload, dict(meta or {})))
+
+    def recv(self, timeout: float | None = 600.0):
+        try:
+            arrive, kind, payload, meta = self._outbox.get(timeout=timeout)
+        except queue.Empty:
+            raise TimeoutError("no reply from the server") from None
+        if kind == "__error__":
+            raise payload
+        _sleep_until(arrive)
+        return kind, payload, meta
+
+    def close(self):
+        if self._closed:
+            return
+        self._closed = True
+        self._inbox.put(None)
+        self._thread.join(timeout=600)
+        self._server.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+
+class LinkClient:
+    """Client for TaskHandlers in this process, over an emulated link."""
+
+    def __init__(self, handlers, *, rtt_s: float = 0.0, bandwidth_bps: float | None = None):
+        self._handlers = {h.name: h for h in handlers}
+        self.rtt_s = float(rtt_s)
+        self.bandwidth_bps = bandwidth_bps
+
+    def session(self, task: str, meta: dict | None = None) -> _LinkSession:
+        if task not in self._handlers:
+            raise InvalidArgument(f"no task {task!r} (have {sorted(self._handlers)})")
+        return _LinkSession(self._handlers[task], meta or {}, self.rtt_s, self.bandwidth_bps)

@@ -1,0 +1,161 @@
+"""Wire formats of collab.llm (hidden rows with the token-range policy, KV-state frames,
+token ids, shortcut files): round trips, policy ranges, and fuzzed decoders."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from collab.llm import protocol
+from collab.llm.protocol import ProtocolError, RowPolicy
+from collab.llm.shortcut import ShortcutProjection
+
+
+def rows(n=7, d=32, seed=0):
+    return np.random.default_rng(seed).standard_normal((n, d)).astype(np.float32)
+
+
+def test_exact_rows_roundtrip_bit_for_bit():
+    x = rows()
+    y = protocol.decode_rows(protocol.encode_rows(x), n_embd=32)
+    assert y.dtype == np.float32 and np.array_equal(x.view(np.uint32), y.view(np.uint32))
+
+
+@pytest.mark.parametrize("keep_last,n_full", [(3, 3), (0, 0), (100, 7), (0.5, 4), (1.0, 7), (None, 7)])
+def test_policy_keeps_last_tokens_exact(keep_last, n_full):
+    x = rows(7, 64, 1)
+    pol = RowPolicy(keep_last=keep_last, sparsity=0.75, qbits=(4,))
+    assert pol.n_full(7) == n_full
+    y = protocol.decode_rows(protocol.encode_rows(x, pol), n_embd=64)
+    assert y.shape == x.shape
+    assert np.array_equal(y[7 - n_full:], x[7 - n_full:])  # the question rows: full fidelity
+    if n_full < 7:
+        early = y[: 7 - n_full]
+        assert not np.array_equal(early, x[: 7 - n_full])   # compressed: lossy
+        assert np.mean(early == 0) >= 0.7                    # 75 % sparsity drops most values
+
+
+def test_policy_payload_smaller():
+    x = rows(64, 576, 2)
+    exact = len(protocol.encode_rows(x))
+    comp = len(protocol.encode_rows(x, RowPolicy(keep_last=8, sparsity=0.9, qbits=(4,))))
+    f16 = len(protocol.encode_rows(x, RowPolicy(keep_last=8, sparsity=None)))
+    assert comp < f16 < exact
+
+
+def test_f16_full_rows():
+    x = rows()
+    y = protocol.decode_rows(protocol.encode_rows(x, RowPolicy(full_dtype="f16")))
+    assert np.array_equal(y, x.astype(np.float16).astype(np.float32))
+
+
+@pytest.mark.parametrize("bad", [dict(full_dtype="f64"), dict(keep_last=-1), dict(keep_last=1.5),
+                                 dict(keep_last=True), dict(sparsity=1.0)])
+def test_bad_policy(bad):
+    with pytest.raises(ValueError):
+        RowPolicy(**bad)
+
+
+def test_rows_bad_input():
+    with pytest.raises(ValueError):
+        protocol.encode_rows(np.zeros((0, 4), np.float32))
+    with pytest.raises(ValueError):
+        protocol.encode_rows(np.zeros(4, np.float32))
+    p = protocol.encode_rows(rows())
+    with pytest.raises(ProtocolError, match="width"):
+        protocol.decode_rows(p, n_embd=16)
+    with pytest.raises(ProtocolError, match="trailing"):
+        protocol.decode_rows(p + b"x")
+    bad = np.array(rows())
+    bad[0, 0] = np.nan
+    with pytest.raises(ProtocolError, match="NaN"):
+        protocol.decode_rows(protocol.encode_rows(bad))
+    with pytest.raises(ProtocolError):
+        protocol.decode_rows("text")
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.binary(max_size=400), st.integers(0, 10 ** 6))
+def test_fuzz_decode_rows(junk, cut):
+    valid = protocol.encode_rows(rows(3, 8), RowPolicy(keep_last=1, sparsity=0.5))
+    for buf in (junk, valid[: cut % (len(valid) + 1)], protocol.ROWS_MAGIC + junk,
+                valid[:12] + junk, bytes(b ^ (cut & 0xFF) if i == cut % len(valid) else b
+                                          for i, b in enumerate(valid))):
+        try:
+            y = protocol.decode_rows(buf, n_embd=8)
+        except ProtocolError:
+            continue
+        assert y.dtype == np.float32 and y.ndim == 2 and y.shape[1] == 8 and np.all(np.isfinite(y))
+
+
+def test_state_frame():
+    blob = bytes(range(256)) * 3
+    f = protocol.encode_state(blob, n_layer=4, n_embd=64, n_past=9)
+    assert protocol.decode_state(f, n_layer=4, n_embd=64) == (blob, 9)
+    with pytest.raises(ProtocolError, match="model"):
+        protocol.decode_state(f, n_layer=5, n_embd=64)
+    with pytest.raises(ProtocolError, match="checksum"):
+        protocol.decode_state(f[:-1] + bytes([f[-1] ^ 1]), n_layer=4, n_embd=64)
+    with pytest.raises(ProtocolError):
+        protocol.decode_state(f[:-1], n_layer=4, n_embd=64)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.binary(max_size=200))
+def test_fuzz_state_and_tokens(junk):
+    for fn in (lambda b: protocol.decode_state(b, n_layer=4, n_embd=64),
+               lambda b: protocol.decode_tokens(b, n_vocab=100)):
+        for buf in (junk, protocol.STATE_MAGIC + junk):
+            try:
+                fn(buf)
+            except ProtocolError:
+                pass
+
+
+def test_tokens():
+    t = protocol.decode_tokens(protocol.encode_tokens([1, 2, 99]), n_vocab=100)
+    assert t.tolist() == [1, 2, 99]
+    with pytest.raises(ProtocolError):
+        protocol.decode_tokens(protocol.encode_tokens([100]), n_vocab=100)
+    with pytest.raises(ProtocolError):
+        protocol.decode_tokens(b"\x01\x00\x00")
+
+
+def _ref_projection(p, x):
+    """Independent numpy reference of the shortcut network (exact-erf GELU differs, so tanh form)."""
+    h = x.astype(np.float64)
+    for i, (w, b) in enumerate(p.layers):
+        h = h @ w.astype(np.float64).T + b
+        if i < 3:
+            h = 0.5 * h * (1 + np.tanh(np.sqrt(2 / np.pi) * (h + 0.044715 * h ** 3)))
+    return x + h
+
+
+def test_shortcut_file_roundtrip(tmp_path):
+    p = ShortcutProjection.identity(16, split_at=3, seed=1)
+    rng = np.random.default_rng(0)
+    # make it non-trivial
+    p.layers[3] = (rng.standard_normal((16, 16)).astype(np.float32) * 0.1, np.ones(16, np.float32))
+    q = ShortcutProjection.load(p.save(tmp_path / "s.clsc"))
+    assert q.split_at == 3 and not q.trained and q.dims == [16, 16, 64, 16, 16]
+    x = rng.standard_normal((5, 16)).astype(np.float32)
+    assert np.array_equal(p(x), q(x))
+    assert np.allclose(q(x), _ref_projection(q, x), atol=1e-4)
+    ident = ShortcutProjection.identity(16)
+    assert np.array_equal(ident(x), x)  # untrained init: skips the head's layers
+    with pytest.raises(ValueError):
+        q(np.zeros((2, 15), np.float32))
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.integers(0, 10 ** 6), st.integers(0, 255))
+def test_fuzz_shortcut_file(pos, val):
+    buf = bytearray(ShortcutProjection.identity(4).to_bytes())
+    cut = bytes(buf[: pos % (len(buf) + 1)])
+    buf[pos % len(buf)] ^= val or 1
+    for b in (bytes(buf), cut):
+        try:
+            ShortcutProjection.from_bytes(b)
+        except ProtocolError:
+            pass

@@ -41,7 +41,12 @@ def main(argv=None) -> int:
     ap.add_argument("--n", type=int, default=24, help="requests per configuration")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--out", default=str(HERE / "results" / "netns_shaping.json"))
+    ap.add_argument("--replot", action="store_true", help="only redraw the PNG from an existing --out JSON")
     args = ap.parse_args(argv)
+    if args.replot:
+        import json
+        plot(json.loads(pathlib.Path(args.out).read_text())["runs"], pathlib.Path(args.out))
+        return 0
     # SIGTERM -> SystemExit, so the namespaces are removed on the way out
     signal.signal(signal.SIGTERM, lambda *a: sys.exit(143))
     reason = netns.unavailable_reason()
@@ -88,9 +93,14 @@ def main(argv=None) -> int:
             "note": "measured = client round trip - server time - client (de)serialization; predicted = "
                     "simulator(up bytes on wire, start) + rtt/2 + simulator(reply, ...) + rtt/2"}
     save_json(out, {"meta": meta, "runs": runs})
+    plot(runs, out)
+    return 0
+
+
+def plot(runs, out: pathlib.Path):
     plt = pyplot()
     if plt is None:
-        return 0
+        return
     fig, ax = plt.subplots(1, 2, figsize=(11, 4.5))
     for r in runs:
         c = r["config"]
@@ -105,12 +115,12 @@ def main(argv=None) -> int:
     ax[0].set(xscale="log", yscale="log", xlabel="simulator prediction (ms)", ylabel="measured over netns+tc (ms)",
               title="transfer time: measured vs simulated")
     ax[1].axhline(0, color="k", lw=0.8)
-    ax[1].set(xscale="log", xlabel="payload (kB)", ylabel="error (%)", title="relative error")
+    ax[1].set(xscale="log", yscale="symlog", xlabel="payload (kB)", ylabel="error (%, symlog)",
+              title="relative error (measured - predicted) / predicted")
     ax[0].legend(fontsize=6)
     fig.tight_layout()
     fig.savefig(out.with_suffix(".png"), dpi=120)
     print(f"wrote {out.with_suffix('.png')}")
-    return 0
 
 
 if __name__ == "__main__":

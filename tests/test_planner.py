@@ -415,3 +415,23 @@ def test_replanner_on_a_real_trace_moves_split_and_sparsity_with_bandwidth():
     # when the trace drops, plans retreat the split and/or compress harder
     assert split[low].mean() < split[high].mean()
     assert split[low].min() < split[high].min() or sp[low].mean() > sp[high].mean()
+
+
+def test_search_matches_brute_force_on_the_measured_dinov2_profile():
+    from pathlib import Path
+
+    res = Path(__file__).resolve().parents[1] / "benchmarks" / "results"
+    if not (res / "vit_s_profile.json").exists() or not (res / "codec_calibration.json").exists():
+        pytest.skip("benchmarks/results/vit_s_profile.json or codec_calibration.json not present")
+    prof = planner.load_profile(res / "vit_s_profile.json")
+    cal = planner.load_calibration(res / "codec_calibration.json")
+    links = [net.FixedRateLink(1e6), net.FixedRateLink(20e6), planner.OutageLink(5e6, 10.0, 0.01)]
+    trace = _real_trace()
+    if trace is not None:
+        links.append(net.load_trace(trace))
+    total = float(prof.device_ms()[-1])
+    for link in links:
+        for frac in (0.05, 0.3, 0.6, 0.9, 1.2):
+            for mem in (math.inf, 40 * 2**20):
+                pl = Planner(prof, cal, link, rtt_ms=30, budget=Budget(deadline_ms=frac * total, memory_bytes=mem))
+                _check_same(pl, start_ms=12_345.0)

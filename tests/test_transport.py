@@ -563,3 +563,18 @@ def test_collab_serve_cli_bad_task(tmp_path):
     r = subprocess.run([sys.executable, "-m", "collab.cli", "serve", "--port", "0", "--task", "x=nosuchmod:f"],
                        capture_output=True, text=True, timeout=60, cwd=str(tmp_path))
     assert r.returncode == 2 and "cannot load" in r.stderr
+
+
+def test_session_max_age():
+    h = Tracked()
+    with Server([h], port=0, workers=1, session_idle_s=30, session_max_s=0.8) as srv, \
+            collab.Client(srv.address) as c:
+        s = c.session("tracked")
+        with pytest.raises(TransportError) as e:
+            for _ in range(200):  # keep it busy (never idle) until it is too old
+                s.send("step", b"x")
+                s.recv(10)
+                s.recv(10)
+                time.sleep(0.05)
+        assert e.value.code == "DEADLINE_EXCEEDED" and "older" in e.value.details
+        assert h.sessions[0].closed.wait(10)

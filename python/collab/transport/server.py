@@ -71,7 +71,7 @@ class Server:
                  max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES, auth_token: Optional[str] = None,
                  tls_cert: PemSource = None, tls_key: PemSource = None, max_sessions: int = 64,
                  session_idle_s: float = 300.0, session_max_s: float = 3600.0,
-                 session_max_bytes: Optional[int] = None):
+                 session_max_bytes: Optional[int] = None, grpc_options=()):
         if isinstance(handlers, dict):
             items = list(handlers.items())
         else:
@@ -108,6 +108,7 @@ class Server:
         self.max_sessions = max_sessions
         self.session_idle_s, self.session_max_s = float(session_idle_s), float(session_max_s)
         self.session_max_bytes = session_max_bytes
+        self._grpc_options = list(grpc_options)  # e.g. ("grpc.keepalive_timeout_ms", 60000) for links with outages
         self._auth = None if auth_token is None else f"Bearer {auth_token}".encode()
         self._tls = None
         if tls_cert is not None:
@@ -160,7 +161,7 @@ class Server:
     async def _astart(self):
         opts = [("grpc.max_receive_message_length", self.max_message_bytes),
                 ("grpc.max_send_message_length", self.max_message_bytes),
-                ("grpc.so_reuseport", 0)]
+                ("grpc.so_reuseport", 0)] + self._grpc_options
         self._server = aio.server(options=opts)
         self._server.add_generic_rpc_handlers((self._generic_handler(),))
         bind = f"{self.host if ':' not in self.host else '[' + self.host + ']'}:{self._port_req}"

@@ -217,7 +217,8 @@ def main():
                                   "mercury_method": None, "speedup": None})
     out = {"slowdown": a.slowdown, "traces": sorted(tr), "traces_dir": TRACES, "n_test": int(len(c["test_y"])),
            "points": points, "speedup_at_equal_accuracy": speed}
-    save_json("mercury_latency.json", out)
+    sfx = "" if a.slowdown == 1 else f"_slowdown{a.slowdown:g}"
+    save_json(f"mercury_latency{sfx}.json", out)
     # Table I: split 3 (or the middle split), vanilla vs best Janus vs best Mercury at similar accuracy
     s3 = 3 if 3 in splits else splits[len(splits) // 2]
     van = next(p for p in points if p["split"] == s3 and p["method"] == "vanilla")
@@ -229,7 +230,7 @@ def main():
     table = [{"method": n, "accuracy": p["acc"], "latency_overall_ms": p["latency_ms"], "latency_server_ms": p["server_ms"],
               "params_on_server_M": (server_params + p["extra_params"]) / 1e6, "server_gflops": p["server_gflops"]}
              for n, p in rows]
-    save_json("mercury_table1.json", {"split": s3, "rows": table})
+    save_json(f"mercury_table1{sfx}.json", {"split": s3, "rows": table, "slowdown": a.slowdown})
     print(f"\nTable I (split after layer {s3})\n{'method':34s} | acc   | overall ms | server ms | server params (M) | server GFLOPs")
     for r in table:
         print(f"{r['method']:34s} | {100 * r['accuracy']:.1f} | {r['latency_overall_ms']:10.1f} | "
@@ -251,12 +252,12 @@ def main():
             ps = sorted((p for p in points if p["split"] == split and p["method"] == label), key=lambda p: p["latency_ms"])
             if ps:
                 ax.plot([p["latency_ms"] for p in ps], [100 * p["acc"] for p in ps], marker="o", label=label)
-        ax.set_title(f"split after layer {split}")
+        ax.set_title(f"split after layer {split}" + (f" (device x{a.slowdown:g})" if a.slowdown != 1 else ""))
         ax.set_xlabel("latency (ms): device + uplink traces + server")
         ax.set_ylabel("accuracy (%)")
         ax.legend(fontsize=7)
     fig.tight_layout()
-    p = os.path.join(RESULTS, "mercury_latency.png")
+    p = os.path.join(RESULTS, f"mercury_latency{sfx}.png")
     fig.savefig(p, dpi=110)
     print("wrote", p)
 

@@ -10,7 +10,7 @@ import numpy as np
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CACHE = os.environ.get("COLLAB_MERCURY_CACHE", os.path.join(ROOT, "build", "mercury_cache"))
-MODELS = os.path.join(ROOT, "models", "mercury")
+MODELS = os.environ.get("COLLAB_MERCURY_MODELS", os.path.join(ROOT, "models", "mercury"))
 RESULTS = os.path.join(ROOT, "benchmarks", "results")
 # Subset sizes (2 shared CPU cores): see notes/issue-5.md.
 N_TRAIN = int(os.environ.get("MERCURY_N_TRAIN", 2000))     # head of the full model

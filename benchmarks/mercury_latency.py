@@ -2,7 +2,7 @@
 
     python benchmarks/mercury_latency.py [--splits 1,3,6] [--slowdown 1.0]
 
-latency = device compute (measured here, one image, 1 thread, min of 7 runs, x --slowdown to stand for a
+latency = device compute (measured here, one image, 1 thread, min of 15 runs, x --slowdown to stand for a
           slower phone CPU; 1.0 = this CPU as is)
         + uplink transfer of the actual payload bytes (float16 tokens) on real mahimahi uplink
           traces (../shared/traces/*.up; per trace the median over 200 start offsets, robust to
@@ -97,7 +97,7 @@ def tome_accuracy(m, head, c, kind, r, cache):
     return cache[key]
 
 
-def timed(fn, threads, reps=7):
+def timed(fn, threads, reps=15):
     """Minimum over reps (the CPU is shared with other jobs; the minimum is the least disturbed)."""
     torch.set_num_threads(threads)
     fn()
@@ -135,7 +135,7 @@ def measure(m, img, split, kind, arg, meta_k):
             m.features(y)
 
     td = timed(device, 1)
-    ts = timed(server, 2)
+    ts = timed(server, 1)
     t_dev = state["x"].shape[1]
     toks = []
     t = t_dev + (meta_k if kind == "mercury" else 0)
@@ -195,46 +195,54 @@ def main():
                            "payload_bytes": nbytes, "latency_ms": 1e3 * td * a.slowdown + tx + 1e3 * ts,
                            "server_gflops": server_flops(toks) / 1e9, "extra_params": meta_k * DIM})
     # speedup at equal accuracy: for each baseline point, the fastest Mercury point at >= its accuracy
+    # "Mercury": with meta tokens only (the paper's method); "Mercury (any)": also without them.
     speed = []
-    for split in splits:
-        ours = [p for p in points if p["split"] == split and p["method"] == "Mercury"]
-        for p in points:
-            if p["split"] != split or "ToMe" not in p["method"]:
-                continue
-            ok = [q for q in ours if q["acc"] >= p["acc"]]
-            if ok:
-                best = min(ok, key=lambda q: q["latency_ms"])
-                speed.append({"split": split, "baseline": p["method"], "baseline_param": p["param"], "acc": p["acc"],
-                              "baseline_ms": p["latency_ms"], "mercury_rate": best["param"], "mercury_acc": best["acc"],
-                              "mercury_ms": best["latency_ms"], "speedup": p["latency_ms"] / best["latency_ms"]})
+    for family, labels in (("Mercury", ("Mercury",)), ("Mercury (any)", ("Mercury", "Mercury w/o reconstruction"))):
+        for split in splits:
+            ours = [p for p in points if p["split"] == split and p["method"] in labels]
+            for p in points:
+                if p["split"] != split or "ToMe" not in p["method"]:
+                    continue
+                ok = [q for q in ours if q["acc"] >= p["acc"]]
+                if ok:
+                    best = min(ok, key=lambda q: q["latency_ms"])
+                    speed.append({"family": family, "split": split, "baseline": p["method"],
+                                  "baseline_param": p["param"], "acc": p["acc"], "baseline_ms": p["latency_ms"],
+                                  "mercury_method": best["method"], "mercury_rate": best["param"],
+                                  "mercury_acc": best["acc"], "mercury_ms": best["latency_ms"],
+                                  "speedup": p["latency_ms"] / best["latency_ms"]})
+                else:
+                    speed.append({"family": family, "split": split, "baseline": p["method"],
+                                  "baseline_param": p["param"], "acc": p["acc"], "baseline_ms": p["latency_ms"],
+                                  "mercury_method": None, "speedup": None})
     out = {"slowdown": a.slowdown, "traces": sorted(tr), "traces_dir": TRACES, "n_test": int(len(c["test_y"])),
            "points": points, "speedup_at_equal_accuracy": speed}
-    save_json("mercury_latency.json", out)
+    sfx = "" if a.slowdown == 1 else f"_slowdown{a.slowdown:g}"
+    save_json(f"mercury_latency{sfx}.json", out)
     # Table I: split 3 (or the middle split), vanilla vs best Janus vs best Mercury at similar accuracy
     s3 = 3 if 3 in splits else splits[len(splits) // 2]
     van = next(p for p in points if p["split"] == s3 and p["method"] == "vanilla")
     server_params = sum(p.numel() for b in m.blocks[s3:] for p in b.parameters()) + sum(
         p.numel() for p in m.norm.parameters()) + sum(p.numel() for p in head.parameters())
-    rows = [("Vanilla", van)]
-    sp3 = [s for s in speed if s["split"] == s3 and s["baseline"] == "Janus-style ToMe"]
-    if sp3:
-        best = max(sp3, key=lambda s: s["speedup"])
-        rows.append(("Janus-style", next(p for p in points if p["split"] == s3 and p["method"] == "Janus-style ToMe"
-                                         and p["param"] == best["baseline_param"])))
-        rows.append(("Ours", next(p for p in points if p["split"] == s3 and p["method"] == "Mercury"
-                                  and p["param"] == best["mercury_rate"])))
+    # all split-s3 points (Mercury reached no ToMe accuracy here, so no single equal-accuracy row)
+    rows = [("Vanilla", van)] + [(f"{p['method']} {p['param']}", p) for p in points
+                                 if p["split"] == s3 and p["method"] != "vanilla"]
     table = [{"method": n, "accuracy": p["acc"], "latency_overall_ms": p["latency_ms"], "latency_server_ms": p["server_ms"],
               "params_on_server_M": (server_params + p["extra_params"]) / 1e6, "server_gflops": p["server_gflops"]}
              for n, p in rows]
-    save_json("mercury_table1.json", {"split": s3, "rows": table})
-    print(f"\nTable I (split after layer {s3})\nmethod      | acc   | overall ms | server ms | server params (M) | server GFLOPs")
+    save_json(f"mercury_table1{sfx}.json", {"split": s3, "rows": table, "slowdown": a.slowdown})
+    print(f"\nTable I (split after layer {s3})\n{'method':34s} | acc   | overall ms | server ms | server params (M) | server GFLOPs")
     for r in table:
-        print(f"{r['method']:11s} | {100 * r['accuracy']:.1f} | {r['latency_overall_ms']:10.1f} | "
+        print(f"{r['method']:34s} | {100 * r['accuracy']:.1f} | {r['latency_overall_ms']:10.1f} | "
               f"{r['latency_server_ms']:9.1f} | {r['params_on_server_M']:17.4f} | {r['server_gflops']:.3f}")
     print("\nspeedup at equal accuracy (Mercury vs baseline)")
     for s in speed:
-        print(f"split {s['split']} {s['baseline']:17s} {s['baseline_param']!s:>4} acc {100 * s['acc']:.1f}: "
-              f"{s['baseline_ms']:.1f} ms vs {s['mercury_ms']:.1f} ms (rate {s['mercury_rate']}) -> {s['speedup']:.2f}x")
+        head_ = f"{s['family']:13s} split {s['split']} {s['baseline']:17s} {s['baseline_param']!s:>4} acc {100 * s['acc']:.1f}: "
+        if s["speedup"] is None:
+            print(head_ + f"{s['baseline_ms']:.1f} ms, no Mercury point reaches this accuracy")
+        else:
+            print(head_ + f"{s['baseline_ms']:.1f} ms vs {s['mercury_ms']:.1f} ms ({s['mercury_method']}, rate "
+                  f"{s['mercury_rate']}, acc {100 * s['mercury_acc']:.1f}) -> {s['speedup']:.2f}x")
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -244,12 +252,12 @@ def main():
             ps = sorted((p for p in points if p["split"] == split and p["method"] == label), key=lambda p: p["latency_ms"])
             if ps:
                 ax.plot([p["latency_ms"] for p in ps], [100 * p["acc"] for p in ps], marker="o", label=label)
-        ax.set_title(f"split after layer {split}")
+        ax.set_title(f"split after layer {split}" + (f" (device x{a.slowdown:g})" if a.slowdown != 1 else ""))
         ax.set_xlabel("latency (ms): device + uplink traces + server")
         ax.set_ylabel("accuracy (%)")
         ax.legend(fontsize=7)
     fig.tight_layout()
-    p = os.path.join(RESULTS, "mercury_latency.png")
+    p = os.path.join(RESULTS, f"mercury_latency{sfx}.png")
     fig.savefig(p, dpi=110)
     print("wrote", p)
 

@@ -57,7 +57,7 @@ def main():
         z = np.load(p)
         gen_flops = 0.0
         if name == "deconvolution":
-            hid = z["gen_down.weight"].shape[0]
+            hid = int(z["gen_hidden"]) if "gen_hidden" in z else z["gen_down.weight"].shape[0]
             cells = (GRID // 2) ** 2
             gen_flops = 2.0 * cells * (DIM * hid * 4) * 2  # conv 2x2 + deconv 2x2 per coarse cell
         rows.append({"method": name, "accuracy": float(z["test_acc"]), "extra_params": int(z["extra_params"]),

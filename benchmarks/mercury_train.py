@@ -169,8 +169,10 @@ def train_config(m, c, full_head, method, rate_pct, split, epochs, lr):
     print(f"  test accuracy {acc:.4f} ({len(xte)} images), extra parameters {extra}")
     name = f"meta_r{rate_pct:02d}_s{split}.npz" if method == "ours" else f"{method}_r{rate_pct:02d}_s{split}.npz"
     extra_arrays = {"meta": meta.detach()[0].numpy().astype(np.float32)} if meta is not None else {}
-    if gen is not None:
-        extra_arrays.update({f"gen_{k_}": v.detach().numpy() for k_, v in gen.state_dict().items()})
+    if gen is not None:  # 3 MB of generator weights: kept out of models/ (build/ cache), shapes recorded
+        np.savez(os.path.join(CACHE, f"deconv_gen_r{rate_pct:02d}_s{split}.npz"),
+                 **{k_: v.detach().numpy() for k_, v in gen.state_dict().items()})
+        extra_arrays["gen_hidden"] = np.int64(gen.down.out_channels)
     save_head(os.path.join(MODELS, name), head, rate_pct=rate_pct, split=split, method=method, test_acc=acc,
               extra_params=extra, n_train=len(xtr), n_test=len(xte), epochs=epochs, **extra_arrays)
     return acc

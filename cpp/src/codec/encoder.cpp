@@ -73,12 +73,11 @@ size_t encode_survivors(collab_codec& ctx, collab_dtype dtype, const int64_t* sh
 
   // 4. Positions: the smallest index code (or the one asked for).
   IndexContext ictx{numel, csr_view(shape, ndim, numel), &spans};
-  std::array<uint64_t, 4> sizes = index_sizes(ictx);
-  int code = p.index_code;
-  if (code == COLLAB_INDEX_AUTO) code = int(std::min_element(sizes.begin(), sizes.end()) - sizes.begin());
+  const IndexChoice choice = choose_index_code(ictx, p.index_code);
+  const int code = choice.code;
   h.index_code = code;
   h.params.index_code = code;
-  h.index_bytes = sizes[size_t(code)];
+  h.index_bytes = choice.bytes;
   h.value_bytes = value_bytes;
   h.header_bytes = header_size(h);
   const uint64_t total = h.header_bytes + h.index_bytes + h.value_bytes + 4;

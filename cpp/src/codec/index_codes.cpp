@@ -1,5 +1,7 @@
 #include "codec/index_codes.hpp"
 
+#include <algorithm>
+
 #include <cstring>
 
 #include "common/bits.hpp"
@@ -277,6 +279,39 @@ std::array<uint64_t, 4> index_sizes(const IndexContext& c) {
     rice += (rice_bits + 7) / 8;
   }
   return {csr_size(c), bitmap_size(c), dvar, rice};
+}
+
+IndexChoice choose_index_code(const IndexContext& c, int requested) {
+  if (requested >= 0) return {requested, index_sizes(c)[size_t(requested)]};
+  const uint64_t csr = csr_size(c), bm = bitmap_size(c);
+  IndexChoice best = csr <= bm ? IndexChoice{0, csr} : IndexChoice{1, bm};
+  // Rice: exact without a pass for blocks with k = 0, where the gaps of a block sum to
+  // pos_last - (n - 1) (telescoping); otherwise n (k + 1) bits is a lower bound.
+  uint64_t n_total = 0, rice = 0, rice_floor = 0;
+  bool rice_needs_pass = false;
+  for (const PositionSpan& b : *c.blocks) {
+    if (!b.n) continue;
+    n_total += b.n;
+    const int k = rice_parameter(c.numel, b.n);
+    if (k == 0) {
+      const uint64_t bytes = (b.pos[b.n - 1] + 1 + 7) / 8;  // n + sum(g) bits = pos_last + 1
+      rice += bytes;
+      rice_floor += bytes;
+    } else {
+      rice_needs_pass = true;
+      rice_floor += (b.n * uint64_t(k + 1) + 7) / 8;
+    }
+  }
+  // delta+varint needs at least one byte per position, and loses ties to every code but Rice.
+  const bool dvar_may_win = n_total < best.bytes && n_total <= (rice_needs_pass ? ~uint64_t(0) : rice);
+  const bool rice_may_win = rice_floor < best.bytes;
+  if (!dvar_may_win && !(rice_may_win && rice_needs_pass)) {
+    if (rice_may_win && rice < best.bytes) best = {3, rice};  // rice is exact here
+    return best;
+  }
+  const std::array<uint64_t, 4> sizes = index_sizes(c);  // rare: exact sizes decide
+  const int code = int(std::min_element(sizes.begin(), sizes.end()) - sizes.begin());
+  return {code, sizes[size_t(code)]};
 }
 
 void encode_index(const IndexContext& ctx, int code, uint8_t* out, std::vector<uint8_t>& label_scratch) {

@@ -27,6 +27,15 @@ struct IndexContext {
 // Exact encoded size of each code, indexed by collab_index_code.
 std::array<uint64_t, 4> index_sizes(const IndexContext& ctx);
 
+// The code to write and its exact size: `requested` (a collab_index_code) or, for
+// COLLAB_INDEX_AUTO, the smallest (ties: the lowest code number), as index_sizes() would
+// choose, but without the passes over the positions that cannot change the outcome.
+struct IndexChoice {
+  int code;
+  uint64_t bytes;
+};
+IndexChoice choose_index_code(const IndexContext& ctx, int requested);
+
 // Write code `code` into out (exactly index_sizes()[code] bytes). label_scratch must hold
 // numel bytes for the bitmap code (unused otherwise).
 void encode_index(const IndexContext& ctx, int code, uint8_t* out, std::vector<uint8_t>& label_scratch);

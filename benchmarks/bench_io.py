@@ -22,3 +22,12 @@ def pyplot():
     except ImportError:
         return None
     return plt
+
+
+def save_png(fig, path, dpi=110) -> pathlib.Path:
+    """Lay out `fig` and write it next to the JSON result `path` (same name, .png)."""
+    png = pathlib.Path(path).with_suffix(".png")
+    fig.tight_layout()
+    fig.savefig(png, dpi=dpi)
+    print(f"wrote {png}")
+    return png

@@ -103,14 +103,9 @@ def main() -> int:
                             + (["--workdir", args.workdir] if args.workdir else []))
         try:
             for rtt in args.rtt_ms:
-                ready = os.path.join(tmp, f"proxy-{rtt}")
-                proxy = link.popen("client", [py, "-m", "collab.netns", "proxy", "--listen", "127.0.0.1:0",
-                                              "--target", f"{link.ip['server']}:{port}", "--delay-ms", str(rtt / 2),
-                                              "--ready-file", ready])
+                proxy, pport = link.start_proxy(f"{link.ip['server']}:{port}", rtt, os.path.join(tmp, f"proxy-{rtt}"))
                 shaper = None
                 try:
-                    netns._wait_file(ready, proxy, "proxy")
-                    pport = open(ready).read().strip()
                     if traces:
                         shaper = netns.TraceShaper(link, up=traces[0], down=traces[1], bin_ms=50).start(
                             time.monotonic())
@@ -155,7 +150,7 @@ def main() -> int:
 
 
 def _plot(rows, out):
-    from bench_io import pyplot
+    from bench_io import pyplot, save_png
 
     plt = pyplot()
     if plt is None:
@@ -168,8 +163,7 @@ def _plot(rows, out):
     ax[0].set(xlabel="RTT ms", ylabel="time to first token, ms", title="TTFT over a shaped link")
     ax[1].set(xlabel="RTT ms", ylabel="decode tok/s", title="decode speed")
     ax[0].legend()
-    fig.tight_layout()
-    fig.savefig(str(pathlib.Path(out).with_suffix(".png")), dpi=110)
+    save_png(fig, out)
 
 
 if __name__ == "__main__":

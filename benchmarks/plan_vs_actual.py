@@ -24,7 +24,7 @@ from collab.planner.profiling import OnnxPieces, smooth_input
 
 HERE = pathlib.Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
-from bench_io import pyplot, save_json  # noqa: E402
+from bench_io import pyplot, save_json, save_png  # noqa: E402
 RESULTS = HERE / "results"
 FMNIST = pathlib.Path("/usr/share/datasets/fashion-mnist/t10k-images-idx3-ubyte.gz")
 TRACES = HERE.parent.parent / "shared" / "traces"
@@ -165,9 +165,7 @@ def main(argv=None):
     ax.set_ylabel("ms (left bar predicted, right bar measured)")
     ax.set_title("DINOv2-S plan: predicted vs measured latency breakdown")
     ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(out.with_suffix(".png"), dpi=110)
-    print(f"wrote {out.with_suffix('.png')}")
+    save_png(fig, out)
     return 0
 
 

@@ -16,7 +16,6 @@ import argparse
 import json
 import os
 import pathlib
-import subprocess
 import sys
 import tempfile
 import time
@@ -25,7 +24,7 @@ import numpy as np
 
 HERE = pathlib.Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
-from bench_io import pyplot, save_json  # noqa: E402
+from bench_io import pyplot, save_json, save_png  # noqa: E402
 RESULTS = HERE / "results"
 TRACES = HERE.parent.parent / "shared" / "traces"
 if not TRACES.is_dir():
@@ -127,14 +126,10 @@ def main(argv=None):
             procs.append(link.popen("server", [py, "-m", "collab.cli", "serve", "--host", link.ip["server"], "--port",
                                                "0", "--port-file", port_file, "--task", "echo", "--task",
                                                "codec-stats", "--workers", "2", "--log-level", "WARNING"]))
-            netns._wait_file(port_file, procs[-1], "server")
+            netns.wait_file(port_file, procs[-1], "server")
             port = open(port_file).read().strip()
-            proxy_file = os.path.join(tmp, "proxy")
-            procs.append(link.popen("client", [py, "-m", "collab.netns", "proxy", "--listen", "127.0.0.1:0",
-                                               "--target", f"{link.ip['server']}:{port}", "--delay-ms",
-                                               str(args.rtt_ms / 2), "--ready-file", proxy_file]))
-            netns._wait_file(proxy_file, procs[-1], "proxy")
-            pport = open(proxy_file).read().strip()
+            proxy, pport = link.start_proxy(f"{link.ip['server']}:{port}", args.rtt_ms, os.path.join(tmp, "proxy"))
+            procs.append(proxy)
             t0 = time.monotonic() + 12.0  # the client loads the model and warms up first
             shaper = netns.TraceShaper(link, up=trace.timestamps, bin_ms=args.bin_ms).start(t0)
             out = os.path.join(tmp, "client.json")
@@ -203,9 +198,7 @@ def main(argv=None):
     ax[2].step(tt, [r["sparsity"] for r in recs], where="post")
     ax[2].set_ylabel("sparsity")
     ax[2].set_xlabel("time (s)")
-    fig.tight_layout()
-    fig.savefig(outp.with_suffix(".png"), dpi=110)
-    print(f"wrote {outp.with_suffix('.png')}")
+    save_png(fig, outp)
     return 0
 
 

@@ -25,7 +25,7 @@ from collab import net, planner
 
 HERE = pathlib.Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
-from bench_io import pyplot, save_json  # noqa: E402
+from bench_io import pyplot, save_json, save_png  # noqa: E402
 RESULTS = HERE / "results"
 DEFAULT_TRACE = HERE.parent.parent / "shared" / "traces" / "ATT-LTE-driving-2016.up"
 if not DEFAULT_TRACE.exists():
@@ -199,9 +199,7 @@ def main(argv=None):
     ax[2].step(tt, [-0.05 if r["sparsity"] is None else r["sparsity"] for r in rows], where="post")
     ax[2].set_ylabel("sparsity (-0.05 = raw)")
     ax[2].set_xlabel("time (s)")
-    fig.tight_layout()
-    fig.savefig(out.with_suffix(".png"), dpi=110)
-    print(f"wrote {out.with_suffix('.png')}")
+    save_png(fig, out)
     return 0
 
 

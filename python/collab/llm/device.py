@@ -13,7 +13,6 @@ from __future__ import annotations
 import time
 from dataclasses import asdict, dataclass, field
 
-import numpy as np
 
 from ..errors import InvalidArgument
 from . import protocol
@@ -178,16 +177,22 @@ class Device:
     def _tokens(payload):
         return [] if len(payload) == 0 else [int(t) for t in protocol.decode_tokens(payload)]
 
-    def _server_only(self, ch, text, toks, max_tokens, policy):
-        t0 = time.perf_counter()
-        ch.send("prompt", text.encode(), {})
+    def _first_then_rest(self, ch):
+        """The server answers the first token alone (TTFT), then everything else after one
+        `continue`: the tokens and the time the first one arrived."""
         _, p, m = ch.recv()
         out = self._tokens(p)
         t_first = time.perf_counter()
         if m.get("eog") != "1":
             ch.send("continue", b"", {})
-            _, p, m = ch.recv()
+            _, p, _ = ch.recv()
             out += self._tokens(p)
+        return out, t_first
+
+    def _server_only(self, ch, text, toks, max_tokens, policy):
+        t0 = time.perf_counter()
+        ch.send("prompt", text.encode(), {})
+        out, t_first = self._first_then_rest(ch)
         return self._finish("server-only", toks, out, t0, t_first, 0.0)
 
     def _head_prefill(self, s, toks, policy):
@@ -228,13 +233,7 @@ class Device:
                 state_bytes = len(frame)
                 ch.send("state", frame, {})
             ch.send("rows", payload, {})
-            _, p, m = ch.recv()
-            out = self._tokens(p)
-            t_first = time.perf_counter()
-            if m.get("eog") != "1":
-                ch.send("continue", b"", {})
-                _, p, m = ch.recv()
-                out += self._tokens(p)
+            out, t_first = self._first_then_rest(ch)
         return self._finish(mode, toks, out, t0, t_first, dev_s, prefill_payload=len(payload), prefill_raw=raw,
                             state_bytes=state_bytes)
 

@@ -282,8 +282,10 @@ std::array<uint64_t, 4> index_sizes(const IndexContext& c) {
 }
 
 IndexChoice choose_index_code(const IndexContext& c, int requested) {
+  const uint64_t csr = csr_size(c), bm = bitmap_size(c);  // O(blocks): no pass over positions
+  if (requested == COLLAB_INDEX_CSR || requested == COLLAB_INDEX_BITMAP)
+    return {requested, requested == COLLAB_INDEX_CSR ? csr : bm};
   if (requested >= 0) return {requested, index_sizes(c)[size_t(requested)]};
-  const uint64_t csr = csr_size(c), bm = bitmap_size(c);
   IndexChoice best = csr <= bm ? IndexChoice{0, csr} : IndexChoice{1, bm};
   // Rice: exact without a pass for blocks with k = 0, where the gaps of a block sum to
   // pos_last - (n - 1) (telescoping); otherwise n (k + 1) bits is a lower bound.

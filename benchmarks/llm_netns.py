@@ -139,7 +139,7 @@ def main() -> int:
         print(f"{r['link']:<34} {r['rtt_ms']:>5g} {r['mode']:<12} {r['ttft_ms']:>8.1f} {r['total_ms']:>9.1f} "
               f"{r['decode_tok_s']:>9.1f} {r['bytes_up']:>8} {r['bytes_down']:>7} {r['round_trips']:>5} "
               f"{str(r['same_as_device_only']):>5}")
-    from bench_io import save_json
+    from collab.bench_io import save_json
 
     meta = dict(model=args.model, split_at=at, max_tokens=args.max_tokens, prompt=args.prompt,
                 compute="device and server on this machine's CPU, 1 thread each", load_avg=os.getloadavg(),
@@ -150,7 +150,7 @@ def main() -> int:
 
 
 def _plot(rows, out):
-    from bench_io import pyplot, save_png
+    from collab.bench_io import pyplot, save_png
 
     plt = pyplot()
     if plt is None:

@@ -21,7 +21,7 @@ import time
 
 import numpy as np
 
-from bench_io import pyplot, save_json
+from collab.bench_io import pyplot, save_json
 from collab import netns
 
 HERE = pathlib.Path(__file__).resolve().parent

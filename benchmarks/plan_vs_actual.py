@@ -24,7 +24,7 @@ from collab.planner.profiling import OnnxPieces, smooth_input
 
 HERE = pathlib.Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
-from bench_io import pyplot, save_json, save_png  # noqa: E402
+from collab.bench_io import pyplot, save_json, save_png  # noqa: E402
 RESULTS = HERE / "results"
 FMNIST = pathlib.Path("/usr/share/datasets/fashion-mnist/t10k-images-idx3-ubyte.gz")
 TRACES = HERE.parent.parent / "shared" / "traces"

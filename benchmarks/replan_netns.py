@@ -24,7 +24,7 @@ import numpy as np
 
 HERE = pathlib.Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
-from bench_io import pyplot, save_json, save_png  # noqa: E402
+from collab.bench_io import pyplot, save_json, save_png  # noqa: E402
 RESULTS = HERE / "results"
 TRACES = HERE.parent.parent / "shared" / "traces"
 if not TRACES.is_dir():

@@ -25,7 +25,7 @@ from collab import net, planner
 
 HERE = pathlib.Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
-from bench_io import pyplot, save_json, save_png  # noqa: E402
+from collab.bench_io import pyplot, save_json, save_png  # noqa: E402
 RESULTS = HERE / "results"
 DEFAULT_TRACE = HERE.parent.parent / "shared" / "traces" / "ATT-LTE-driving-2016.up"
 if not DEFAULT_TRACE.exists():

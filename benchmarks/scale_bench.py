@@ -32,7 +32,7 @@ import time
 
 import numpy as np
 
-from bench_io import pyplot, save_json, save_png
+from collab.bench_io import pyplot, save_json, save_png
 
 HERE = pathlib.Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))

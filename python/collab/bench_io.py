@@ -1,4 +1,4 @@
-"""Small helpers shared by the transport benchmarks: JSON results and a headless pyplot."""
+"""Helpers shared by the benchmark scripts under benchmarks/: JSON results and a headless pyplot."""
 from __future__ import annotations
 
 import json

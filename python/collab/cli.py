@@ -2,7 +2,8 @@
 so `collab --help` stays fast and optional dependencies load only when used.
 
 A subsystem adds itself with one line in SUBCOMMANDS: name -> (module, help). The module
-provides `add_arguments(parser)` and `run(args) -> int`.
+provides `add_arguments(parser, name)` and `run(args) -> int` (`args.command` is the name;
+one module may serve several names, and nested verbs use a subparser inside).
 """
 from __future__ import annotations
 
@@ -17,8 +18,8 @@ SUBCOMMANDS = {
     "plan": ("collab.planner.cmd_plan", "choose split + codec settings and print the latency breakdown"),
     # transport (issue 3 part A)
     "serve": ("collab.transport.serve_cli", "serve tasks over gRPC (collab.v1.Collab)"),
-    "split-gguf": ("collab.llm.cli_split", "split a GGUF LLM into head/tail parts (issue 4)"),
-    "llm": ("collab.llm.cli", "split LLM inference on llama.cpp: demo, serve, bench, quality (issue 4)"),
+    "split-gguf": ("collab.llm.cli", "split a GGUF LLM into head/tail parts"),
+    "llm": ("collab.llm.cli", "split LLM inference on llama.cpp: demo, serve, bench, quality"),
 }
 
 
@@ -32,7 +33,9 @@ def main(argv=None) -> int:
         # Only import the module of the command being run (and all of them for --help).
         if argv[:1] == [name] or not argv or argv[0] in ("-h", "--help"):
             modules[name] = importlib.import_module(module)
-            modules[name].add_arguments(p)
+            add = modules[name].add_arguments
+            # transitional: modules not yet moved to the (parser, name) convention take the parser only
+            add(p, name) if add.__code__.co_argcount >= 2 else add(p)
     args = parser.parse_args(argv)
     if not args.command:
         parser.print_help()

@@ -44,6 +44,7 @@ Reply = Tuple[str, bytes, Meta]
 RESERVED_META = ("model", "split", "request_id")
 TIMING_DECODE = "collab.decode_s"
 TIMING_ENCODE = "collab.encode_s"
+IDENTITY_META = "collab.identity"   # open_session meta: the client (peer host), set by the server
 OPEN_KIND = "collab.open"
 OPENED_KIND = "collab.opened"
 
@@ -52,6 +53,8 @@ class TaskSession:
     """State of one bidirectional stream. `close()` is called exactly once when the stream ends
     for any reason (client finished, client disconnected, limit hit, server stopping)."""
 
+    # on_message may also return an iterator of replies: the gRPC server then writes each one as
+    # soon as it is yielded (streaming) and closes the iterator when the client goes away.
     def on_message(self, kind: str, payload: bytes, meta: Meta) -> List[Reply]:
         raise NotImplementedError
 

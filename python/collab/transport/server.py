@@ -33,7 +33,9 @@ from grpc import aio
 
 from ..errors import InvalidArgument
 from . import _wire as w
-from .handlers import (OPEN_KIND, OPENED_KIND, TaskHandler, check_replies, check_reply, pop_task_timings)
+from .errors import TransportError
+from .handlers import (IDENTITY_META, OPEN_KIND, OPENED_KIND, TaskHandler, check_replies, check_reply,
+                       pop_task_timings)
 
 log = logging.getLogger("collab.transport.server")
 
@@ -288,6 +290,9 @@ class Server:
             cancelled.set()
             raise
         if err is not None:
+            if isinstance(err, TransportError) and hasattr(grpc.StatusCode, err.code):  # e.g. ServerBusy
+                self._count("rejected" if err.code == "RESOURCE_EXHAUSTED" else "invalid")
+                raise _Reject(getattr(grpc.StatusCode, err.code), err.details)
             if isinstance(err, ValueError):
                 self._count("invalid")
                 raise _Reject(grpc.StatusCode.INVALID_ARGUMENT, f"{type(err).__name__}: {err}")
@@ -361,6 +366,32 @@ class Server:
             raise _Reject(grpc.StatusCode.DEADLINE_EXCEEDED,
                           f"session idle for more than {self.session_idle_s:g}s") from None
 
+    @staticmethod
+    def _identity(context) -> str:
+        """Who opened a session, for per-client quotas: the peer's address without its port."""
+        peer = context.peer() or ""
+        host = peer.split(":", 1)[1] if peer.startswith(("ipv4:", "ipv6:")) else peer
+        return host.rsplit(":", 1)[0].strip("[]") if ":" in host else host
+
+    def _stream_replies(self, replies, task, req, t0, loop, context):
+        """Worker thread: write each reply of a streaming session message as it comes. A write
+        that fails (client gone, RPC cancelled) closes the iterator, so the task stops there."""
+        t_prev = time.perf_counter()
+        try:
+            for item in replies:
+                (kind, payload, meta), = check_replies([item], task)
+                dec_s, enc_s = pop_task_timings(meta)
+                out = w.make_frame(kind=kind, payload=payload, meta=meta, seq=req.seq)
+                out.request_id = req.request_id
+                now = time.perf_counter()
+                out.timings.compute_s, out.timings.server_s = max(0.0, now - t_prev - dec_s - enc_s), now - t0
+                asyncio.run_coroutine_threadsafe(context.write(out), loop).result()
+                t_prev = time.perf_counter()
+        finally:
+            close = getattr(replies, "close", None)
+            if callable(close):
+                close()
+
     def _close_session(self, session, task):
         try:
             session.close()
@@ -375,6 +406,7 @@ class Server:
             await context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED,
                                 f"too many open sessions ({self.max_sessions}); retry later")
         self._sessions += 1
+        loop = asyncio.get_running_loop()
         session = None
         task = ""
         t_open = time.perf_counter()
@@ -390,6 +422,7 @@ class Server:
             task = first.task
             handler = self._handler(task)
             meta = w.frame_meta(first)
+            meta[IDENTITY_META] = self._identity(context)  # set here only: a client cannot choose it
             queue_s, run_s, session = await self._call(lambda: handler.open_session(meta), admit=True)
             if not callable(getattr(session, "on_message", None)):
                 bad, session = session, None
@@ -416,8 +449,13 @@ class Server:
                 rmeta = w.frame_meta(req)
                 sess = session
 
-                def run():
-                    return check_replies(sess.on_message(req.kind, req.payload, rmeta), task)
+                def run(req=req, rmeta=rmeta, t0=t0):
+                    replies = sess.on_message(req.kind, req.payload, rmeta)
+                    if replies is None or isinstance(replies, (list, tuple)):
+                        return check_replies(replies, task)
+                    # an iterator: each reply is written as soon as the task yields it
+                    self._stream_replies(replies, task, req, t0, loop, context)
+                    return []
                 queue_s, run_s, replies = await self._call(run, admit=False)
                 n += 1
                 if limit is not None and callable(nbytes):

@@ -327,7 +327,9 @@ def test_session_messages_in_order_and_closed_on_exit(tracked_server):
                 assert s.recv(10) == ("step-1", bytes([i]) * i, {"i": str(i)})
                 assert s.recv(10) == ("step-2", b"", {"n": str(i)})
             assert s.last_timings["total"] >= 0
-        assert h.sessions[-1].meta == {"model": "m", "k": "v", "request_id": s.request_id}
+        # the server adds who opened the session (the peer host), for per-client quotas
+        assert h.sessions[-1].meta == {"model": "m", "k": "v", "request_id": s.request_id,
+                                       "collab.identity": "127.0.0.1"}
         assert h.sessions[-1].closed.wait(10)
         assert h.sessions[-1].close_calls == 1
         wait_until(lambda: srv.stats()["sessions"] == 0, what="session count back to 0")

@@ -401,7 +401,7 @@ def run(args) -> int:
         os.sched_setaffinity(0, dev_cores)
     full = Path(args.model) if args.model else default_model_path()
     head, tail, at = prepare_parts(full, args.at, args.workdir)
-    procs, proxies = [], []
+    procs, proxies, rpc_models = [], [], {}
 
     def log(msg):
         print(msg, flush=True)
@@ -416,7 +416,7 @@ def run(args) -> int:
         procs.append(srv)
         gproxy = Proxy(f"127.0.0.1:{port}", srv_cores)
         proxies.append(gproxy)
-        rpc_models, skipped, setup = {}, {}, {}
+        skipped, setup = {}, {}
         want_rpc = [m for m in modes if m in RPC_MODES]
         if want_rpc:
             exe = _rpc_server_binary(args.rpc_server)
@@ -527,6 +527,10 @@ def run(args) -> int:
         if not logs and traces:
             skipped["traces"] = "no RTT-0 rows to re-time"
     finally:
+        rpc_models.clear()  # free the RPC models while their server still runs (else ggml aborts)
+        import gc
+
+        gc.collect()
         for px in proxies:
             px.close()
         for pr in procs:

@@ -178,7 +178,9 @@ class Device:
         self.task = task
 
     def warm_up(self) -> None:
-        """One token through each local model (page in the weights, first-graph setup)."""
+        """One token through each local model (page in the weights, first-graph setup), and the
+        codec imported (its first import costs seconds)."""
+        from .. import codec  # noqa: F401
         for m, role in ((self.head, "head"), (self.full, "full")):
             if m is not None:
                 with m.session(role, n_ctx=64, n_threads=self.n_threads) as s:

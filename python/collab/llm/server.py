@@ -154,6 +154,8 @@ class LlmTask(_HandlerBase):
     def warm_up(self) -> None:
         """Run one token through head and tail once (page in the weights, first-graph setup),
         so the first request does not pay for it."""
+        from .. import codec  # noqa: F401  (its first import costs seconds: not on the first request)
+
         tok = self.head.info["bos"] if self.head.info["bos"] >= 0 else 0
         with self.head.session("head", n_ctx=64, n_threads=self.n_threads) as h, \
                 self.tail.session("tail", n_ctx=64, n_threads=self.n_threads) as t:

@@ -22,6 +22,8 @@ tasks see them as ordinary meta entries:
     "model"       Frame.model
     "split"       Frame.split (decimal integer)
     "request_id"  Frame.request_id
+The gRPC server also sets "collab.identity" in open_session's meta: the client's host (what a
+client sends under that key is replaced), for per-client limits such as session quotas.
 A task may report where its time went by putting these keys in its *response* meta (seconds,
 as decimal strings); the transport removes them from the meta and reports them as timings:
     "collab.decode_s"   time spent decoding the request payload

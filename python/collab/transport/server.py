@@ -385,7 +385,8 @@ class Server:
                 out.request_id = req.request_id
                 now = time.perf_counter()
                 out.timings.compute_s, out.timings.server_s = max(0.0, now - t_prev - dec_s - enc_s), now - t0
-                asyncio.run_coroutine_threadsafe(context.write(out), loop).result()
+                # a client that takes no message for session_idle_s is treated as gone
+                asyncio.run_coroutine_threadsafe(context.write(out), loop).result(timeout=self.session_idle_s)
                 t_prev = time.perf_counter()
         finally:
             close = getattr(replies, "close", None)

@@ -2,8 +2,8 @@
 so `collab --help` stays fast and optional dependencies load only when used.
 
 A subsystem adds itself with one line in SUBCOMMANDS: name -> (module, help). The module
-provides `add_arguments(parser, name)` and `run(args) -> int` (`args.command` is the name;
-one module may serve several names, and nested verbs use a subparser inside).
+(`collab.<system>.cli`) provides `add_arguments(parser, name)` and `run(args) -> int`;
+`args.command` is the subcommand name, so one module can serve several subcommands.
 """
 from __future__ import annotations
 
@@ -33,9 +33,8 @@ def main(argv=None) -> int:
         # Only import the module of the command being run (and all of them for --help).
         if argv[:1] == [name] or not argv or argv[0] in ("-h", "--help"):
             modules[name] = importlib.import_module(module)
-            add = modules[name].add_arguments
-            # transitional: modules not yet moved to the (parser, name) convention take the parser only
-            add(p, name) if add.__code__.co_argcount >= 2 else add(p)
+            p.set_defaults(command=name)
+            modules[name].add_arguments(p)  # modules of the new convention also take (parser, name)
     args = parser.parse_args(argv)
     if not args.command:
         parser.print_help()

@@ -41,7 +41,9 @@ def _add_split_arguments(p):
     p.add_argument("--prefix", default=None, help="output file stem (default: the model's)")
 
 
-def add_arguments(p, name: str = "llm"):
+def add_arguments(p, name: str | None = None):
+    name = name or p.prog.split()[-1]
+    p.set_defaults(command=name)
     if name == "split-gguf":
         _add_split_arguments(p)
         return

@@ -49,7 +49,7 @@ def check_float(name: str, value, lo: float | None = None, hi: float | None = No
     try:
         v = float(value)
     except OverflowError:  # an int too large for a double
-        v = math.copysign(math.inf, value)
+        v = math.inf if value > 0 else -math.inf
     ok = math.isfinite(v)
     if ok and lo is not None:
         ok = v > lo if lo_open else v >= lo

@@ -25,6 +25,12 @@ def _interval(lo, hi, lo_open=False, hi_open=False) -> str:
     return f"{left}{'-inf' if lo is None else lo}, {'inf' if hi is None else hi}{right}"
 
 
+def _show(value) -> str:
+    """repr of a rejected value, shortened (a 400-digit int makes an unreadable message)."""
+    r = repr(value)
+    return r if len(r) <= 40 else r[:18] + "..." + r[-18:]
+
+
 def _is_int(value) -> bool:
     # bool is an int subclass, but True as a block count is a bug, not a number.
     return isinstance(value, numbers.Integral) and not isinstance(value, bool)
@@ -33,10 +39,10 @@ def _is_int(value) -> bool:
 def check_int(name: str, value, lo: int | None = None, hi: int | None = None) -> int:
     """value as a Python int in [lo, hi] (either bound may be None); any integer type."""
     if not _is_int(value):
-        raise InvalidArgument(f"{name} must be an integer in {_interval(lo, hi)}, got {value!r}")
+        raise InvalidArgument(f"{name} must be an integer in {_interval(lo, hi)}, got {_show(value)}")
     v = int(value)
     if (lo is not None and v < lo) or (hi is not None and v > hi):
-        raise InvalidArgument(f"{name} must be an integer in {_interval(lo, hi)}, got {v}")
+        raise InvalidArgument(f"{name} must be an integer in {_interval(lo, hi)}, got {_show(v)}")
     return v
 
 
@@ -45,7 +51,7 @@ def check_float(name: str, value, lo: float | None = None, hi: float | None = No
     """value as a finite Python float in the interval; ints and numpy scalars accepted."""
     if isinstance(value, bool) or not isinstance(value, numbers.Real):
         raise InvalidArgument(f"{name} must be a number in {_interval(lo, hi, lo_open, hi_open)}, "
-                              f"got {value!r}")
+                              f"got {_show(value)}")
     try:
         v = float(value)
     except OverflowError:  # an int too large for a double
@@ -57,7 +63,7 @@ def check_float(name: str, value, lo: float | None = None, hi: float | None = No
         ok = v < hi if hi_open else v <= hi
     if not ok:
         raise InvalidArgument(f"{name} must be a finite number in {_interval(lo, hi, lo_open, hi_open)}, "
-                              f"got {value!r}")
+                              f"got {_show(value)}")
     return v
 
 
@@ -66,7 +72,7 @@ def check_choice(name: str, value, choices):
     for c in choices:
         if type(value) is type(c) and value == c:
             return value
-    raise InvalidArgument(f"{name} must be one of {list(choices)!r}, got {value!r}")
+    raise InvalidArgument(f"{name} must be one of {list(choices)!r}, got {_show(value)}")
 
 
 def check_int_seq(name: str, value, *, lo: int | None = None, hi: int | None = None,
@@ -78,9 +84,9 @@ def check_int_seq(name: str, value, *, lo: int | None = None, hi: int | None = N
     if scalar_ok and _is_int(value):
         value = (value,)
     if isinstance(value, (str, bytes)) or not hasattr(value, "__iter__") or not hasattr(value, "__len__"):
-        raise InvalidArgument(f"{name} must be a sequence of integers, got {value!r}")
+        raise InvalidArgument(f"{name} must be a sequence of integers, got {_show(value)}")
     n = len(value)
     if n < min_len or (max_len is not None and n > max_len):
         count = f"{min_len}" if max_len == min_len else f"{min_len}..{'' if max_len is None else max_len}"
-        raise InvalidArgument(f"{name} must hold {count} integers, got {n}: {value!r}")
+        raise InvalidArgument(f"{name} must hold {count} integers, got {n}")
     return tuple(check_int(f"{name}[{i}]", v, lo, hi) for i, v in enumerate(value))

@@ -19,6 +19,24 @@ inline void check(collab_status status) {
   if (status != COLLAB_OK) raise_status(status);
 }
 
+// A read-only, C-contiguous byte view of any buffer-protocol object. PyBUF_SIMPLE makes
+// Python refuse strided views (a reversed memoryview raises BufferError), so the core,
+// which reads len bytes forward from the start pointer, never reads outside the buffer.
+class ByteView {
+ public:
+  explicit ByteView(const py::handle& obj) {
+    if (PyObject_GetBuffer(obj.ptr(), &view_, PyBUF_SIMPLE) != 0) throw py::error_already_set();
+  }
+  ~ByteView() { PyBuffer_Release(&view_); }
+  ByteView(const ByteView&) = delete;
+  ByteView& operator=(const ByteView&) = delete;
+  const void* data() const { return view_.buf; }
+  size_t size() const { return size_t(view_.len); }
+
+ private:
+  Py_buffer view_{};
+};
+
 // Build a collab_tensor from (pointer, dtype code, shape, device, device id).
 collab_tensor make_tensor(uintptr_t ptr, int dtype, const std::vector<int64_t>& shape, int device, int device_id);
 

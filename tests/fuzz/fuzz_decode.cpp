@@ -32,7 +32,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   std::memcpy(t.shape, info.shape, sizeof t.shape);
   t.device = COLLAB_DEVICE_CPU;
   collab_codec* codec = collab_codec_new();
-  collab_decode(codec, frame.data(), frame.size(), &t);
+  collab_codec_decode(codec, frame.data(), frame.size(), NULL, &t);
   collab_codec_free(codec);
   for (uint32_t b = 0; b < info.params.blocks_pos + info.params.blocks_neg + 1; ++b) {
     collab_block_info bi;

@@ -4,6 +4,7 @@
 #include <pybind11/pybind11.h>
 
 #include <cstdint>
+#include <string>
 #include <vector>
 
 #include "collab/collab.h"
@@ -14,6 +15,10 @@ namespace collab_py {
 
 // Raise the Python exception that matches a C status (types live in collab.errors).
 [[noreturn]] void raise_status(collab_status status);
+
+// Raise collab.errors.InvalidArgument (for checks only the binding can make, e.g. the
+// size of an array it must allocate before calling the core).
+[[noreturn]] void raise_invalid(const std::string& message);
 
 inline void check(collab_status status) {
   if (status != COLLAB_OK) raise_status(status);

@@ -4,10 +4,17 @@
 
 namespace collab_py {
 
+namespace {
+[[noreturn]] void raise_error(const char* type, const std::string& message) {
+  py::module_ errors = py::module_::import("collab.errors");
+  PyErr_SetString(errors.attr(type).ptr(), message.c_str());
+  throw py::error_already_set();
+}
+}  // namespace
+
 void raise_status(collab_status status) {
   const char* detail = collab_last_error();
   std::string msg = detail && *detail ? detail : collab_status_string(status);
-  py::module_ errors = py::module_::import("collab.errors");
   const char* type = "CollabError";
   switch (status) {
     case COLLAB_ERR_INVALID_ARGUMENT:
@@ -19,9 +26,10 @@ void raise_status(collab_status status) {
     case COLLAB_ERR_DEVICE: type = "DeviceError"; break;
     default: break;
   }
-  PyErr_SetString(errors.attr(type).ptr(), msg.c_str());
-  throw py::error_already_set();
+  raise_error(type, msg);
 }
+
+void raise_invalid(const std::string& message) { raise_error("InvalidArgument", message); }
 
 collab_tensor make_tensor(uintptr_t ptr, int dtype, const std::vector<int64_t>& shape, int device, int device_id) {
   collab_tensor t{};

@@ -9,6 +9,7 @@ from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 import collab.codec as codec
+from collab.reference import slicer as ref
 from collab.errors import InvalidArgument
 
 
@@ -55,6 +56,14 @@ def test_sparsity_type(x, s):
 def test_bad_parameters(x, kw):
     with pytest.raises(InvalidArgument, match=next(iter(kw))):
         codec.encode(x, 0.5, **kw)
+    if "index_code" not in kw and "threads" not in kw:  # the reference takes the same parameters
+        with pytest.raises(InvalidArgument, match=next(iter(kw))):
+            ref.encode(x, 0.5, **kw)
+
+
+def test_reference_limits_are_the_native_ones():
+    from collab import _native
+    assert (ref.MAX_BLOCKS, ref.MAX_QBITS, ref.MAX_NDIM) == (_native.MAX_BLOCKS, _native.MAX_QBITS, _native.MAX_NDIM)
 
 
 @pytest.mark.parametrize("dtype", [np.float64, np.int32, np.uint8, np.complex64, bool])

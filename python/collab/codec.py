@@ -14,8 +14,9 @@ import numpy as np
 
 from . import _native
 from ._tensors import NUMPY_OF_CODE, out_view_of, view_of
-from ._validate import check_float, check_int, check_int_seq
+from ._validate import check_int, check_int_seq
 from .errors import FrameError, InvalidArgument
+from .reference.slicer import check_params
 
 __all__ = ["encode", "decode", "predict_bits", "inspect", "FrameError", "INDEX_CODES", "DEFAULT_MAX_ELEMENTS",
            "DEFAULT_MAX_OUTPUT_BYTES"]
@@ -27,8 +28,6 @@ DTYPE_NAMES = {0: "float32", 1: "float16", 2: "bfloat16"}
 # bytes can describe a huge, almost empty tensor, and the output is allocated in full.
 DEFAULT_MAX_ELEMENTS = 1 << 28
 DEFAULT_MAX_OUTPUT_BYTES = _native.DEFAULT_MAX_OUTPUT_BYTES  # 256 MiB, the C API's default
-# Limits of the frame format (collab.h): blocks per sign, bits per block, seed width.
-MAX_BLOCKS, MAX_QBITS = _native.MAX_BLOCKS, _native.MAX_QBITS
 
 _local = threading.local()
 
@@ -38,16 +37,6 @@ def _codec() -> _native.Codec:
     if c is None:
         c = _local.codec = _native.Codec()
     return c
-
-
-def _blocks_qbits(blocks, qbits):
-    blocks = check_int_seq("blocks", blocks, lo=1, hi=MAX_BLOCKS, min_len=2, max_len=2)
-    qbits = check_int_seq("qbits", qbits, lo=1, hi=MAX_QBITS, min_len=1, max_len=max(blocks), scalar_ok=True)
-    return blocks, qbits
-
-
-def _sparsity(s):
-    return check_float("sparsity", s, 0.0, 1.0, hi_open=True)
 
 
 def _index_code(index_code) -> int:
@@ -73,11 +62,8 @@ def encode(x, sparsity, *, lam=0.0, blocks=(1, 1), qbits=(8,), delta=0.0, seed=0
     collab.get_num_threads()). Bad arguments raise collab.errors.InvalidArgument.
     CUDA tensors are encoded on their device; only the frame comes back to the host.
     """
-    sparsity = _sparsity(sparsity)
-    lam = check_float("lam", lam, 0.0, 1.0, hi_open=True)
-    delta = check_float("delta", delta, lo=0.0)
-    blocks, qbits = _blocks_qbits(blocks, qbits)
-    seed = check_int("seed", seed, 0, 2**64 - 1)
+    # One set of rules for the codec parameters: the reference's (the executable spec).
+    sparsity, lam, blocks, qbits, delta, seed = check_params(sparsity, lam, blocks, qbits, delta, seed)
     code = _index_code(index_code)
     threads = 0 if threads is None else check_int("threads", threads, 0, 2**31 - 1)
     v = view_of(x)
@@ -134,9 +120,9 @@ def decode(buf, *, out=None, device=None, max_elements=DEFAULT_MAX_ELEMENTS,
 
 def predict_bits(shape, sparsity, *, blocks=(1, 1), qbits=(8,)) -> int:
     """SLICER's conservative frame-size bound B^UB in bits (Sec. 3.3); frames never exceed it."""
-    blocks, qbits = _blocks_qbits(blocks, qbits)
+    sparsity, _, blocks, qbits, _, _ = check_params(sparsity, 0.0, blocks, qbits, 0.0, 0)
     shape = check_int_seq("shape", shape, lo=0, hi=2**63 - 1, max_len=_native.MAX_NDIM)
-    return int(_native.predict_bits(list(shape), _sparsity(sparsity), list(blocks), list(qbits)))
+    return int(_native.predict_bits(list(shape), sparsity, list(blocks), list(qbits)))
 
 
 def inspect(buf) -> dict:

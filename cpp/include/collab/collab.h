@@ -17,7 +17,8 @@
  *              use the enum types. Unknown values are COLLAB_ERR_INVALID_ARGUMENT.
  *   Arguments  every pointer argument is checked: NULL where a value is required is
  *              COLLAB_ERR_INVALID_ARGUMENT ("<name> is NULL"); an output buffer may be NULL
- *              only with capacity 0 (a size query).
+ *              only with capacity 0 (a size query). A frame pointer is bytes received, not
+ *              an argument: NULL is an empty frame, hence COLLAB_ERR_FRAME.
  *   NULL       functions returning a pointer say when it can be NULL. Out-parameters of
  *              handle type (collab_llm_model**, ...) are set to NULL on any failure.
  *   Deprecated the names before this convention still link for one release (declared

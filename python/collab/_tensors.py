@@ -67,3 +67,31 @@ def view_of(x) -> View:
     if not arr.flags.c_contiguous:
         arr = np.ascontiguousarray(arr).reshape(arr.shape)  # (ascontiguousarray makes 0-d arrays 1-d)
     return View(arr.ctypes.data, NUMPY_DTYPES[arr.dtype], arr.shape, DEVICE_CPU, 0, arr)
+
+
+def out_view_of(out, dtype: int, shape: tuple) -> View:
+    """A view the native core may write into: out itself, never a copy.
+
+    out must be a writable, C-contiguous numpy array or torch tensor with exactly this
+    dtype code and shape; anything else raises InvalidArgument (a copy would silently
+    drop the result, and a read-only buffer must never be written).
+    """
+    want = NUMPY_OF_CODE[dtype].name
+    if is_torch_tensor(out):
+        ok = _torch_dtype_code(out) == dtype and tuple(out.shape) == tuple(shape) and out.is_contiguous()
+        if not ok:
+            raise InvalidArgument(f"out must be a contiguous {want} tensor of shape {tuple(shape)}, "
+                                  f"got {out.dtype} {tuple(out.shape)}")
+        dev = DEVICE_CUDA if out.device.type == "cuda" else DEVICE_CPU
+        if out.device.type not in ("cpu", "cuda"):
+            raise InvalidArgument(f"unsupported device {out.device}")
+        return View(out.data_ptr(), dtype, tuple(out.shape), dev, out.device.index or 0, out)
+    if not isinstance(out, np.ndarray):
+        raise InvalidArgument(f"out must be a numpy array or torch tensor, got {type(out).__name__}")
+    if out.dtype != NUMPY_OF_CODE[dtype] or out.shape != tuple(shape):
+        raise InvalidArgument(f"out must have dtype {want} and shape {tuple(shape)}, got {out.dtype} {out.shape}")
+    if not out.flags.c_contiguous:
+        raise InvalidArgument("out must be C-contiguous")
+    if not out.flags.writeable:
+        raise InvalidArgument("out is read-only")
+    return View(out.ctypes.data, dtype, out.shape, DEVICE_CPU, 0, out)

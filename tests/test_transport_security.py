@@ -8,6 +8,7 @@ import socket
 import subprocess
 import sys
 import threading
+import zlib
 
 import numpy as np
 import pytest
@@ -210,12 +211,18 @@ def test_codec_stats_sessions_and_rejects_hold_no_decoded_memory(mem_server):
     assert held < 8 * mib, f"{held / mib:.1f} MiB held by 16 idle sessions"
     for s in opened:
         s.close()
-    # rejected hostile frames: a valid header, a corrupted body; nothing stays allocated
-    bad = bytearray(frame)
-    for i in range(len(bad) - 16, len(bad)):
-        bad[i] ^= 0xA5
+    # rejected hostile frames: a valid header and checksum, broken CSR rows, so the decoder
+    # allocates the 16 MiB output and fails after; nothing may stay allocated
+    x = np.zeros((2048, 2048), np.float32)
+    x.flat[::65536] = 1.0
+    good = collab.codec.encode(x, 0.99999, index_code="csr")
+    bad = bytearray(good)
+    bad[collab.codec.inspect(good)["header_bytes"]] ^= 0xFF
+    bad[-4:] = zlib.crc32(bytes(bad[:-4])).to_bytes(4, "little")  # the frame's CRC-32 trailer
+    with pytest.raises(ValueError, match="CSR"):
+        collab.codec.decode(bytes(bad))  # fails in the body, after the header was accepted
     for _ in range(30):
-        with pytest.raises(InvalidRequest):
+        with pytest.raises(InvalidRequest, match="CSR"):
             c.infer("codec-stats", bytes(bad))
     held = traced(c) - base
     assert held < 8 * mib, f"{held / mib:.1f} MiB left after 30 rejected frames"

@@ -574,7 +574,7 @@ def test_every_client_implements_the_one_interface(server, rng):
                 s.send("m", b"abc", {"i": "1"})
                 assert s.recv(10) == ("echo", b"abc", {"i": "1"}), type(c)
             h = c.health()
-            assert h["status"] == "SERVING" and "echo" in h["tasks"]
+            assert h["status"] == "SERVING" and "echo" in h["tasks"] and h["served"] >= 1, (type(c), h)
             with pytest.raises(TransportError) as e:
                 c.infer("no-such-task", b"")
             assert e.value.code == "NOT_FOUND", type(c)

@@ -47,6 +47,8 @@ class InprocClient(ClientBase):
     def __init__(self, handlers: Union[Iterable[TaskHandler], Dict[str, TaskHandler]]):
         items = handlers.items() if isinstance(handlers, dict) else [(h.name, h) for h in handlers]
         self._handlers = dict(items)
+        self.served = 0      # single-shot calls answered (health() reports them)
+        self.rejected = 0    # refused for load (a task's ResourceBusy)
 
     def _handler(self, task):
         h = self._handlers.get(task)
@@ -63,12 +65,18 @@ class InprocClient(ClientBase):
         meta = call_task(lambda: wire_meta(meta), "request")
         payload = check_payload(payload)
         t1 = time.perf_counter()
-        out_payload, out_meta = call_task(lambda: check_reply(h.infer(payload, dict(meta)), task), f"task {task!r}")
+        try:
+            out_payload, out_meta = call_task(lambda: check_reply(h.infer(payload, dict(meta)), task),
+                                              f"task {task!r}")
+        except ServerBusy:
+            self.rejected += 1
+            raise
         run_s = time.perf_counter() - t1
         dec, enc = pop_task_timings(out_meta)
         out_meta = call_task(lambda: wire_meta(out_meta), f"task {task!r} reply")
         out_meta.pop("request_id", None)
         out_meta["request_id"] = rid
+        self.served += 1
         return out_payload, out_meta, task_timings(run_s, dec, enc, time.perf_counter() - t0)
 
     def session(self, task: str, meta=None, *, timeout: Optional[float] = None) -> "InprocSession":
@@ -76,7 +84,7 @@ class InprocClient(ClientBase):
 
     def health(self, timeout: float = 0.0) -> dict:
         return {"status": "SERVING", "version": "inproc", "tasks": sorted(self._handlers), "workers": 1,
-                "running": 0, "queued": 0, "sessions": 0, "served": 0, "rejected": 0}
+                "running": 0, "queued": 0, "sessions": 0, "served": self.served, "rejected": self.rejected}
 
     def close(self) -> None:
         pass

@@ -17,9 +17,10 @@ Sessions: closed (TaskSession.close()) when the client ends the stream, disconne
 cancelled, after `session_idle_s` without a message, after `session_max_s`, when the session
 reports more than `session_max_bytes` through an optional `nbytes()` method, or at shutdown.
 One client identity (its network address; with one shared token the address is what tells
-clients apart) holds at most `max_sessions_per_client` sessions (default max_sessions / 4). While sessions are being refused (server full), idle
-sessions are closed after `session_idle_busy_s` instead (and a client over its quota has its
-own idle sessions closed that fast): idle sessions cannot lock others out. Unary calls do not
+clients apart) holds at most `max_sessions_per_client` sessions (default max_sessions / 4).
+While sessions are being refused (server full), idle sessions are closed after
+`session_idle_busy_s` instead (and a client over its quota has its own idle sessions closed
+that fast): idle sessions cannot lock others out. Unary calls do not
 use session slots and stay available when every slot is taken.
 
 Limits reported truthfully: a reply larger than `max_message_bytes` is refused with
@@ -215,7 +216,9 @@ class Server:
     async def _astart(self):
         opts = [("grpc.max_receive_message_length", self.max_message_bytes),
                 ("grpc.max_send_message_length", self.max_message_bytes),
-                ("grpc.so_reuseport", 0)] + self._conn_options + self._grpc_options
+                ("grpc.so_reuseport", 0)]
+        given = {k for k, _ in self._grpc_options}  # an explicit grpc_options entry wins
+        opts += [kv for kv in self._conn_options if kv[0] not in given] + self._grpc_options
         self._server = aio.server(options=opts)
         self._server.add_generic_rpc_handlers((self._generic_handler(),))
         bind = f"{self.host if ':' not in self.host else '[' + self.host + ']'}:{self._port_req}"

@@ -73,6 +73,15 @@ def test_cli_plan_bad_files(files, capsys):
     assert cli.main(["plan", "--profile", pp, "--calibration", str(tmp / "nope.json"), "--link", "fixed:1"]) == 2
 
 
+def test_cli_profile_missing_model_files(tmp_path, capsys):
+    # each profiler (collab.vit.profile / collab.llm.profile) names the missing file; no traceback
+    for argv, want in ((["--onnx", str(tmp_path / "no.onnx")], "no ONNX file"),
+                       (["--gguf", str(tmp_path / "no.gguf")], "no GGUF file")):
+        assert cli.main(["profile", "--out", str(tmp_path / "p.json")] + argv) == 2
+        assert want in capsys.readouterr().err
+    assert not (tmp_path / "p.json").exists()
+
+
 def test_cli_calibrate(tmp_path, capsys):
     out = tmp_path / "cal.json"
     assert cli.main(["calibrate", "--out", str(out), "--sizes", "256,2048", "--sparsities", "0,0.9",

@@ -103,6 +103,8 @@ def profile_gguf_layers(path=None, *, points=None, prompt_tokens=32, decode_step
     from . import runtime
     from .split import split_gguf
 
+    if path is not None and not os.path.isfile(str(path)):
+        raise InvalidArgument(f"no GGUF file at {str(path)!r}")
     if not runtime.available():
         raise InvalidArgument("this collab build has no llama.cpp runtime (collab.llm.available() is False)")
     if path is None:

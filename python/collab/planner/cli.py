@@ -42,7 +42,7 @@ def _errors(fn):
     def run(args):
         try:
             return fn(args)
-        except ValueError as e:
+        except (ValueError, OSError) as e:  # bad arguments, unreadable or unwritable files
             print(f"collab: error: {e}", file=sys.stderr)
             return 2
     return run

@@ -122,6 +122,8 @@ class OnnxPieces:
         from onnx.utils import Extractor
 
         self.path = path or find_vit_onnx()
+        if not os.path.isfile(self.path):
+            raise InvalidArgument(f"no ONNX file at {self.path!r}")
         self.model = onnx.load(self.path)
         self.cuts = vit_layer_cuts(self.model)
         if max_layers is not None:

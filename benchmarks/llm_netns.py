@@ -80,7 +80,7 @@ def main() -> int:
     if args.device:
         return device_main(args)
 
-    from collab import netns
+    from collab.net import netns
 
     reason = netns.unavailable_reason()
     if reason:

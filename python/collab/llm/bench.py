@@ -58,13 +58,13 @@ class _Recorder:
                 outer.t0 = time.perf_counter()  # the log starts when the session is open
 
             def send(s, kind, payload=b"", meta=None):
-                from .link import message_bytes
+                from ..net.link import message_bytes
 
                 outer.events.append(("up", time.perf_counter() - outer.t0, message_bytes(kind, payload, meta)))
                 s.sess.send(kind, payload, meta)
 
             def recv(s):
-                from .link import message_bytes
+                from ..net.link import message_bytes
 
                 k, p, m = s.sess.recv()
                 outer.events.append(("down", time.perf_counter() - outer.t0, message_bytes(k, p, m)))
@@ -125,7 +125,7 @@ def _gen_row(g, rtt, extra=None):
 
 def _rpc_rows(full, at, n_layer, prompt_tokens, max_tokens, rtts, threads, log):
     """llama.cpp RPC backend: layers [at, L) + output on a ggml rpc-server behind a delaying proxy."""
-    from .delay_proxy import DelayProxy
+    from ..net.proxy import DelayProxy
     from .runtime import Model, greedy
 
     script = _find_up("scripts/build_rpc_server.sh")  # run from the source tree
@@ -204,7 +204,7 @@ def _rpc_rows(full, at, n_layer, prompt_tokens, max_tokens, rtts, threads, log):
 
 def run(args) -> int:
     from .device import Device
-    from .link import LinkClient
+    from ..net.link import LinkClient
     from .models import default_model_path
     from .server import LlmTask, prepare_parts
 

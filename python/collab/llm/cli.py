@@ -151,7 +151,7 @@ def _demo(args) -> int:
             raise
         where = f"server process pid {proc.pid} on 127.0.0.1:{port} (gRPC)"
     else:
-        from .link import LinkClient
+        from ..net.link import LinkClient
 
         client = LinkClient([LlmTask(head=head, tail=tail, n_threads=args.threads)])
         where = "in this process (collab.transport not installed: emulated link, RTT 0)"

@@ -6,7 +6,7 @@
 
 ``client`` is anything with ``session(task, meta)`` returning a context manager with
 ``send(kind, payload, meta)`` / ``recv()``: collab.Client (gRPC transport) or
-collab.llm.link.LinkClient (in process, emulated link). Sampling is greedy.
+collab.net.LinkClient (in process, emulated link). Sampling is greedy.
 """
 from __future__ import annotations
 
@@ -67,14 +67,14 @@ class _Counting:
         self.server_s = 0.0
 
     def send(self, kind, payload=b"", meta=None):
-        from .link import message_bytes
+        from ..net.link import message_bytes
 
         self.up += message_bytes(kind, payload, meta)
         self.msgs += 1
         self.sess.send(kind, payload, meta or {})
 
     def recv(self):
-        from .link import message_bytes
+        from ..net.link import message_bytes
 
         self.waits += 1
         kind, payload, meta = self.sess.recv()

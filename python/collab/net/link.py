@@ -1,8 +1,7 @@
 """In-process client with an emulated network link (fixed RTT, optional fixed bandwidth).
 
-Same interface as the transport's client (``client.session(task, meta)`` -> context
-manager with ``send(kind, payload, meta)`` and ``recv() -> (kind, payload, meta)``), and the
-server side is any TaskHandler (``open_session(meta)`` -> TaskSession with
+The same client interface as the gRPC client (collab.transport.base.ClientBase: infer,
+session, health, close), and the server side is any TaskHandler (``open_session(meta)`` -> TaskSession with
 ``on_message`` / ``close``). Each session's server side runs on its own thread, so the
 device keeps computing while a message is in flight, as over a real network.
 
@@ -18,6 +17,10 @@ import threading
 import time
 
 from ..errors import InvalidArgument
+from ..transport.base import ClientBase, ClientSessionBase
+from ..transport.errors import TransportError
+from ..transport.handlers import check_kind, check_meta, check_payload, check_reply, pop_task_timings
+from ..transport.inproc import call_task, task_timings
 
 __all__ = ["EmulatedLink", "LinkClient", "message_bytes"]
 
@@ -56,7 +59,7 @@ def _sleep_until(t: float):
         time.sleep(min(d, 0.05))
 
 
-class _LinkSession:
+class _LinkSession(ClientSessionBase):
     def __init__(self, handler, meta, rtt_s, bandwidth_bps):
         self._server = handler.open_session(dict(meta))
         self.up = EmulatedLink(rtt_s, bandwidth_bps)
@@ -93,11 +96,12 @@ class _LinkSession:
     def send(self, kind: str, payload: bytes = b"", meta: dict | None = None):
         if self._closed:
             raise InvalidArgument("session is closed")
-        payload = bytes(payload)
+        kind, payload, meta = check_kind(kind), check_payload(payload), check_meta(meta)
         nb = message_bytes(kind, payload, meta)
         self.bytes_up += nb
         self.messages_up += 1
-        self._inbox.put((self.up.arrival(nb, time.perf_counter()), kind, payload, dict(meta or {})))
+        self._inbox.put((self.up.arrival(nb, time.perf_counter()), kind, payload, meta))
+        return self.messages_up
 
     def recv(self, timeout: float | None = 600.0):
         try:
@@ -117,22 +121,54 @@ class _LinkSession:
         self._thread.join(timeout=600)
         self._server.close()
 
-    def __enter__(self):
-        return self
 
-    def __exit__(self, *exc):
-        self.close()
-
-
-class LinkClient:
-    """Client for TaskHandlers in this process, over an emulated link."""
+class LinkClient(ClientBase):
+    """Client for TaskHandlers in this process, over an emulated link. Single-shot calls share
+    one FIFO link per direction (concurrent calls queue behind each other); each session has its
+    own pair."""
 
     def __init__(self, handlers, *, rtt_s: float = 0.0, bandwidth_bps: float | None = None):
         self._handlers = {h.name: h for h in handlers}
         self.rtt_s = float(rtt_s)
         self.bandwidth_bps = bandwidth_bps
+        self._up = EmulatedLink(self.rtt_s, bandwidth_bps)
+        self._down = EmulatedLink(self.rtt_s, bandwidth_bps)
+        self.served = 0
+        self.failed = 0
 
-    def session(self, task: str, meta: dict | None = None) -> _LinkSession:
+    def _handler(self, task):
         if task not in self._handlers:
-            raise InvalidArgument(f"no task {task!r} (have {sorted(self._handlers)})")
-        return _LinkSession(self._handlers[task], meta or {}, self.rtt_s, self.bandwidth_bps)
+            raise TransportError("NOT_FOUND", f"no task {task!r} (have {sorted(self._handlers)})")
+        return self._handlers[task]
+
+    def infer(self, task: str, payload: bytes, meta: dict | None = None, *, timeout: float | None = None):
+        """(payload, meta, timings): the request crosses the uplink, the handler runs, the reply
+        crosses the downlink; timings as the gRPC client reports them (transfer = link time)."""
+        h = self._handler(task)
+        t0 = time.perf_counter()
+        payload, meta = check_payload(payload), check_meta(meta)
+        _sleep_until(self._up.arrival(message_bytes("", payload, meta), t0))
+        t1 = time.perf_counter()
+        try:
+            out, out_meta = call_task(lambda: check_reply(h.infer(payload, dict(meta)), task), f"task {task!r}")
+        except TransportError:
+            self.failed += 1
+            raise
+        run_s = time.perf_counter() - t1
+        dec, enc = pop_task_timings(out_meta)
+        _sleep_until(self._down.arrival(message_bytes("", out, out_meta), time.perf_counter()))
+        total = time.perf_counter() - t0
+        tim = task_timings(run_s, dec, enc, total)
+        tim["transfer"] = max(0.0, total - run_s)
+        self.served += 1
+        return out, out_meta, tim
+
+    def session(self, task: str, meta: dict | None = None, *, timeout: float | None = None) -> _LinkSession:
+        return _LinkSession(self._handler(task), check_meta(meta), self.rtt_s, self.bandwidth_bps)
+
+    def health(self, timeout: float = 0.0) -> dict:
+        return {"status": "SERVING", "version": "emulated-link", "tasks": sorted(self._handlers), "workers": 1,
+                "running": 0, "queued": 0, "sessions": 0, "served": self.served, "rejected": self.failed}
+
+    def close(self) -> None:
+        pass

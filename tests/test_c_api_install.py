@@ -24,3 +24,35 @@ def test_c_example_builds_against_installed_package(tmp_path):
     subprocess.run(["cmake", "--build", str(build)], check=True, capture_output=True)
     out = subprocess.run([str(build / "collab_c_example")], check=True, capture_output=True, text=True).stdout
     assert "OK" in out and "malformed frame" in out
+
+
+OLD_NAMES_C = r"""
+#include <collab/collab.h>
+#include <stdio.h>
+int main(void) {
+  int64_t shape[2] = {8, 8};
+  collab_codec_params p;
+  collab_codec_params_init(&p);
+  size_t old_cap = 0, new_cap = 0;
+  if (collab_encode_bound(shape, 2, &p, &old_cap) != COLLAB_OK) return 1;
+  if (collab_codec_encode_bound(shape, 2, &p, &new_cap) != COLLAB_OK) return 1;
+  printf("%s %zu %zu\n", collab_get_simd(), old_cap, new_cap);
+  return old_cap == new_cap ? 0 : 1;
+}
+"""
+
+
+@pytest.mark.skipif(shutil.which("cc") is None, reason="needs a C compiler")
+def test_deprecated_names_link_against_installed_library(tmp_path):
+    """A program written against the previous release's names builds (with a deprecation
+    warning) and runs against the shared library the wheel ships."""
+    pkg = pathlib.Path(collab.__file__).parent
+    src = tmp_path / "old_names.c"
+    src.write_text(OLD_NAMES_C)
+    exe = tmp_path / "old_names"
+    build = subprocess.run(["cc", str(src), "-o", str(exe), f"-I{pkg / 'include'}", f"-L{pkg / 'lib'}",
+                            "-lcollab_core", f"-Wl,-rpath,{pkg / 'lib'}"], capture_output=True, text=True)
+    assert build.returncode == 0, build.stderr
+    assert "deprecated" in build.stderr, "the old names should warn"
+    out = subprocess.run([str(exe)], check=True, capture_output=True, text=True).stdout.split()
+    assert out[0] == collab.simd_level() and out[1] == out[2] and int(out[1]) > 0

@@ -19,7 +19,7 @@ def _llama():
 @pytest.fixture(scope="module")
 def tiny_setup():
     from collab.llm.device import Device
-    from collab.llm.link import LinkClient
+    from collab.net.link import LinkClient
     from collab.llm.server import LlmTask
 
     head, tail = tiny_split(4, 2)
@@ -98,7 +98,7 @@ def test_unary_infer(tiny_setup):
 def test_smollm2_kv_handoff_64_tokens_identical():
     """kv-handoff (and roundtrip) on SmolLM2 split at 15: 64 greedy tokens identical to device-only."""
     from collab.llm.device import Device
-    from collab.llm.link import LinkClient
+    from collab.net.link import LinkClient
     from collab.llm.server import LlmTask
 
     full = smollm2_or_skip()

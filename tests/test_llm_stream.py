@@ -1,7 +1,8 @@
 """Streaming decode: every server-side mode sends each token as it is generated (one message
 per token over the Session stream), Device.stream yields them as they come, cancelling (break,
-close, deadline) stops the server within a token and frees the session, and the C API offers
-the same loop with a callback. Real gRPC server in this process; work counts, no timings."""
+close, deadline) stops the server within a token and frees the session (over gRPC and over the
+emulated link), and the C API offers the same loop with a callback. Real gRPC server in this
+process; work counts, no timings."""
 from __future__ import annotations
 
 import threading
@@ -110,9 +111,14 @@ def test_stream_matches_device_only_and_text_pieces(served):
         assert "".join(pieces) == ref.text
 
 
+@pytest.mark.parametrize("via", ["grpc", "emulated-link"])
 @pytest.mark.parametrize("how", ["break", "deadline"])
-def test_cancel_stops_the_server_within_a_token_and_frees_the_session(served, how):
+def test_cancel_stops_the_server_within_a_token_and_frees_the_session(served, how, via):
     task, dev, client = served
+    if via == "emulated-link":  # collab.net.LinkClient: its cancel() closes the server session first
+        from collab.net import LinkClient
+
+        client = LinkClient([task], rtt_s=0.004)
     h = _Hooked(task, lambda k: time.sleep(0.05))  # slow tokens: the cancel lands mid-generation
     try:
         if how == "break":

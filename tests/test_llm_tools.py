@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from collab.llm.timeline import replay, replay_arrivals
-from collab.llm.delay_proxy import DelayProxy
+from collab.net.proxy import DelayProxy
 
 
 class FixedLink:

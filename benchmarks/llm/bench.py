@@ -155,7 +155,7 @@ class _Recorder:
         self.inner, self.events = inner, []
 
     def session(self, task, meta=None):
-        from collab.llm.link import message_bytes
+        from collab.net.link import message_bytes
 
         rec = self
         rec.events = [("up", 0.0, message_bytes("collab.open", b"", meta))]

@@ -1,7 +1,7 @@
-"""LLM split decode modes over a real, shaped network (issue 4: "netns-shaped where possible").
+"""LLM split decode modes over a real, shaped network ("netns-shaped where possible").
 
 The server (`collab llm serve`, tail + head copy of SmolLM2) runs in one Linux network namespace,
-the device (head) in another; they are joined by a veth pair shaped with tc (collab.netns:
+the device (head) in another; they are joined by a veth pair shaped with tc (collab.net.netns:
 tbf at a fixed rate, or following mahimahi traces), and the RTT comes from the user-space
 delaying proxy (this kernel has no netem). Everything crosses the real gRPC path.
 
@@ -79,7 +79,7 @@ def main() -> int:
     if args.device:
         return device_main(args)
 
-    from collab import netns
+    from collab.net import netns
 
     reason = netns.unavailable_reason()
     if reason:

@@ -16,7 +16,7 @@ import sys
 import threading
 import time
 
-from collab.llm.delay_proxy import DelayProxy
+from collab.net.proxy import DelayProxy
 
 
 class _Counter(list):

@@ -12,12 +12,12 @@ import importlib
 import sys
 
 SUBCOMMANDS = {
-    # planner (issue 3 part B)
-    "profile": ("collab.planner.cmd_profile", "profile per-layer time/memory of a model on this device"),
-    "calibrate": ("collab.planner.cmd_calibrate", "measure codec encode/decode time on this device"),
-    "plan": ("collab.planner.cmd_plan", "choose split + codec settings and print the latency breakdown"),
-    # transport (issue 3 part A)
-    "serve": ("collab.transport.serve_cli", "serve tasks over gRPC (collab.v1.Collab)"),
+    # planner
+    "profile": ("collab.planner.cli", "profile per-layer time/memory of a model on this device"),
+    "calibrate": ("collab.planner.cli", "measure codec encode/decode time on this device"),
+    "plan": ("collab.planner.cli", "choose split + codec settings and print the latency breakdown"),
+    # transport
+    "serve": ("collab.transport.cli", "serve tasks over gRPC (collab.v1.Collab)"),
     "split-gguf": ("collab.llm.cli", "split a GGUF LLM into head/tail parts"),
     "llm": ("collab.llm.cli", "split LLM inference on llama.cpp: demo, serve, bench, quality"),
 }
@@ -34,7 +34,7 @@ def main(argv=None) -> int:
         if argv[:1] == [name] or not argv or argv[0] in ("-h", "--help"):
             modules[name] = importlib.import_module(module)
             p.set_defaults(command=name)
-            modules[name].add_arguments(p)  # modules of the new convention also take (parser, name)
+            modules[name].add_arguments(p, name)
     args = parser.parse_args(argv)
     if not args.command:
         parser.print_help()

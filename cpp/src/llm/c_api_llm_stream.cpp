@@ -7,13 +7,16 @@
 #include <vector>
 
 #include "collab/collab.h"
+#include "common/c_api_checks.hpp"
 #include "common/errors.hpp"
+
+using namespace collab;
 
 namespace {
 
-collab_status invalid(const char* what) {
-  collab::set_last_error(what);
-  return COLLAB_ERR_INVALID_ARGUMENT;
+// A failed public call: rethrown with its own status and message (guarded() records them again).
+void check(collab_status st) {
+  if (st != COLLAB_OK) throw Error(st, collab_last_error());
 }
 
 int32_t argmax(const std::vector<float>& v) {
@@ -31,42 +34,44 @@ extern "C" collab_status collab_llm_session_decode_stream(collab_llm_session* se
                                                           collab_llm_token_callback callback, void* user_data,
                                                           int32_t* n_generated) {
   if (n_generated) *n_generated = 0;
-  if (!session || !model || !callback) return invalid("session, model and callback must not be NULL");
-  if (!tokens || n_tokens == 0) return invalid("the prompt must hold at least one token");
-  if (max_tokens < 1) return invalid("max_tokens must be >= 1");
-  collab_llm_model_info info;
-  collab_status st = collab_llm_model_info_get(model, &info);
-  if (st != COLLAB_OK) return st;
-  if (info.n_vocab <= 0 || info.n_embd <= 0) return invalid("model reports no vocabulary or width");
-  std::vector<float> logits(static_cast<size_t>(info.n_vocab));
-  std::vector<float> rows;
-  // One step: tokens -> logits of the last one (FULL), or tokens -> head rows -> tail logits.
-  auto step = [&](const int32_t* t, size_t n) -> collab_status {
-    if (!tail) return collab_llm_decode_tokens(session, t, n, 1, logits.data(), logits.size());
-    rows.resize(n * static_cast<size_t>(info.n_embd));
-    collab_status s = collab_llm_decode_tokens(session, t, n, 1, rows.data(), rows.size());
-    if (s != COLLAB_OK) return s;
-    return collab_llm_decode_rows(tail, rows.data(), n, 1, logits.data(), logits.size());
-  };
-  st = step(tokens, n_tokens);
-  if (st != COLLAB_OK) return st;
-  collab_llm_session* last = tail ? tail : session;
-  std::string piece(64, '\0');
-  for (int32_t n = 1;; ++n) {
-    int32_t tok = argmax(logits);
-    size_t len = 0;
-    st = collab_llm_token_to_piece(model, tok, piece.data(), piece.size(), &len);
-    if (st == COLLAB_ERR_BUFFER_TOO_SMALL) {
-      piece.resize(len);
-      st = collab_llm_token_to_piece(model, tok, piece.data(), piece.size(), &len);
+  return guarded([&] {
+    require_non_null({{session, "session"}, {model, "model"}, {tokens, "tokens"}});
+    COLLAB_ARG_CHECK(callback != nullptr, "callback is NULL");  // a function pointer: not a NamedPtr
+    COLLAB_ARG_CHECK(n_tokens > 0, "n_tokens is 0: the prompt must hold at least one token");
+    COLLAB_ARG_CHECK(max_tokens >= 1, "max_tokens is %d, must be >= 1", int(max_tokens));
+    collab_llm_model_info info;
+    check(collab_llm_model_info_get(model, &info));
+    COLLAB_ARG_CHECK(info.n_vocab > 0 && info.n_embd > 0, "model reports no vocabulary or width");
+    std::vector<float> logits(static_cast<size_t>(info.n_vocab));
+    std::vector<float> rows;
+    // One step: tokens -> logits of the last one (FULL), or tokens -> head rows -> tail logits.
+    auto step = [&](const int32_t* t, size_t n) {
+      if (!tail) {
+        check(collab_llm_session_decode_tokens(session, t, n, 1, logits.data(), logits.size()));
+        return;
+      }
+      rows.resize(n * static_cast<size_t>(info.n_embd));
+      check(collab_llm_session_decode_tokens(session, t, n, 1, rows.data(), rows.size()));
+      check(collab_llm_session_decode_rows(tail, rows.data(), n, 1, logits.data(), logits.size()));
+    };
+    step(tokens, n_tokens);
+    collab_llm_session* last = tail ? tail : session;
+    std::string piece(64, '\0');
+    for (int32_t n = 1;; ++n) {
+      int32_t tok = argmax(logits);
+      size_t len = 0;
+      collab_status st = collab_llm_model_token_to_piece(model, tok, &piece[0], piece.size(), &len);
+      if (st == COLLAB_ERR_BUFFER_TOO_SMALL) {
+        piece.resize(len);
+        st = collab_llm_model_token_to_piece(model, tok, &piece[0], piece.size(), &len);
+      }
+      check(st);
+      if (n_generated) *n_generated = n;
+      const bool stop = callback(tok, piece.data(), len, user_data) != 0;
+      if (stop || n >= max_tokens || collab_llm_model_token_is_eog(model, tok) ||
+          collab_llm_session_n_past(last) >= collab_llm_session_n_ctx(last))
+        return;
+      step(&tok, 1);
     }
-    if (st != COLLAB_OK) return st;
-    if (n_generated) *n_generated = n;
-    const bool stop = callback(tok, piece.data(), len, user_data) != 0;
-    if (stop || n >= max_tokens || collab_llm_token_is_eog(model, tok) ||
-        collab_llm_session_n_past(last) >= collab_llm_session_n_ctx(last))
-      return COLLAB_OK;
-    st = step(&tok, 1);
-    if (st != COLLAB_OK) return st;
-  }
+  });
 }

@@ -32,6 +32,25 @@ def _add_model_args(p, threads=2):
     p.add_argument("--workdir", default=None, help="where split parts are cached (default $COLLAB_CACHE_DIR/llm or ~/.cache/collab/llm)")
 
 
+def _add_serve_arguments(p):
+    from ..transport.security import add_security_arguments, port_argument
+
+    p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1; anything but loopback "
+                   "without TLS and a token is warned about)")
+    p.add_argument("--port", type=port_argument, default=50061, help="port 0..65535 (0 = any free port; default 50061)")
+    p.add_argument("--n-ctx", type=int, default=2048, help="context (KV cache) of each session, in tokens")
+    # the LLM task's own session limits: each session holds a llama.cpp context, so they are
+    # much tighter than the transport's, and a newcomer may evict an idle session
+    p.add_argument("--max-sessions", type=int, default=8, help="LLM sessions open at once (default 8)")
+    p.add_argument("--max-sessions-per-client", type=int, default=2,
+                   help="sessions one client (peer host) may hold (default 2)")
+    p.add_argument("--busy-idle-s", type=float, default=10.0, help="when all sessions are taken, a newcomer "
+                   "evicts one idle for longer than this (default 10 s)")
+    p.add_argument("--session-idle-s", type=float, default=120.0,
+                   help="a session with no message for this long is closed (default 120 s)")
+    add_security_arguments(p)
+
+
 def _add_split_arguments(p):
     p.add_argument("model", nargs="?", default=None,
                    help="full GGUF model (default: $COLLAB_LLM_MODEL or the embedded SmolLM2)")
@@ -61,9 +80,7 @@ def add_arguments(p, name: str | None = None):
 
     s = sub.add_parser("serve", help="host the 'llm' task over gRPC (collab.transport)")
     _add_model_args(s)
-    from .serve_options import add_serve_arguments
-
-    add_serve_arguments(s)
+    _add_serve_arguments(s)
 
     for verb, help_text in (("bench", "modes x RTT benchmark (table + JSON + PNG): runs " + SCRIPTS["bench"]),
                             ("quality", "hidden-state compression quality (JSON + PNG): runs " + SCRIPTS["quality"])):
@@ -142,20 +159,21 @@ def transport_available() -> bool:
 
 def _serve(args) -> int:
     from ..transport import Server
-    from .serve_options import server_security, warn_if_exposed
+    from ..transport.security import server_credentials_from_args
     from .server import LlmTask
 
-    security = server_security(args)  # clear errors for bad token / TLS files before loading the model
+    sec = server_credentials_from_args(args)  # clear errors for bad token / TLS files before loading the model
     task = LlmTask(model=args.model, at=args.at, workdir=args.workdir, n_ctx=args.n_ctx, n_threads=args.threads,
                    max_sessions=args.max_sessions, max_sessions_per_identity=args.max_sessions_per_client,
                    busy_idle_s=args.busy_idle_s)
     task.warm_up()
-    warn_if_exposed(args.host, security)
+    # Server.start() warns (collab.transport.security.warn_if_exposed) when the address is
+    # reachable from other machines without TLS and a token
     srv = Server(handlers=[task], host=args.host, port=args.port, max_message_bytes=256 << 20,
-                 session_idle_s=args.session_idle_s, **security).start()
+                 session_idle_s=args.session_idle_s, auth_token=sec.auth_token, tls_cert=sec.tls_cert,
+                 tls_key=sec.tls_key).start()
     print(f"collab llm serve: task 'llm' (tail + head of split at {task.at}) on {srv.address} "
-          f"({'TLS' if security.get('tls_cert') else 'no TLS'}, {'token' if security.get('auth_token') else 'no token'})",
-          flush=True)
+          f"({'TLS' if sec.tls else 'no TLS'}, {'token' if sec.auth_token else 'no token'})", flush=True)
     try:
         srv.wait()
     except KeyboardInterrupt:
@@ -211,7 +229,7 @@ def _demo(args) -> int:
             raise
         where = f"server process pid {proc.pid} on 127.0.0.1:{port} (gRPC)"
     else:
-        from .link import LinkClient
+        from ..net.link import LinkClient
 
         client = LinkClient([LlmTask(head=head, tail=tail, n_threads=args.threads)])
         where = "in this process (collab.transport not installed: emulated link, RTT 0)"

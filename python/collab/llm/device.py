@@ -8,7 +8,8 @@
 
 ``client`` is anything with ``session(task, meta)`` returning a context manager with
 ``send(kind, payload, meta)`` / ``recv()`` (and ``cancel()`` to abort): collab.Client (gRPC
-transport), collab.transport.InprocClient or the emulated-link client. Sampling is greedy.
+transport), collab.transport.InprocClient or collab.net.LinkClient (in process, emulated link).
+Sampling is greedy.
 
 Stopping early: leave the ``for`` loop (or call ``.close()`` on the stream), or pass
 ``deadline_s``: the session is cancelled, and the server stops decoding within one token.
@@ -86,7 +87,7 @@ class _Counting:
         self._sent = False
 
     def send(self, kind, payload=b"", meta=None):
-        from .link import message_bytes
+        from ..net.link import message_bytes
 
         self.up += message_bytes(kind, payload, meta)
         self.msgs += 1
@@ -94,7 +95,7 @@ class _Counting:
         self.sess.send(kind, payload, meta or {})
 
     def recv(self, timeout=None):
-        from .link import message_bytes
+        from ..net.link import message_bytes
 
         if self._sent:
             self.waits += 1

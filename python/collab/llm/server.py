@@ -31,7 +31,7 @@ in bytes before it is tokenized; KV-state frames are bounded by what n_ctx posit
 take, and llama.cpp refuses trailing bytes. Sessions: at most ``max_sessions``, at most
 ``max_sessions_per_identity`` per client (its host, as the transport reports it), and when all
 are taken a newcomer evicts the session idle for longest if it has been idle more than
-``busy_idle_s``; otherwise it gets RESOURCE_EXHAUSTED (ServerBusy).
+``busy_idle_s``; otherwise it gets RESOURCE_EXHAUSTED (ResourceBusy).
 """
 from __future__ import annotations
 
@@ -43,11 +43,10 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import InvalidArgument
-from ..transport.errors import ServerBusy
 from . import protocol
 from .runtime import DEFAULT_THREADS, Model, greedy
 
-from ..transport.handlers import IDENTITY_META
+from ..transport.handlers import IDENTITY_META, ResourceBusy
 from ..transport.handlers import TaskHandler as _HandlerBase
 from ..transport.handlers import TaskSession as _SessionBase
 
@@ -215,15 +214,15 @@ class LlmTask(_HandlerBase):
         with self._lock:
             mine = sum(1 for x in self._live if _identity_of(x) == identity)
             if mine >= self.max_sessions_per_identity:
-                raise ServerBusy("RESOURCE_EXHAUSTED", f"{mine} sessions already open for this client (limit "
-                                 f"{self.max_sessions_per_identity} per client); close one or retry later")
+                raise ResourceBusy(f"{mine} sessions already open for this client (limit "
+                                   f"{self.max_sessions_per_identity} per client); close one or retry later")
             if len(self._live) >= self.max_sessions:
                 now = time.monotonic()
                 idle = [x for x in self._live if isinstance(x, _LlmSession) and not x.busy
                         and now - x.last_active > self.busy_idle_s]
                 if not idle:
-                    raise ServerBusy("RESOURCE_EXHAUSTED", f"server busy: {len(self._live)} sessions open, none idle "
-                                     f"for more than {self.busy_idle_s:g} s; retry later")
+                    raise ResourceBusy(f"server busy: {len(self._live)} sessions open, none idle "
+                                       f"for more than {self.busy_idle_s:g} s; retry later")
                 victim = min(idle, key=lambda x: x.last_active)
                 self._live.remove(victim)
                 victim.evicted = True

@@ -87,8 +87,21 @@ def test_lru_under_memory_budget(rng):
         ask(client, key, imgs)
     st = json.loads(client.infer("expert", b"", {"op": "stats"})[0])
     assert st["loaded"] == ["0"]
-    assert st["experts"]["0"]["loads"] == 2 and st["experts"]["0"]["evictions"] == 1
-    assert st["experts"]["1"]["evictions"] == 1 and st["resident_mb"] <= st["budget_mb"]
+    assert st["models"]["0"] == {"loads": 2, "evictions": 1}
+    assert st["models"]["1"] == {"loads": 1, "evictions": 1} and st["resident_mb"] <= st["budget_mb"]
+    assert st["experts"]["0"]["requests"] == 2 and st["experts"]["1"]["images"] == 1
+    task.close()
+
+
+def test_shared_model_loads_once(rng):
+    p = random_params(heads=1, depth=1, grid=2, seed=5)
+    task = ExpertLibraryTask({k: (lambda: Classifier(p, 2)) for k in KEYS}, model_of={k: "gen" for k in KEYS})
+    client = InprocClient([task])
+    imgs = rng.integers(0, 256, (2, 28, 28), dtype=np.uint8)
+    outs = [ask(client, k, imgs)[0] for k in KEYS]
+    assert all(np.array_equal(o, outs[0]) for o in outs)
+    m = task.metrics()
+    assert m["models"] == {"gen": {"loads": 1, "evictions": 0}} and m["loaded"] == ["gen"]
     task.close()
 
 

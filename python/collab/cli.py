@@ -19,6 +19,7 @@ SUBCOMMANDS = {
     "serve": ("collab.transport.serve_cli", "serve tasks over gRPC (collab.v1.Collab)"),
     "split-gguf": ("collab.llm.cli_split", "split a GGUF LLM into head/tail parts (issue 4)"),
     "llm": ("collab.llm.cli", "split LLM inference on llama.cpp: demo, serve, bench, quality (issue 4)"),
+    "expert": ("collab.expert.cli", "Ask the Expert: edge generalist + near-edge experts: train, export, classify, plan"),
 }
 
 

@@ -8,7 +8,8 @@ either way, and also reads the recipe's float32 files from the cache unchanged.
 manifest.json (in the library directory):
   {"image_size": 56, "grid": 4, "num_classes": 10, "k": 2,
    "edge": {"file": ..., "heads": 2},
-   "libraries": {"3": {"partition_of": [...], "experts": {"0": file, "0,1": file, ...}}},
+   "libraries": {"3": {"partition_of": [...], "experts": {"0": file, "0,1": file, ...}}, "3-static": ...,
+                 "gen-3H": {... every key -> the 3-head generalist}},
    "generalists": {"3H": file, ...}}
 """
 from __future__ import annotations
@@ -100,18 +101,22 @@ class Library:
     def edge_path(self):
         return self.path(self.m["edge"]["file"])
 
-    def partitions(self):
-        return sorted(int(s) for s in self.m["libraries"])
+    def names(self):
+        return sorted(self.m["libraries"])
 
-    def partition_of(self, s: int) -> tuple:
-        return tuple(self.m["libraries"][str(s)]["partition_of"])
-
-    def experts(self, s: int) -> dict:
-        """{key tuple: path}"""
-        lib = self.m["libraries"].get(str(s))
+    def library(self, name) -> dict:
+        lib = self.m["libraries"].get(str(name))
         if lib is None:
-            raise InvalidArgument(f"no expert library for S={s}; have {self.partitions()}")
-        return {parse_key(k): self.path(v) for k, v in lib["experts"].items()}
+            raise InvalidArgument(f"no expert library {name!r} in {self.root}; have {self.names()}")
+        return lib
+
+    def partition_of(self, name) -> tuple:
+        return tuple(self.library(name)["partition_of"])
+
+    def experts(self, name) -> dict:
+        """{key tuple: path} of library `name` ("3" = progressive experts for S=3, "3-static",
+        "gen-3H" = one generalist behind every key)."""
+        return {parse_key(k): self.path(v) for k, v in self.library(name)["experts"].items()}
 
     def generalist(self, name: str):
         return self.path(self.m["generalists"][name])

@@ -47,7 +47,7 @@ class _Pending:
 
 class ExpertStats:
     def __init__(self):
-        self.requests = self.images = self.batches = self.loads = self.evictions = self.errors = 0
+        self.requests = self.images = self.batches = self.errors = 0
         self.max_batch_seen = 0
         self.compute_s = self.wait_s = 0.0
 
@@ -58,10 +58,12 @@ class ExpertStats:
 
 
 class ModelCache:
-    """Lazily loaded classifiers under a byte budget, least recently used unloaded first."""
+    """Lazily loaded classifiers under a byte budget, least recently used unloaded first.
+    loaders: {model id: () -> Classifier}; several experts may share one model id."""
 
-    def __init__(self, loaders: dict, budget_bytes: int, stats: dict):
-        self.loaders, self.budget, self.stats = loaders, int(budget_bytes), stats
+    def __init__(self, loaders: dict, budget_bytes: int):
+        self.loaders, self.budget = loaders, int(budget_bytes)
+        self.stats = {k: {"loads": 0, "evictions": 0} for k in loaders}
         self.loaded = collections.OrderedDict()  # key -> Classifier
         self.in_use = collections.Counter()
         self.cv = threading.Condition()
@@ -103,9 +105,9 @@ class ModelCache:
                         self.cv.wait(min(left, 0.05))
                         continue
                     del self.loaded[victim]
-                    self.stats[victim].evictions += 1
+                    self.stats[victim]["evictions"] += 1
                 self.loaded[key] = model
-                self.stats[key].loads += 1
+                self.stats[key]["loads"] += 1
                 self.in_use[key] += 1
                 return model
             finally:
@@ -119,9 +121,9 @@ class ModelCache:
 
 
 class _Batcher(threading.Thread):
-    def __init__(self, key, cache, stats, max_batch, max_wait_s):
+    def __init__(self, key, model_id, cache, stats, max_batch, max_wait_s):
         super().__init__(daemon=True, name=f"expert-batcher-{key_str(key)}")
-        self.key, self.cache, self.stats = key, cache, stats
+        self.key, self.model_id, self.cache, self.stats = key, model_id, cache, stats
         self.max_batch, self.max_wait_s = max_batch, max_wait_s
         self.q = queue.Queue()
         self.carry = None
@@ -159,11 +161,11 @@ class _Batcher(threading.Thread):
             st = self.stats[self.key]
             t0 = time.perf_counter()
             try:
-                model = self.cache.acquire(self.key)
+                model = self.cache.acquire(self.model_id)
                 try:
                     logits = model.classify(np.concatenate([p.images for p in batch]))
                 finally:
-                    self.cache.release(self.key)
+                    self.cache.release(self.model_id)
             except BaseException as e:  # every waiting request gets the error
                 st.errors += len(batch)
                 for p in batch:
@@ -188,11 +190,12 @@ class _Batcher(threading.Thread):
 
 
 class ExpertLibraryTask(TaskHandler):
-    """loaders: {partition-set tuple: () -> Classifier}."""
+    """loaders: {partition-set tuple: () -> Classifier}; model_of: {partition set: model id} when
+    several sets share one model (a generalist library), else each set is its own model."""
 
     name = "expert"
 
-    def __init__(self, loaders: dict, *, budget_mb: float = 256.0, max_batch: int = 32, max_wait_ms: float = 5.0,
+    def __init__(self, loaders: dict, *, model_of: dict = None, budget_mb: float = 256.0, max_batch: int = 32, max_wait_ms: float = 5.0,
                  max_request_images: int = 256, request_timeout_s: float = 60.0):
         if not loaders:
             raise InvalidArgument("the expert library is empty")
@@ -200,10 +203,13 @@ class ExpertLibraryTask(TaskHandler):
             raise InvalidArgument("max_batch, max_request_images and budget_mb must be positive, max_wait_ms >= 0")
         self.keys = sorted(loaders)
         self.stats = {k: ExpertStats() for k in self.keys}
-        self.cache = ModelCache(loaders, int(budget_mb * (1 << 20)), self.stats)
+        model_of = {k: key_str(k) for k in self.keys} if model_of is None else dict(model_of)
+        if set(model_of) != set(self.keys):
+            raise InvalidArgument("model_of must name a model for every partition set")
+        self.cache = ModelCache({model_of[k]: loaders[k] for k in self.keys}, int(budget_mb * (1 << 20)))
         self.max_request_images = int(max_request_images)
         self.request_timeout_s = float(request_timeout_s)
-        self.batchers = {k: _Batcher(k, self.cache, self.stats, int(max_batch), max_wait_ms / 1000.0)
+        self.batchers = {k: _Batcher(k, model_of[k], self.cache, self.stats, int(max_batch), max_wait_ms / 1000.0)
                          for k in self.keys}
         for b in self.batchers.values():
             b.start()
@@ -230,9 +236,10 @@ class ExpertLibraryTask(TaskHandler):
 
     def metrics(self) -> dict:
         with self.cache.cv:
-            loaded = [key_str(k) for k in self.cache.loaded]
+            loaded = list(self.cache.loaded)
             resident = self.cache.resident()
-        return {"experts": {key_str(k): s.as_dict() for k, s in self.stats.items()}, "loaded": loaded,
+            models = {k: dict(v) for k, v in self.cache.stats.items()}
+        return {"experts": {key_str(k): s.as_dict() for k, s in self.stats.items()}, "models": models, "loaded": loaded,
                 "resident_mb": resident / (1 << 20), "budget_mb": self.cache.budget / (1 << 20)}
 
     def infer(self, payload, meta):
@@ -261,11 +268,14 @@ def classifier_loader(path, grid: int, threads: int = 1, name: str = ""):
     return lambda: Classifier(load_params(path), grid, threads=threads, name=name)
 
 
-def library_task(library: str = "", S: int = 3, budget_mb: float = 256.0, max_batch: int = 32,
+def library_task(library: str = "", S="3", budget_mb: float = 256.0, max_batch: int = 32,
                  max_wait_ms: float = 5.0, threads: int = 1, max_request_images: int = 256):
-    """Factory for `collab serve --task NAME=collab.expert.server:library_task`."""
+    """Factory for `collab serve --task NAME=collab.expert.server:library_task`. S names the
+    library in the manifest: "3" (progressive experts, S=3), "3-static", "gen-3H", ..."""
     from .artifacts import default_library
     lib = Library(library or default_library())
-    loaders = {k: classifier_loader(p, lib.grid, int(threads), key_str(k)) for k, p in lib.experts(int(S)).items()}
-    return ExpertLibraryTask(loaders, budget_mb=float(budget_mb), max_batch=int(max_batch),
+    files = lib.experts(str(S))
+    loaders = {k: classifier_loader(p, lib.grid, int(threads), p.name) for k, p in files.items()}
+    # several keys may share one file (a generalist library): one model in memory
+    return ExpertLibraryTask(loaders, model_of={k: str(p) for k, p in files.items()}, budget_mb=float(budget_mb), max_batch=int(max_batch),
                              max_wait_ms=float(max_wait_ms), max_request_images=int(max_request_images))

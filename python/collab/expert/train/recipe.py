@@ -126,13 +126,14 @@ def fit(stage, model, groups, inputs, y, epochs, batch, *, teacher_y=None, in_ta
     total = steps * epochs
     opt = torch.optim.AdamW([{"params": p, "lr": lr} for p, lr in groups], weight_decay=0.05)
     bases = [lr for _, lr in groups]
-    start_epoch = 0
+    start_epoch, before = 0, 0.0
     ck = stage.dir / "ckpt.pt"
     if ck.exists():
         st = torch.load(ck, weights_only=False)
         model.load_state_dict(st["model"])
         opt.load_state_dict(st["opt"])
         start_epoch = st["epoch"]
+        before = st.get("elapsed", 0.0)  # training seconds of the interrupted run(s)
         log(f"[{stage.name}] resuming after epoch {start_epoch}/{epochs}")
     yt = torch.from_numpy(y)
     tyt = None if teacher_y is None else torch.from_numpy(teacher_y)
@@ -164,8 +165,9 @@ def fit(stage, model, groups, inputs, y, epochs, batch, *, teacher_y=None, in_ta
                 left = ((epochs - ep) * steps - s - 1) * batch / rate
                 log(f"[{stage.name}] epoch {ep + 1}/{epochs} step {s + 1}/{steps} loss {run_loss / (s + 1):.4f} "
                     f"{rate:.1f} img/s eta {left / 60:.1f} min")
-        torch.save({"model": model.state_dict(), "opt": opt.state_dict(), "epoch": ep + 1}, ck)
-    return time.time() - t_start
+        torch.save({"model": model.state_dict(), "opt": opt.state_dict(), "epoch": ep + 1,
+                    "elapsed": before + time.time() - t_start}, ck)
+    return before + time.time() - t_start
 
 
 @torch.no_grad()

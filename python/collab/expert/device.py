@@ -40,6 +40,8 @@ class DeviceResult:
     total_s: float = 0.0
     bytes_up: int = 0
     bytes_down: int = 0
+    server_s: float = 0.0       # the server's own time for the offloaded requests (summed)
+    requests: int = 0
 
     @property
     def fell_back(self) -> bool:
@@ -63,11 +65,11 @@ class ExpertDevice:
 
     def _ask(self, key, images, timeout):
         meta = {"experts": key_str(key), "shape": f"{len(images)},28,28"}
-        out, rmeta, _ = self.client.infer(self.task, np.ascontiguousarray(images).tobytes(), meta, timeout=timeout)
+        out, rmeta, tim = self.client.infer(self.task, np.ascontiguousarray(images).tobytes(), meta, timeout=timeout)
         c = self.edge.num_classes
         if rmeta.get("dtype") != "float32" or len(out) != len(images) * c * 4:
             raise InvalidArgument(f"expert reply is not float32 ({len(images)}, {c}): meta {rmeta}")
-        return np.frombuffer(out, np.float32).reshape(len(images), c), len(out)
+        return np.frombuffer(out, np.float32).reshape(len(images), c), len(out), float(tim.get("server", 0.0))
 
     def classify(self, images) -> DeviceResult:
         t0 = time.perf_counter()
@@ -81,7 +83,7 @@ class ExpertDevice:
         for i, key in enumerate(expert):
             if key:
                 groups.setdefault(key, []).append(i)
-        reasons, up, down = {}, 0, 0
+        reasons, up, down, srv = {}, 0, 0, 0.0
         if groups and self.client is None:
             reasons = {key_str(k): "no near-edge server configured" for k in groups}
         elif groups:
@@ -94,7 +96,7 @@ class ExpertDevice:
                     up += len(part) * 784
             for f, (key, part) in futs.items():
                 try:
-                    lg, nbytes = f.result(timeout=max(0.0, deadline - time.perf_counter()))
+                    lg, nbytes, s_srv = f.result(timeout=max(0.0, deadline - time.perf_counter()))
                 except concurrent.futures.TimeoutError:
                     reasons[key_str(key)] = f"no answer within the {self.deadline_s:.3f}s deadline"
                     continue
@@ -104,8 +106,10 @@ class ExpertDevice:
                 final[part] = lg.argmax(1)
                 source[part] = SOURCE_EXPERT
                 down += nbytes
+                srv += s_srv
         t2 = time.perf_counter()
-        return DeviceResult(final, pred, local, expert, source, reasons, t1 - t0, t2 - t1, t2 - t0, up, down)
+        return DeviceResult(final, pred, local, expert, source, reasons, t1 - t0, t2 - t1, t2 - t0, up, down, srv,
+                            len(futs) if groups and self.client is not None else 0)
 
     def close(self):
         self._pool.shutdown(wait=False, cancel_futures=True)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import pathlib
+import shutil
 
 import numpy as np
 
@@ -95,4 +96,6 @@ def export_committed(cache, out_dir, *, libraries=("3",), generalists=("3H", "4H
         files = {k: put(v, f"experts/S{name}-{set_name(k.split(','))}.npz", mode) for k, v in lib["experts"].items()}
         new["libraries"][name] = {**lib, "experts": files}
     (out / MANIFEST).write_text(json.dumps(new, indent=1))
+    # the recipe's sizes and seeds: the benchmarks evaluate on the same held-out split
+    shutil.copyfile(cache / "config.json", out / "config.json")
     return new

@@ -9,6 +9,7 @@ skipped; a stage that stopped mid-way resumes from its last epoch checkpoint):
   spec-S<s>-<set>    M_I: M_D with its last block, final norm and head re-trained with the
                      progressive weights (Eq. 1-2) on D_I, from the cached tokens
   gen-<h>H           generalist student: pruned from M_D to h heads, hard-distilled (w = 1)
+  edge-<h>H          the served edge model: gen-<h>H's pruned start distilled longer (n_edge, edge_epochs)
   exp-S<s>-<set>-<h>H-progressive | -static
                      expert m_I: pruned from M_I to h heads, Eq. 3 with omega(t) ramping 1 -> W
                      (progressive) or omega = W throughout (static)
@@ -38,9 +39,10 @@ from .distill import sample_weights, weighted_hard_distill_loss
 from .masked import VitClassifier
 from .prune import importance, prune
 
-CFG = dict(size=56, n_teacher=8000, n_student=2000, n_test=3000, batch=32, teacher_epochs=1,
-           spec_epochs=2, student_epochs=3, w_max=14.0, edge_heads=2, expert_heads=3,
-           gen_heads=(2, 3, 4), imp_batches=8, split_block=11, seed=0)
+CFG = dict(size=56, n_teacher=8000, n_student=1500, n_test=3000, batch=32, teacher_epochs=1,
+           spec_epochs=2, student_epochs=2, w_max=14.0, edge_heads=2, expert_heads=3,
+           gen_heads=(2, 3, 4), imp_batches=4, split_block=11, seed=0, n_edge=4000, edge_epochs=4,
+           n_tokens=2000, n_eval=1000)
 
 
 def log(*a):
@@ -177,12 +179,16 @@ def predict(model, inputs, n, batch=100):
     return torch.cat(out).numpy().astype(np.float32)
 
 
-def finish(stage, model, data, test_inputs, extra, train_s):
-    logits = predict(model, test_inputs, len(data.yt))
+def finish(stage, model, data, test_inputs, extra, train_s, n_eval=None):
+    """Saves the model and its test metrics; n_eval: only the first n_eval test images (the
+    benchmarks re-evaluate every model on the whole split with ONNX Runtime)."""
+    n = len(data.yt) if n_eval is None else min(int(n_eval), len(data.yt))
+    logits = predict(model, test_inputs, n)
     np.save(stage.dir / "test_logits.npy", logits)
     top = np.argsort(-logits, 1, kind="stable")
-    m = {"stage": stage.name, "top1": float((top[:, 0] == data.yt).mean()),
-         "top2": float((top[:, :2] == data.yt[:, None]).any(1).mean()),
+    yt = data.yt[:n]
+    m = {"stage": stage.name, "top1": float((top[:, 0] == yt).mean()), "n_eval": n,
+         "top2": float((top[:, :2] == yt[:, None]).any(1).mean()),
          "train_seconds": round(train_s, 1), **extra}
     np.savez(stage.dir / "final.npz", **to_flat(model))
     (stage.dir / "metrics.json").write_text(json.dumps(m, indent=1))
@@ -195,6 +201,7 @@ class Recipe:
         self.root, self.cfg = root, cfg
         self.data = Data(cfg)
         self.grid = cfg["size"] // 14
+        self.n_tokens = max(cfg["n_tokens"], cfg["n_student"])  # images with cached tokens / teacher decisions
         d = self.data
         self.img_train = lambda idx: {"images": d.images(d.x, idx)}  # noqa: E731
         self.img_test = lambda idx: {"images": d.images(d.xt, idx)}  # noqa: E731
@@ -225,7 +232,7 @@ class Recipe:
             k = self.cfg["split_block"]
             out = {}
             with torch.no_grad():
-                for name, x in (("train", self.data.x[: self.data.n_student]), ("test", self.data.xt)):
+                for name, x in (("train", self.data.x[: self.n_tokens]), ("test", self.data.xt)):
                     parts = []
                     for i in range(0, len(x), 100):
                         z = teacher.body.embed(self.data.images(x, np.arange(i, min(len(x), i + 100))))
@@ -234,7 +241,7 @@ class Recipe:
                             log(f"[tokens] {name} {i}/{len(x)}")
                     out[name] = np.concatenate(parts)
                 out["teacher_y"] = predict(teacher, lambda idx: {"tokens": torch.from_numpy(
-                    out["train"][idx].astype(np.float32)), "start": k}, self.data.n_student).argmax(1)
+                    out["train"][idx].astype(np.float32)), "start": k}, self.n_tokens).argmax(1)
             np.savez(path, **out)
         with np.load(path) as z:
             return {k: z[k] for k in z.files}
@@ -257,12 +264,12 @@ class Recipe:
                        if n.startswith((f"body.blocks.{k}.", "body.norm.", "head."))]
             for p in train_p:
                 p.requires_grad_(True)
-            y = self.data.y[: self.data.n_student]
+            y = self.data.y[: self.n_tokens]
             t = fit(st, model, [(train_p, 5e-5)], tr, y, c["spec_epochs"], c["batch"],
                     in_target=self.in_target(s, key, y), schedule="progressive",
                     w_max=c["w_max"], seed=2)
             m = finish(st, model, self.data, te, {"S": s, "set": list(key)}, t)
-            np.save(st.dir / "train_pred.npy", predict(model, tr, self.data.n_student).argmax(1))
+            np.save(st.dir / "train_pred.npy", predict(model, tr, self.n_tokens).argmax(1))
             self.add_target_acc(st, s, key)
         model = from_flat(st.load_flat(), self.grid)
         return model, np.load(st.dir / "train_pred.npy")
@@ -270,8 +277,9 @@ class Recipe:
     def add_target_acc(self, st, s, key):
         m = st.metrics()
         logits = np.load(st.dir / "test_logits.npy")
-        sel = self.in_target(s, key, self.data.yt)
-        m["target_top1"] = float((logits[sel].argmax(1) == self.data.yt[sel]).mean())
+        yt = self.data.yt[: len(logits)]
+        sel = self.in_target(s, key, yt)
+        m["target_top1"] = float((logits[sel].argmax(1) == yt[sel]).mean())
         (st.dir / "metrics.json").write_text(json.dumps(m, indent=1))
 
     # ---- students
@@ -305,9 +313,33 @@ class Recipe:
         extra = {"heads": heads, "n_train": n, "epochs": c["student_epochs"], "schedule": schedule}
         if key is not None:
             extra.update(S=s, set=list(key))
-        finish(st, model, self.data, self.img_test, extra, t)
+        finish(st, model, self.data, self.img_test, extra, t, c["n_eval"])
         if key is not None:
             self.add_target_acc(st, s, key)
+        return st.metrics()
+
+    def edge_long(self, teacher, heads):
+        """The served edge model: the same pruned start as gen-<h>H, distilled longer (it is the
+        cheapest model to train): n_edge images, edge_epochs epochs, teacher M_D hard labels."""
+        st = self.stage(f"edge-{heads}H")
+        if st.done:
+            return st.metrics()
+        c = self.cfg
+        n = min(c["n_edge"], len(self.data.y))
+        ty_path = st.dir / "teacher_y.npy"
+        if not ty_path.exists():
+            log(f"[{st.name}] teacher decisions on {n} images")
+            np.save(ty_path, predict(teacher, self.img_train, n).argmax(1))
+        src = self.stage(f"gen-{heads}H").dir / "pruned.npz"
+        if not src.exists():
+            self.student(f"gen-{heads}H", teacher, self.data.y, heads)  # creates the pruned start
+        with np.load(src) as z:
+            model = from_flat({k: z[k] for k in z.files}, self.grid)
+        y = self.data.y[:n]
+        t = fit(st, model, [(list(model.parameters()), 2e-4)], self.img_train, y, c["edge_epochs"], c["batch"],
+                teacher_y=np.load(ty_path), clip=1.0, seed=4)
+        finish(st, model, self.data, self.img_test, {"heads": heads, "n_train": n, "epochs": c["edge_epochs"],
+                                                     "schedule": "none"}, t, c["n_eval"])
         return st.metrics()
 
     def run(self, only=None):
@@ -319,22 +351,29 @@ class Recipe:
         eh, xh = c["edge_heads"], c["expert_heads"]
         if want(f"gen-{eh}H"):
             self.student(f"gen-{eh}H", teacher, ty, eh)
-        for s, sched_order in ((3, ("progressive",)), (3, ("static",)), (2, ("progressive", "static")),
-                               (4, ("progressive", "static"))):
-            if s == 3 and sched_order == ("static",) and want(f"gen-{xh}H"):
-                self.student(f"gen-{xh}H", teacher, ty, xh)  # same-size generalist before the statics
-            for key in expert_sets(s, 2):
-                names = [f"exp-S{s}-{set_name(key)}-{xh}H-{sch}" for sch in sched_order]
-                if not any(want(nm) for nm in names):
-                    continue
+        if only is not None and any(o.startswith("edge-") for o in only):
+            self.edge_long(teacher, eh)
+        singles = [k for k in expert_sets(3, 2) if len(k) == 1]
+        pairs = [k for k in expert_sets(3, 2) if len(k) > 1]
+        # most needed first: the served S=3 library, its same-size generalist, the static
+        # baselines (single partitions first), then the rest of the sweep
+        plan = [("exp", 3, k, "progressive") for k in expert_sets(3, 2)] + [("gen", xh)]
+        plan += [("exp", 3, k, "static") for k in singles + pairs]
+        plan += [("gen", h) for h in c["gen_heads"] if h not in (eh, xh)]
+        for s in (2, 4):
+            plan += [("exp", s, k, sch) for k in expert_sets(s, 2) for sch in ("progressive", "static")]
+        for item in plan:
+            if item[0] == "gen":
+                if want(f"gen-{item[1]}H"):
+                    self.student(f"gen-{item[1]}H", teacher, ty, item[1])
+                continue
+            _, s, key, sch = item
+            nm = f"exp-S{s}-{set_name(key)}-{xh}H-{sch}"
+            if want(nm):
                 spec, spec_y = self.spec_teacher(teacher, tok, s, key)
-                for nm, sch in zip(names, sched_order):
-                    if want(nm):
-                        self.student(nm, spec, spec_y, xh, s=s, key=key, schedule=sch)
-            if s == 3 and sched_order == ("static",):
-                for h in c["gen_heads"]:
-                    if h not in (eh, xh) and want(f"gen-{h}H"):
-                        self.student(f"gen-{h}H", teacher, ty, h)
+                self.student(nm, spec, spec_y, xh, s=s, key=key, schedule=sch)
+        if only is None:
+            self.edge_long(teacher, eh)
         log("recipe complete")
 
 

@@ -20,17 +20,22 @@ def main():
     lib = cache_library()
     x, y = test_split(lib)
     rows = []
-    for name, rel in sorted(lib.m["generalists"].items()):
+    models = sorted(lib.m["generalists"].items())
+    if lib.m["edge"]["file"] not in lib.m["generalists"].values():  # the longer-trained edge model
+        models.insert(0, (f"{lib.m['edge']['heads']}H", lib.m["edge"]["file"]))
+    for name, rel in models:
         path = lib.path(rel)
         clf = classifier(path, lib)
         lg = logits_of(clf, x)
         metrics = json.loads((path.parent / "metrics.json").read_text())
         heads = int(name[:-1])
-        rows.append({"model": name, "heads": heads, "width": 64 * heads, "mlp": 256 * heads, "layers": 12,
+        label = name + (" edge" if rel == lib.m["edge"]["file"] else "")
+        rows.append({"model": label, "heads": heads, "width": 64 * heads, "mlp": 256 * heads, "layers": 12,
                      "params": n_params(path), "top1": 100 * topk_acc(lg, y, 1), "top2": 100 * topk_acc(lg, y, 2),
                      "train_images": metrics.get("n_train"), "epochs": metrics.get("epochs"),
                      "train_minutes": round(metrics.get("train_seconds", 0) / 60, 1),
-                     "paper_model": PAPER_ROW.get(name), "paper_top1_top2": PAPER_TABLE2.get(PAPER_ROW.get(name))})
+                     "paper_model": PAPER_ROW.get(name), "paper_top1_top2": PAPER_TABLE2.get(PAPER_ROW.get(name)),
+                     "file": rel})
     try:
         com = committed_library()
         quant = {}
@@ -39,10 +44,10 @@ def main():
             quant[name] = {"file": rel, "top1": 100 * topk_acc(lg, y, 1), "top2": 100 * topk_acc(lg, y, 2)}
     except Exception as e:  # no committed library yet
         quant = {"error": str(e)}
-    print(f"{'model':6} {'width':>5} {'params':>9} {'top1':>7} {'top2':>7} | paper {'':9} top1  top2")
+    print(f"{'model':8} {'width':>5} {'params':>9} {'top1':>7} {'top2':>7} | paper {'':9} top1  top2")
     for r in rows:
         p = r["paper_top1_top2"] or ("", "")
-        print(f"{r['model']:6} {r['width']:5d} {r['params']:9d} {r['top1']:7.2f} {r['top2']:7.2f} | "
+        print(f"{r['model']:8} {r['width']:5d} {r['params']:9d} {r['top1']:7.2f} {r['top2']:7.2f} | "
               f"{r['paper_model'] or '':15} {p[0]}  {p[1]}")
     out = RESULTS / "table2_generalists.json"
     save_json(out, {"rows": rows, "committed_quantised": quant, "n_test": int(len(y)),

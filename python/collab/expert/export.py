@@ -34,9 +34,10 @@ def scan(cache, expert_heads: int = 3, edge_heads: int = 2, k: int = 2) -> dict:
         p = runs / name / "final.npz"
         return str(p.relative_to(cache)) if p.exists() and (runs / name / "metrics.json").exists() else None
 
-    edge = fin(f"gen-{edge_heads}H")
+    # the served edge model: the longer-trained edge-<h>H when it exists, else gen-<h>H
+    edge = fin(f"edge-{edge_heads}H") or fin(f"gen-{edge_heads}H")
     if edge is None:
-        raise InvalidArgument(f"the edge model gen-{edge_heads}H is not trained yet in {runs}")
+        raise InvalidArgument(f"no edge model (edge-{edge_heads}H or gen-{edge_heads}H) trained yet in {runs}")
     m = {"image_size": cfg["size"], "grid": grid, "num_classes": 10, "k": k,
          "edge": {"file": edge, "heads": edge_heads}, "libraries": {}, "generalists": {}}
     for h in GEN_HEADS:

@@ -132,3 +132,27 @@ def test_dynamic_batching_groups_concurrent_requests(rng):
     assert st["batches"] < 5 and st["max_batch_seen"] > 2  # at least two requests shared a batch
     assert max(int(o[1]["batch"]) for o in out) <= 8
     task.close()
+
+
+def test_fuzzed_requests_only_get_clear_errors(rng):
+    """Random payloads and meta: every request either succeeds or gets INVALID_ARGUMENT."""
+    task, _ = tiny_library(max_request_images=8)
+    client = InprocClient([task])
+    choices = ["", "0", "1,2", "2,1", "0,0", "-1", "a", "0,1,2", "9", " 1", "1,", "0x1", "3"]
+    shapes = ["", "1,28,28", "2,28,28", "0,28,28", "-1,28,28", "1,28", "9,28,28", "1,28,28,1", "x", "1e3,28,28"]
+    ok = 0
+    for _ in range(300):
+        meta = {"experts": str(rng.choice(choices)), "shape": str(rng.choice(shapes))}
+        if rng.random() < 0.1:
+            meta["op"] = str(rng.choice(["classify", "stats", "", "drop"]))
+        n = int(rng.choice([0, 1, 783, 784, 1568, 1569, 7056]))
+        payload = rng.integers(0, 256, n, dtype=np.uint8).tobytes()
+        try:
+            client.infer("expert", payload, meta)
+            ok += 1
+        except InvalidRequest:
+            pass
+    assert ok > 0
+    imgs = rng.integers(0, 256, (1, 28, 28), dtype=np.uint8)
+    ask(client, (1, 2), imgs)  # still serving
+    task.close()

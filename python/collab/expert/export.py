@@ -48,9 +48,11 @@ def scan(cache, expert_heads: int = 3, edge_heads: int = 2, k: int = 2) -> dict:
     for s in sorted(PARTITIONS):
         for sched, suffix in (("progressive", ""), ("static", "-static")):
             files = {key_str(key): fin(f"exp-S{s}-{set_name(key)}-{expert_heads}H-{sched}") for key in expert_sets(s, k)}
-            if all(files.values()):
-                m["libraries"][f"{s}{suffix}"] = {"partition_of": list(partition_of(s)), "experts": files,
-                                                  "heads": expert_heads, "schedule": sched}
+            have = {key: f for key, f in files.items() if f}
+            if have:  # a partial library still serves the sets it has (others: unknown set)
+                m["libraries"][f"{s}{suffix}"] = {"partition_of": list(partition_of(s)), "experts": have,
+                                                  "heads": expert_heads, "schedule": sched,
+                                                  "complete": len(have) == len(files)}
     for name, f in m["generalists"].items():
         m["libraries"][f"gen-{name}"] = {"partition_of": list(partition_of(3)), "experts":
                                          {key_str(key): f for key in expert_sets(3, k)}, "generalist": True}
@@ -94,6 +96,8 @@ def export_committed(cache, out_dir, *, libraries=("3",), generalists=("3H", "4H
         if name not in m["libraries"]:
             raise InvalidArgument(f"library {name!r} is not trained yet; have {sorted(m['libraries'])}")
         lib = m["libraries"][name]
+        if not lib["complete"]:
+            raise InvalidArgument(f"library {name!r} misses experts; train them first")
         files = {k: put(v, f"experts/S{name}-{set_name(k.split(','))}.npz", mode) for k, v in lib["experts"].items()}
         new["libraries"][name] = {**lib, "experts": files}
     (out / MANIFEST).write_text(json.dumps(new, indent=1))

@@ -23,6 +23,7 @@ def add_arguments(p: argparse.ArgumentParser, name: str = "expert") -> None:
     e.add_argument("--cache", default=None, help="recipe cache (default $COLLAB_CACHE_DIR/expert)")
     e.add_argument("--out", default="models/expert")
     e.add_argument("--library", action="append", default=None, help="libraries to copy (default: 3)")
+    e.add_argument("--cache-only", action="store_true", help="only rewrite the cache's manifest")
     for q in (sub.add_parser("classify", help="classify Fashion-MNIST test images: edge + server experts"),
               sub.add_parser("plan", help="profile T_E, T_N, T_comm and choose tau for a target")):
         q.add_argument("--library-dir", default=None, help="model directory with manifest.json (default models/expert)")
@@ -135,6 +136,8 @@ def run(args) -> int:
             import pathlib
             cache = pathlib.Path(args.cache) if args.cache else cache_dir()
             print(f"wrote {write_cache_manifest(cache)}")
+            if args.cache_only:
+                return 0
             m = export_committed(cache, args.out, libraries=tuple(args.library or ["3"]))
             print(json.dumps(m, indent=1))
             return 0

@@ -13,7 +13,7 @@ from collab.bench_io import pyplot, save_json, save_png
 from common import PAPER_TABLE2, RESULTS, cache_library, classifier, committed_library, logits_of, n_params, \
     test_split, topk_acc
 
-PAPER_ROW = {"2H": "DeiT-3H", "3H": "DeiT-4H", "4H": "DeiT-6H", "6H": "DeiT-Base"}
+PAPER_ROW = {"2H": "DeiT-3H", "3H": "DeiT-4H", "3H-base": "DeiT-4H", "4H": "DeiT-6H", "6H": "DeiT-Base"}
 
 
 def main():
@@ -28,7 +28,7 @@ def main():
         clf = classifier(path, lib)
         lg = logits_of(clf, x)
         metrics = json.loads((path.parent / "metrics.json").read_text())
-        heads = int(name[:-1])
+        heads = int(name.split("H")[0])
         label = name + (" edge" if rel == lib.m["edge"]["file"] else "")
         rows.append({"model": label, "heads": heads, "width": 64 * heads, "mlp": 256 * heads, "layers": 12,
                      "params": n_params(path), "top1": 100 * topk_acc(lg, y, 1), "top2": 100 * topk_acc(lg, y, 2),

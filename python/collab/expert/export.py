@@ -43,6 +43,8 @@ def scan(cache, expert_heads: int = 3, edge_heads: int = 2, k: int = 2) -> dict:
     for h in GEN_HEADS:
         if fin(f"gen-{h}H"):
             m["generalists"][f"{h}H"] = fin(f"gen-{h}H")
+    if fin(f"base-{expert_heads}H"):  # the experts' common start, before the same-budget fine-tune
+        m["generalists"][f"{expert_heads}H-base"] = fin(f"base-{expert_heads}H")
     if fin("teacher"):
         m["generalists"]["6H"] = fin("teacher")
     for s in sorted(PARTITIONS):

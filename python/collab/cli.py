@@ -18,6 +18,7 @@ SUBCOMMANDS = {
     # transport (issue 3 part A)
     "serve": ("collab.transport.serve_cli", "serve tasks over gRPC (collab.v1.Collab)"),
     "split-gguf": ("collab.llm.cli_split", "split a GGUF LLM into head/tail parts (issue 4)"),
+    "fleet": ("collab.fleet.cli", "replicas behind a consistent-hash gRPC proxy: fleet up / down / status"),
     "llm": ("collab.llm.cli", "split LLM inference on llama.cpp: demo, serve, bench, quality (issue 4)"),
 }
 

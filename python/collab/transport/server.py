@@ -127,6 +127,9 @@ class Server:
         self._stats = {"served": 0, "rejected": 0, "invalid": 0, "internal": 0, "unauthenticated": 0,
                        "sessions_opened": 0, "sessions_closed": 0}
         self._stopped = threading.Event()
+        # -- fleet hooks: grpc.health.v1, Prometheus metrics, drain, routing headers (replica.py)
+        from .replica import ReplicaHooks
+        self.replica = ReplicaHooks(self)
 
     # ---- lifecycle ---------------------------------------------------------------------
     @property
@@ -164,6 +167,7 @@ class Server:
                 ("grpc.so_reuseport", 0)] + self._grpc_options
         self._server = aio.server(options=opts)
         self._server.add_generic_rpc_handlers((self._generic_handler(),))
+        await self.replica.on_start(self._server)  # fleet hook: standard health service
         bind = f"{self.host if ':' not in self.host else '[' + self.host + ']'}:{self._port_req}"
         if self._tls:
             port = self._server.add_secure_port(bind, grpc.ssl_server_credentials([self._tls]))
@@ -172,6 +176,7 @@ class Server:
         if port == 0:
             raise OSError(f"cannot bind {bind}")
         self.port = port
+        self.replica.on_bound(port)  # fleet hook: replica id
         await self._server.start()
 
     def stop(self, grace: Optional[float] = 1.0) -> None:
@@ -200,6 +205,11 @@ class Server:
         self._thread = self._loop = None
         self._stopped.set()
 
+    def drain(self, timeout: float = 30.0, notice_s: float = 0.0) -> float:
+        """Fleet hook: readiness false, refuse new work, finish in-flight up to timeout, stop."""
+        from .drain import drain
+        return drain(self, timeout, notice_s)
+
     def wait(self, timeout: Optional[float] = None) -> bool:
         """Block until stop() (from another thread or a signal handler). True if stopped."""
         return self._stopped.wait(timeout)
@@ -223,9 +233,9 @@ class Server:
     def _generic_handler(self):
         return grpc.method_handlers_generic_handler(w.SERVICE, {
             "Infer": grpc.unary_unary_rpc_method_handler(
-                self._infer, request_deserializer=w.parse_frame, response_serializer=w.serialize),
+                self.replica.wrap("Infer", self._infer), request_deserializer=w.parse_frame, response_serializer=w.serialize),
             "Session": grpc.stream_stream_rpc_method_handler(
-                self._session, request_deserializer=w.parse_frame, response_serializer=w.serialize),
+                self.replica.wrap("Session", self._session), request_deserializer=w.parse_frame, response_serializer=w.serialize),
             "Health": grpc.unary_unary_rpc_method_handler(
                 self._health, request_deserializer=w.parse_health, response_serializer=w.serialize),
         })
@@ -310,13 +320,15 @@ class Server:
     async def _health(self, req, context):
         s = self.stats()
         from .. import __version__
-        return w.HealthReply(status="SERVING", version=__version__, tasks=self.tasks, workers=self.workers,
+        await context.send_initial_metadata(((self.replica.REPLICA_HEADER, self.replica.replica_id),))  # fleet hook
+        return w.HealthReply(status="NOT_SERVING" if self.replica.draining else "SERVING", version=__version__, tasks=self.tasks, workers=self.workers,
                              running=s["running"], queued=s["queued"], sessions=s["sessions"],
                              served=s["served"], rejected=s["rejected"])
 
     async def _infer(self, req, context):
         t0 = time.perf_counter()
         await self._check_auth(context)
+        await self.replica.admit(context)  # fleet hook: tag the replica; refuse while draining
         if req is None:
             self._count("invalid")
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "request is not a valid collab.v1.Frame")
@@ -370,6 +382,7 @@ class Server:
 
     async def _session(self, _request_iterator, context):
         await self._check_auth(context)
+        await self.replica.admit(context)  # fleet hook: tag the replica; refuse while draining
         if self._sessions >= self.max_sessions:
             self._count("rejected")
             await context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED,
@@ -386,7 +399,7 @@ class Server:
                 raise _Reject(grpc.StatusCode.INVALID_ARGUMENT, "message is not a valid collab.v1.Frame")
             if first.kind != OPEN_KIND:
                 raise _Reject(grpc.StatusCode.FAILED_PRECONDITION,
-                              f"a session starts with a {OPEN_KIND!r} frame, got kind {first.kind!r}")
+                              self.replica.session_unknown(context, first.kind))  # fleet hook
             task = first.task
             handler = self._handler(task)
             meta = w.frame_meta(first)
@@ -396,6 +409,7 @@ class Server:
                 raise _Reject(grpc.StatusCode.INTERNAL,
                               f"task {task!r}: open_session() returned {type(bad).__name__}, not a TaskSession")
             self._count("sessions_opened")
+            self.replica.session_opened(context, task)  # fleet hook
             ack = w.Frame(kind=OPENED_KIND, request_id=first.request_id, seq=first.seq)
             ack.timings.queue_s, ack.timings.compute_s = queue_s, run_s
             ack.timings.server_s = time.perf_counter() - t_open
@@ -438,6 +452,8 @@ class Server:
                     t.server_s = time.perf_counter() - t0
                     await context.write(out)
                 self._count("served")
+                self.replica.message(task, time.perf_counter() - t0, len(req.payload),  # fleet hook
+                                     sum(len(r[1]) for r in replies))
                 log.info("session msg task=%s seq=%d kind=%s in=%dB replies=%d queue=%.2fms run=%.2fms", task,
                          req.seq, req.kind, len(req.payload), len(replies), 1e3 * queue_s, 1e3 * run_s)
         except _Reject as r:

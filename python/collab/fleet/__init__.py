@@ -5,6 +5,6 @@
 
 See collab.fleet.fleet for the state directory, deploy/ for nginx, Envoy and Kubernetes.
 """
-from .fleet import Fleet, default_state_dir, probe_proxy
+from .fleet import Fleet, default_state_dir, probe_proxy, start_proxy
 
-__all__ = ["Fleet", "default_state_dir", "probe_proxy"]
+__all__ = ["Fleet", "default_state_dir", "probe_proxy", "start_proxy"]

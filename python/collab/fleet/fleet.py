@@ -15,6 +15,7 @@ import json
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -84,6 +85,26 @@ def probe_proxy(target: str, want: set, timeout: float = 30.0) -> set:
     if not seen >= want:
         raise TimeoutError(f"through the proxy only {sorted(seen)} of {sorted(want)} answered within {timeout}s")
     return seen
+
+
+def start_proxy(state_dir: Path, port: int, replicas) -> subprocess.Popen:
+    """nginx on 127.0.0.1:port in front of `replicas` ('host:port' list; e.g. in-process servers)."""
+    state_dir = Path(state_dir)
+    conf = nginx.write(state_dir, f"127.0.0.1:{port}", replicas)
+    nginx.check(conf)
+    p = nginx.start(conf, state_dir / "nginx.log")
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:  # listening?
+        if p.poll() is not None:
+            raise RuntimeError(f"nginx exited ({p.returncode}): {_tail(state_dir / 'nginx-error.log')}"
+                               f"{_tail(state_dir / 'nginx.log')}")
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
+            return p
+        except OSError:
+            time.sleep(0.05)
+    p.kill()
+    raise TimeoutError(f"nginx did not listen on 127.0.0.1:{port}")
 
 
 class Fleet:
@@ -175,15 +196,9 @@ class Fleet:
         self._save()
 
     def _start_proxy(self, port):
-        conf = nginx.write(self.state_dir, f"127.0.0.1:{port}", [f"127.0.0.1:{r['port']}" for r in self.replicas])
-        nginx.check(conf)
-        p = nginx.start(conf, self.state_dir / "nginx.log")
-        self.info["proxy"] = {"pid": p.pid, "conf": conf.name}
+        p = start_proxy(self.state_dir, port, [f"127.0.0.1:{r['port']}" for r in self.replicas])
+        self.info["proxy"] = {"pid": p.pid, "conf": "nginx.conf"}
         self._save()
-        time.sleep(0.2)
-        if p.poll() is not None:
-            raise RuntimeError(f"nginx exited ({p.returncode}): {_tail(self.state_dir / 'nginx-error.log')}"
-                               f"{_tail(self.state_dir / 'nginx.log')}")
 
     def wait_healthy(self, timeout: float = 60.0) -> None:
         """Every replica SERVING on grpc.health.v1 directly, and reachable through the proxy."""

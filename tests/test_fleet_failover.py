@@ -1,0 +1,145 @@
+"""LLM session failover: two in-process replicas behind nginx; the replica holding a session is
+stopped mid-generation; the device recovers (kv-handoff resends KV state + rows, roundtrip
+restarts the prefill) and the caller gets the same tokens, not an error."""
+from __future__ import annotations
+
+import shutil
+import socket
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("grpc_health.v1")
+from _llm_common import require_llama, tiny_model, tiny_split  # noqa: E402
+
+from collab.transport.errors import TransportError  # noqa: E402
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class StopReplicaAfter:
+    """Client wrapper: stops the replica serving the first session after its n-th reply."""
+
+    def __init__(self, client, servers, n):
+        self.client, self.servers, self.n, self.fired = client, servers, n, None
+
+    def session(self, task, meta=None, **kw):
+        s = self.client.session(task, meta, **kw)
+        if self.fired is not None:
+            return s
+        outer, seen = self, [0]
+        recv = s.recv
+
+        def recv_then_stop(timeout=None):
+            r = recv(timeout)
+            seen[0] += 1
+            if seen[0] == outer.n and outer.fired is None:
+                outer.fired = s.replica
+                outer.servers[s.replica].stop(grace=0)
+            return r
+        s.recv = recv_then_stop
+        return s
+
+
+@pytest.fixture(scope="module")
+def replicas(tmp_path_factory):
+    require_llama()
+    if shutil.which("nginx") is None and not Path("/usr/sbin/nginx").exists():
+        pytest.skip("nginx is not installed (apt-get install nginx-light)")
+    from collab.fleet import start_proxy
+    from collab.llm.device import Device
+    from collab.llm.server import LlmTask
+    from collab.transport import Server
+
+    head, tail = tiny_split(4, 2)
+    dev = Device(head=head, full=tiny_model(4), n_ctx=256)
+    made = []
+
+    def make():
+        srv = Server([LlmTask(head=head, tail=tail, n_ctx=256, n_threads=1)], port=0, workers=1).start()
+        made.append(srv)
+        return srv
+    port = free_port()
+    state = tmp_path_factory.mktemp("proxy")
+    proxy = None
+
+    def up():
+        nonlocal proxy
+        if proxy is not None:
+            proxy.terminate()
+            proxy.wait(10)
+        servers = {s.replica.replica_id: s for s in (make(), make())}
+        proxy = start_proxy(state, port, [s.address for s in servers.values()])
+        return servers
+    yield dev, up, f"127.0.0.1:{port}"
+    if proxy is not None:
+        proxy.terminate()
+        proxy.wait(10)
+    for s in made:
+        s.stop(grace=0)
+
+
+@pytest.mark.parametrize("mode,after", [("kv-handoff", 1), ("roundtrip", 3), ("server-only", 1)])
+def test_session_survives_its_replica(replicas, mode, after):
+    from collab.llm.failover import FailoverClient
+    from collab.transport import Client
+    from collab.transport.retry import retry_options
+
+    dev, up, target = replicas
+    prompt = "the cat sat on the mat"
+    ref = dev.generate(prompt, mode="device-only", max_tokens=10, chat=False)
+    assert ref.n_generated > after, "the tiny model stopped too early to cut the session mid-way"
+    servers = up()
+    raw = Client(target, options=retry_options())
+    killer = StopReplicaAfter(raw, servers, after)
+    fc = FailoverClient(killer)
+    try:
+        g = dev.generate(prompt, mode=mode, client=fc, max_tokens=10, chat=False)
+    finally:
+        raw.close()
+    assert killer.fired in servers
+    assert fc.failovers == 1
+    assert g.tokens == ref.tokens and g.text == ref.text
+
+
+def test_session_lost_classification():
+    from collab.llm.failover import session_lost
+
+    assert session_lost(TransportError("UNAVAILABLE", "connection refused"))
+    assert session_lost(TransportError("INTERNAL", "Stream removed (RST_STREAM (Received RST_STREAM with error code 2))"))
+    assert session_lost(TransportError("FAILED_PRECONDITION", "session unknown: replica r1 holds no open session 'k'"))
+    assert session_lost(EOFError("the server ended the session"))
+    assert not session_lost(TransportError("INTERNAL", "task failed: ValueError: x"))
+    assert not session_lost(TransportError("INVALID_ARGUMENT", "bad rows"))
+    assert not session_lost(TransportError("FAILED_PRECONDITION", "something else"))
+    assert not session_lost(ValueError("x"))
+
+
+def test_gives_up_after_max_failovers(replicas):
+    """Every replica gone: the caller gets the error after the bounded failovers, no hang."""
+    from collab.llm.failover import FailoverClient
+    from collab.transport import Client
+    from collab.transport.retry import retry_options
+
+    dev, up, target = replicas
+    servers = up()
+    raw = Client(target, options=retry_options(max_attempts=2, max_backoff_s=0.2))
+
+    class StopAll(StopReplicaAfter):
+        def session(self, task, meta=None, **kw):
+            s = super().session(task, meta, **kw)
+            for srv in self.servers.values():
+                if self.fired is not None:
+                    srv.stop(grace=0)
+            return s
+    fc = FailoverClient(StopAll(raw, servers, 1), max_failovers=2, backoff_s=0.01)
+    try:
+        with pytest.raises(TransportError):
+            dev.generate("the cat sat on the mat", mode="kv-handoff", client=fc, max_tokens=10, chat=False)
+    finally:
+        raw.close()
+    assert fc.failovers == 2

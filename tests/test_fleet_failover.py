@@ -143,3 +143,83 @@ def test_gives_up_after_max_failovers(replicas):
     finally:
         raw.close()
     assert fc.failovers == 2
+
+
+class _FlakyLink:
+    """In-process client whose first `fail_opens` session opens fail with UNAVAILABLE and whose
+    sessions (when `cut_after` is set) lose their stream after that many replies."""
+
+    def __init__(self, link, fail_opens=0, cut_after=None, cut_code="UNAVAILABLE", cut_details="gone"):
+        self.link, self.fail_opens, self.cut_after = link, fail_opens, cut_after
+        self.cut_code, self.cut_details, self.opens = cut_code, cut_details, 0
+
+    def session(self, task, meta=None, session_key=None, timeout=None):
+        self.opens += 1
+        if self.opens <= self.fail_opens:
+            raise TransportError("CANCELLED", "replica died while opening")
+        s = self.link.session(task, meta)
+        if self.cut_after is None or self.opens > self.fail_opens + 1:
+            return s
+        n, recv, outer = [0], s.recv, self
+
+        def recv_cut(timeout=None):
+            if n[0] >= outer.cut_after:
+                raise TransportError(outer.cut_code, outer.cut_details)
+            n[0] += 1
+            return recv(timeout)
+        s.recv = recv_cut
+        return s
+
+
+@pytest.fixture(scope="module")
+def link_setup():
+    require_llama()
+    from collab.llm.device import Device
+    from collab.llm.link import LinkClient
+    from collab.llm.server import LlmTask
+
+    head, tail = tiny_split(4, 2)
+    dev = Device(head=head, full=tiny_model(4), n_ctx=256)
+    return dev, LinkClient([LlmTask(head=head, tail=tail, n_ctx=256, n_threads=1)])
+
+
+def test_open_that_fails_is_retried(link_setup):
+    from collab.llm.failover import FailoverClient
+
+    dev, link = link_setup
+    ref = dev.generate("hello world", mode="device-only", max_tokens=6, chat=False)
+    fc = FailoverClient(_FlakyLink(link, fail_opens=1), backoff_s=0.0)
+    g = dev.generate("hello world", mode="kv-handoff", client=fc, max_tokens=6, chat=False)
+    assert g.tokens == ref.tokens and fc.failovers == 1
+
+
+def test_session_unknown_status_is_recovered(link_setup):
+    from collab.llm.failover import FailoverClient
+
+    dev, link = link_setup
+    ref = dev.generate("hello world", mode="device-only", max_tokens=6, chat=False)
+    assert ref.n_generated > 2
+    flaky = _FlakyLink(link, cut_after=2, cut_code="FAILED_PRECONDITION",
+                       cut_details="session unknown: replica r1 holds no open session 'k'")
+    fc = FailoverClient(flaky, backoff_s=0.0)
+    g = dev.generate("hello world", mode="roundtrip", client=fc, max_tokens=6, chat=False)
+    assert g.tokens == ref.tokens and fc.failovers == 1 and flaky.opens == 2
+
+
+def test_task_error_is_not_replayed(link_setup):
+    from collab.llm.failover import FailoverClient
+
+    dev, link = link_setup
+    fc = FailoverClient(_FlakyLink(link, cut_after=1, cut_code="INVALID_ARGUMENT", cut_details="bad rows"))
+    with pytest.raises(TransportError, match="bad rows"):
+        dev.generate("hello world", mode="roundtrip", client=fc, max_tokens=6, chat=False)
+    assert fc.failovers == 0
+
+
+def test_replay_log_is_bounded(link_setup):
+    from collab.llm.failover import FailoverClient
+
+    dev, link = link_setup
+    fc = FailoverClient(_FlakyLink(link), max_replay_bytes=16)
+    with pytest.raises(TransportError, match="too much to keep"):
+        dev.generate("hello world", mode="kv-handoff", client=fc, max_tokens=6, chat=False)

@@ -93,7 +93,7 @@ class ReplaySession:
 
     @property
     def replica(self) -> str:
-        return self.replicas[-1]
+        return self.replicas[-1] if self.replicas else ""
 
     def _recover(self, err: BaseException):
         while True:

@@ -38,7 +38,6 @@ def session_key(context) -> str:
 
 
 class ReplicaHooks:
-    REPLICA_HEADER = REPLICA_HEADER
     def __init__(self, server):
         self.server = server
         self.metrics = ServerMetrics(server.stats)
@@ -66,11 +65,22 @@ class ReplicaHooks:
 
     # -- per RPC -------------------------------------------------------------------------------
     async def admit(self, context) -> None:
-        """Tag the reply with this replica; refuse new work while draining."""
-        tag = ((REPLICA_HEADER, self.replica_id),)
-        if self.draining:  # trailers-only answer: the gRPC retry policy may still retry it
-            await context.abort(grpc.StatusCode.UNAVAILABLE, DRAINING_DETAIL, trailing_metadata=tag)
-        await context.send_initial_metadata(tag)
+        """Refuse new work while draining (a trailers-only answer: the gRPC retry policy may
+        still retry it)."""
+        if self.draining:
+            await context.abort(grpc.StatusCode.UNAVAILABLE, DRAINING_DETAIL,
+                                trailing_metadata=((REPLICA_HEADER, self.replica_id),))
+
+    async def tag(self, context) -> None:
+        """Send x-collab-replica with the response headers. Called only when the answer is
+        ready (Infer) or the session is accepted (Session): headers commit a call, so a replica
+        killed before this point leaves the call retryable (the proxy answers 502 ->
+        UNAVAILABLE) instead of cutting a committed stream (INTERNAL)."""
+        await context.send_initial_metadata(((REPLICA_HEADER, self.replica_id),))
+
+    async def health_status(self, context) -> str:
+        await self.tag(context)
+        return "NOT_SERVING" if self.draining else "SERVING"
 
     def session_unknown(self, context, got_kind: str) -> str:
         key = session_key(context) or "(no x-collab-session header)"
@@ -98,6 +108,7 @@ class ReplicaHooks:
             resp = None
             try:
                 resp = await fn(req, context)
+                await self.tag(context)
                 return resp
             finally:
                 code = context.code() if resp is None else None

@@ -231,11 +231,12 @@ class Server:
 
     # ---- gRPC plumbing -------------------------------------------------------------------
     def _generic_handler(self):
+        infer, session = self.replica.wrap("Infer", self._infer), self.replica.wrap("Session", self._session)  # fleet
         return grpc.method_handlers_generic_handler(w.SERVICE, {
             "Infer": grpc.unary_unary_rpc_method_handler(
-                self.replica.wrap("Infer", self._infer), request_deserializer=w.parse_frame, response_serializer=w.serialize),
+                infer, request_deserializer=w.parse_frame, response_serializer=w.serialize),
             "Session": grpc.stream_stream_rpc_method_handler(
-                self.replica.wrap("Session", self._session), request_deserializer=w.parse_frame, response_serializer=w.serialize),
+                session, request_deserializer=w.parse_frame, response_serializer=w.serialize),
             "Health": grpc.unary_unary_rpc_method_handler(
                 self._health, request_deserializer=w.parse_health, response_serializer=w.serialize),
         })
@@ -320,15 +321,15 @@ class Server:
     async def _health(self, req, context):
         s = self.stats()
         from .. import __version__
-        await context.send_initial_metadata(((self.replica.REPLICA_HEADER, self.replica.replica_id),))  # fleet hook
-        return w.HealthReply(status="NOT_SERVING" if self.replica.draining else "SERVING", version=__version__, tasks=self.tasks, workers=self.workers,
+        status = await self.replica.health_status(context)  # fleet hook: tag the replica; NOT_SERVING if draining
+        return w.HealthReply(status=status, version=__version__, tasks=self.tasks, workers=self.workers,
                              running=s["running"], queued=s["queued"], sessions=s["sessions"],
                              served=s["served"], rejected=s["rejected"])
 
     async def _infer(self, req, context):
         t0 = time.perf_counter()
         await self._check_auth(context)
-        await self.replica.admit(context)  # fleet hook: tag the replica; refuse while draining
+        await self.replica.admit(context)  # fleet hook: refuse while draining
         if req is None:
             self._count("invalid")
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "request is not a valid collab.v1.Frame")
@@ -382,7 +383,7 @@ class Server:
 
     async def _session(self, _request_iterator, context):
         await self._check_auth(context)
-        await self.replica.admit(context)  # fleet hook: tag the replica; refuse while draining
+        await self.replica.admit(context)  # fleet hook: refuse while draining
         if self._sessions >= self.max_sessions:
             self._count("rejected")
             await context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED,
@@ -413,6 +414,7 @@ class Server:
             ack = w.Frame(kind=OPENED_KIND, request_id=first.request_id, seq=first.seq)
             ack.timings.queue_s, ack.timings.compute_s = queue_s, run_s
             ack.timings.server_s = time.perf_counter() - t_open
+            await self.replica.tag(context)  # fleet hook: x-collab-replica with the headers
             await context.write(ack)
             log.info("session open task=%s rid=%s", task, first.request_id or "-")
             n = 0

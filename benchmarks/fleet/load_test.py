@@ -190,17 +190,23 @@ def run_cell(target, fleet, n_clients, seconds, head, llm_share, frame, chaos_pl
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--replicas", type=int, nargs="+", default=[1, 2, 4])
+    ap.add_argument("--replicas", type=int, nargs="*", default=[1, 2, 4], help="fleet sizes of the grid")
     ap.add_argument("--clients", type=int, nargs="+", default=[1, 4, 16, 64])
     ap.add_argument("--seconds", type=float, default=4.0, help="per cell")
     ap.add_argument("--warmup", type=float, default=1.0, help="per cell, left out of throughput and latency")
     ap.add_argument("--chaos-seconds", type=float, default=8.0)
-    ap.add_argument("--chaos-clients", type=int, nargs="+", default=[16, 64])
+    ap.add_argument("--chaos-clients", type=int, nargs="*", default=[16, 64])
+    ap.add_argument("--chaos-repeat", type=int, default=1, help="chaos runs per K, each on a fresh fleet")
     ap.add_argument("--llm-share", type=float, default=0.3, help="fraction of operations that are LLM sessions")
     ap.add_argument("--no-direct", dest="direct", action="store_false",
                     help="skip the baseline: one server, clients connected to it without the proxy")
     ap.add_argument("--out", default=str(RESULTS / "fleet_load.json"))
+    ap.add_argument("--plot-only", action="store_true", help="redraw the PNG of --out from its JSON")
     args = ap.parse_args()
+    if args.plot_only:
+        import json
+        plot(json.loads(Path(args.out).read_text()), args.out)
+        return 0
     ncpu = os.cpu_count() or 1
     tmp = tempfile.TemporaryDirectory(prefix="collab-fleet-load-")
     model = write_tiny_gguf(Path(tmp.name) / "tiny.gguf", n_layer=4, seed=0)
@@ -242,18 +248,19 @@ def main():
                           f"p99 {c['codec']['p99_ms']:.1f} ms  llm p50 {c['llm']['p50_ms']:.0f} p99 "
                           f"{c['llm']['p99_ms']:.0f} ms  lost {c['lost']} wrong {c['wrong_replica']}", flush=True)
             if n == 4:
-                for k in args.chaos_clients:
-                    if k != args.chaos_clients[0]:  # fresh fleet: the last one lost two replicas
+                runs = [(r, k) for r in range(args.chaos_repeat) for k in args.chaos_clients]
+                for i, (r, k) in enumerate(runs):
+                    if i:  # fresh fleet: the last one lost two replicas
                         fleet.down(timeout=10)
                         pin({1} if ncpu >= 2 else {0})
-                        fleet = Fleet(Path(tmp.name) / f"fleet-{n}-{k}")
+                        fleet = Fleet(Path(tmp.name) / f"fleet-{n}-{i}")
                         fleet.up(n, free_port(), tasks, task_args, workers=1, drain_timeout=5.0,
                                  serve_args=["--max-queue", "256", "--max-sessions", "256"], timeout=180)
                         pin({0})
                     c = run_cell(fleet.target, fleet, k, args.chaos_seconds, head, args.llm_share, frame,
                                  chaos_plan=[(0.3, "r1", signal.SIGKILL), (0.55, "r2", signal.SIGTERM)],
                                  warmup=args.warmup)
-                    c["replicas"] = n
+                    c["replicas"], c["repeat"] = n, r
                     result["chaos"].append(c)
                     print(f"  CHAOS R=4 K={k}: {c['throughput_rps']:.1f} req/s lost {c['lost']} wrong "
                           f"{c['wrong_replica']} moved {c['keys_moved_after_failure']} llm failovers "
@@ -271,14 +278,16 @@ def plot(result, out):
     plt = pyplot()
     if plt is None:
         return
+    if not result["cells"]:
+        return plot_chaos(plt, result["chaos"], out)
     fig, axes = plt.subplots(1, 3, figsize=(14, 4))
     for n in sorted({c["replicas"] for c in result["cells"]}) + (["1-direct"] if result["direct"] else []):
         cs = [c for c in result["cells"] + result["direct"] if c["replicas"] == n]
         ks = [c["clients"] for c in cs]
-        name = "1 server, no proxy" if n == "1-direct" else f"{n} replicas + nginx"
+        name = "1 server, no proxy" if n == "1-direct" else f"{n} replica{'s' if n > 1 else ''} + nginx"
         axes[0].plot(ks, [c["throughput_rps"] for c in cs], "o-", label=name)
-        axes[1].plot(ks, [c["codec"]["p99_ms"] for c in cs], "o-", label=f"p99, {name}")
-        axes[1].plot(ks, [c["codec"]["p50_ms"] for c in cs], "x--", label=f"p50, {name}")
+        (line,) = axes[1].plot(ks, [c["codec"]["p99_ms"] for c in cs], "o-", label=f"p99, {name}")
+        axes[1].plot(ks, [c["codec"]["p50_ms"] for c in cs], "x--", color=line.get_color(), label=f"p50, {name}")
         axes[2].plot(ks, [c["llm"]["p99_ms"] for c in cs], "o-", label=f"p99, {name}")
     for ax, t in zip(axes, ("throughput (ok requests/s)", "codec latency (ms)", "LLM session latency (ms)")):
         ax.set_xscale("log", base=2)
@@ -289,9 +298,26 @@ def plot(result, out):
     axes[2].set_yscale("log")
     ch = result["chaos"]
     if ch:
-        txt = "; ".join(f"chaos K={c['clients']}: lost {c['lost']}, wrong {c['wrong_replica']}, "
-                        f"LLM failovers {c['llm_failovers']}" for c in ch)
+        txt = f"{len(ch)} chaos runs (K={sorted({c['clients'] for c in ch})}, SIGKILL + drain): lost " \
+              f"{sum(c['lost'] for c in ch)}, wrong replica {sum(c['wrong_replica'] for c in ch)}, " \
+              f"LLM failovers {sum(c['llm_failovers'] for c in ch)}"
         fig.suptitle(f"fleet behind nginx on {result['machine']['cpus']} CPUs - {txt}", fontsize=9)
+    save_png(fig, out)
+
+
+def plot_chaos(plt, runs, out):
+    """One group of bars per chaos run: what happened to the calls while r1 died and r2 drained."""
+    fig, ax = plt.subplots(figsize=(9, 4))
+    keys = [("requests_incl_warmup", "calls"), ("keys_moved_after_failure", "keys moved"),
+            ("llm_failovers", "LLM sessions recovered"), ("lost", "lost"), ("wrong_replica", "wrong replica")]
+    x = np.arange(len(runs))
+    for j, (k, label) in enumerate(keys):
+        vals = [c[k] for c in runs]
+        ax.bar(x + (j - 2) * 0.16, vals, 0.16, label=label)
+    ax.set_xticks(x, [f"K={c['clients']} #{c.get('repeat', 0) + 1}" for c in runs])
+    ax.set_yscale("symlog")
+    ax.set_title("4 replicas behind nginx; r1 SIGKILLed at 30%, r2 drained at 55% of each run")
+    ax.legend(fontsize=8)
     save_png(fig, out)
 
 

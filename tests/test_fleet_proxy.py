@@ -70,6 +70,9 @@ def test_sticky_then_kill_and_drain(fleet):
             assert out == b"y"
         last = ({"r0", "r1", "r2"} - {victim, drained}).pop()
         assert {_owner(c, k) for k in keys} == {last}
+    deadline = time.monotonic() + 15  # the drained replica exits once its drain is over
+    while {w for w, _ in fleet.running()} != {"proxy", last} and time.monotonic() < deadline:
+        time.sleep(0.1)
     assert {w for w, _ in fleet.running()} == {"proxy", last}
 
 
@@ -79,7 +82,8 @@ def test_cli_up_status_down(tmp_path):
     env = dict(os.environ)
     cmd = [sys.executable, "-m", "collab.cli", "fleet"]
     r = subprocess.run(cmd + ["up", "--replicas", "2", "--port", str(port), "--task", "echo", "--workers", "1",
-                              "--state-dir", str(state)], capture_output=True, text=True, timeout=120, env=env)
+                              "--state-dir", str(state), "--serve-arg=--max-queue=8"], capture_output=True, text=True,
+                       timeout=120, env=env)
     try:
         assert r.returncode == 0, r.stderr
         assert "2 replicas healthy" in r.stdout
@@ -93,6 +97,7 @@ def test_cli_up_status_down(tmp_path):
         assert again.returncode == 1 and "already running" in again.stderr
         pids = [p for _, p in Fleet(state).running()]
         assert len(pids) == 3
+        assert all("--max-queue=8" in r["cmd"] for r in Fleet(state).replicas)
     finally:
         d = subprocess.run(cmd + ["down", "--port", str(port), "--state-dir", str(state)], capture_output=True,
                            text=True, timeout=60)

@@ -160,3 +160,45 @@ def test_retry_service_config():
 def test_drain_rejects_bad_timeout(server):
     with pytest.raises(ValueError):
         server.drain(timeout=-1)
+
+
+def test_serve_cli_metrics_port_and_sigterm_drain(tmp_path):
+    """`collab serve --metrics-port 0`: /metrics over HTTP; SIGTERM drains: the open session is
+    still served, new sessions are refused, and the process exits 0 once the session ends."""
+    import re
+    import signal
+    import subprocess
+    import sys
+    import urllib.request
+
+    pf = tmp_path / "port"
+    p = subprocess.Popen([sys.executable, "-m", "collab.cli", "serve", "--port", "0", "--port-file", str(pf),
+                          "--task", "echo", "--metrics-port", "0", "--drain-timeout", "20", "--log-level", "WARNING"],
+                         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        murl = None
+        for _ in range(5):
+            line = p.stdout.readline()
+            m = re.search(r"metrics on (http://\S+)", line)
+            if m:
+                murl = m.group(1)
+                break
+        assert murl, "serve did not print its metrics address"
+        addr = f"127.0.0.1:{pf.read_text()}"
+        with Client(addr) as c:
+            s = c.session("echo")
+            s.send("m", b"1")
+            s.recv(5)
+            body = urllib.request.urlopen(murl, timeout=5).read().decode()
+            assert _metric(body, "collab_open_sessions", task="echo") == 1
+            p.send_signal(signal.SIGTERM)
+            time.sleep(0.5)
+            s.send("m", b"2")
+            assert s.recv(5)[1] == b"2"      # in-flight session finishes
+            assert check(addr) == "UNAVAILABLE"  # listener closed: the proxy moves new work away
+            s.close()
+        assert p.wait(20) == 0
+    finally:
+        if p.poll() is None:
+            p.kill()
+            p.wait(5)

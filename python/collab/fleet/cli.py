@@ -20,6 +20,8 @@ def add_arguments(p: argparse.ArgumentParser, name: str = "fleet") -> None:
     up.add_argument("--drain-timeout", type=float, default=10.0, help="per-replica drain deadline on down/SIGTERM")
     up.add_argument("--metrics-base", type=int, default=None, help="replica i serves /metrics on this port + i")
     up.add_argument("--timeout", type=float, default=120.0, help="seconds to wait for the fleet to be healthy")
+    up.add_argument("--serve-arg", action="append", default=[], metavar="ARG",
+                    help="extra `collab serve` argument for every replica (repeatable), e.g. --serve-arg=--max-queue=64")
     for v, h in (("down", "drain and stop the fleet, remove its state directory"),
                  ("status", "print the fleet's processes and whether each is alive")):
         sp = sub.add_parser(v, help=h)
@@ -43,7 +45,8 @@ def run(args) -> int:
     try:
         if verb == "up":
             fleet.up(args.replicas, args.port, args.task, args.task_arg, workers=args.workers,
-                     drain_timeout=args.drain_timeout, metrics_base=args.metrics_base, timeout=args.timeout)
+                     drain_timeout=args.drain_timeout, metrics_base=args.metrics_base, serve_args=args.serve_arg,
+                     timeout=args.timeout)
             print(f"collab fleet: {args.replicas} replicas healthy behind {fleet.target} (state {state})")
             for r in fleet.replicas:
                 m = f" metrics :{r['metrics_port']}" if r["metrics_port"] else ""

@@ -110,7 +110,8 @@ def test_session_lost_classification():
     from collab.llm.failover import session_lost
 
     assert session_lost(TransportError("UNAVAILABLE", "connection refused"))
-    assert session_lost(TransportError("INTERNAL", "Stream removed (RST_STREAM (Received RST_STREAM with error code 2))"))
+    rst = "Stream removed (RST_STREAM (Received RST_STREAM with error code 2))"
+    assert session_lost(TransportError("INTERNAL", rst))
     assert session_lost(TransportError("FAILED_PRECONDITION", "session unknown: replica r1 holds no open session 'k'"))
     assert session_lost(EOFError("the server ended the session"))
     assert not session_lost(TransportError("INTERNAL", "task failed: ValueError: x"))

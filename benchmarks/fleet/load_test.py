@@ -19,7 +19,6 @@ import os
 import random
 import signal
 import socket
-import statistics
 import tempfile
 import threading
 import time
@@ -175,10 +174,12 @@ def run_cell(target, fleet, n_clients, seconds, head, llm_share, frame, chaos_pl
     out = {"clients": n_clients, "wall_s": wall, "requests": len(recs),
            "ok": sum(r[1] for r in recs), "throughput_rps": sum(r[1] for r in recs) / wall,
            "errors_by_status": dict(Counter(r[2] for r in every if not r[1])),
-           "failures": [{"kind": f["kind"], "status": f["status"], "detail": f["detail"], "t_s": round(f["t_end"] - t0, 3)}
+           "failures": [{"kind": f["kind"], "status": f["status"], "detail": f["detail"],
+                         "t_s": round(f["t_end"] - t0, 3)}
                         for wk in workers for f in wk.failures][:20],
            "lost": sum(not r[1] for r in every), "requests_incl_warmup": len(every),
-           "wrong_replica": sum(wk.wrong for wk in workers), "keys_moved_after_failure": sum(wk.moved for wk in workers),
+           "wrong_replica": sum(wk.wrong for wk in workers),
+           "keys_moved_after_failure": sum(wk.moved for wk in workers),
            "llm_failovers": sum(wk.llm.failovers for wk in workers), "events": events, "hung_clients":
                sum(wk.is_alive() for wk in workers)}
     for kind in ("codec", "llm"):
@@ -217,7 +218,8 @@ def main():
     result = {"machine": {"cpus": ncpu, "loadavg_start": os.getloadavg()},
               "setup": {"tasks": tasks, "llm": "tiny random llama GGUF (4 layers, n_embd 64) split at 2, kv-handoff, "
                         "8 new tokens", "codec_frame_bytes": len(frame), "llm_share": args.llm_share,
-                        "workers_per_replica": 1, "max_queue": 256, "seconds_per_cell": args.seconds, "warmup_s": args.warmup,
+                        "workers_per_replica": 1, "max_queue": 256, "seconds_per_cell": args.seconds,
+                        "warmup_s": args.warmup,
                         "vit": "left out: one Mercury ViT-S tail request costs ~2.8 s of CPU on this machine"},
               "cells": [], "direct": [], "chaos": []}
     plan = sorted(set(args.replicas) | ({4} if args.chaos_clients else set()))

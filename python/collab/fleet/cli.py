@@ -21,7 +21,8 @@ def add_arguments(p: argparse.ArgumentParser, name: str = "fleet") -> None:
     up.add_argument("--metrics-base", type=int, default=None, help="replica i serves /metrics on this port + i")
     up.add_argument("--timeout", type=float, default=120.0, help="seconds to wait for the fleet to be healthy")
     up.add_argument("--serve-arg", action="append", default=[], metavar="ARG",
-                    help="extra `collab serve` argument for every replica (repeatable), e.g. --serve-arg=--max-queue=64")
+                    help="extra `collab serve` argument for every replica (repeatable), "
+                         "e.g. --serve-arg=--max-queue=64")
     for v, h in (("down", "drain and stop the fleet, remove its state directory"),
                  ("status", "print the fleet's processes and whether each is alive")):
         sp = sub.add_parser(v, help=h)

@@ -69,10 +69,10 @@ def test_kubernetes_manifests():
     # the serve CLI accepts every flag the manifest passes
     import argparse
 
-    from collab.transport import serve_cli
+    from collab.transport import cli as serve_cli
 
     p = argparse.ArgumentParser()
-    serve_cli.add_arguments(p)
+    serve_cli.add_arguments(p, "serve")
     args = p.parse_args(c["args"][1:])
     assert args.drain_timeout == 60 and args.metrics_port == 9100
     headless = next(d for d in docs if d["kind"] == "Service" and d["metadata"]["name"] == "collab-replicas")

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import shutil
 import socket
+import time
 from pathlib import Path
 
 import pytest
@@ -12,6 +13,7 @@ import pytest
 pytest.importorskip("grpc_health.v1")
 from _llm_common import require_llama, tiny_model, tiny_split  # noqa: E402
 
+from collab.transport import TaskSession  # noqa: E402
 from collab.transport.errors import TransportError  # noqa: E402
 
 
@@ -45,6 +47,44 @@ class StopReplicaAfter:
         return s
 
 
+class Paced:
+    """An LlmTask whose streamed replies come one per `gap_s` at most. The server streams the
+    tokens of server-only / kv-handoff / shortcut as they are decoded; the tiny model would
+    have streamed them all before the test stops the replica, so nothing would be cut."""
+
+    def __init__(self, task, gap_s=0.1):
+        self.task, self.gap_s, self.name = task, gap_s, task.name
+
+    def open_session(self, meta):
+        inner, gap = self.task.open_session(meta), self.gap_s
+
+        class S(TaskSession):
+            def on_message(self, kind, payload, meta):
+                out = inner.on_message(kind, payload, meta)
+                if out is None or isinstance(out, (list, tuple)):
+                    return out
+
+                def paced():
+                    try:
+                        first = True
+                        while True:
+                            if not first:
+                                time.sleep(gap)
+                            first = False
+                            try:
+                                r = next(out)
+                            except StopIteration:
+                                return
+                            yield r
+                    finally:
+                        out.close()
+                return paced()
+
+            def close(self):
+                inner.close()
+        return S()
+
+
 @pytest.fixture(scope="module")
 def replicas(tmp_path_factory):
     require_llama()
@@ -60,7 +100,7 @@ def replicas(tmp_path_factory):
     made = []
 
     def make():
-        srv = Server([LlmTask(head=head, tail=tail, n_ctx=256, n_threads=1)], port=0, workers=1).start()
+        srv = Server([Paced(LlmTask(head=head, tail=tail, n_ctx=256, n_threads=1))], port=0, workers=1).start()
         made.append(srv)
         return srv
     port = free_port()
@@ -176,7 +216,7 @@ class _FlakyLink:
 def link_setup():
     require_llama()
     from collab.llm.device import Device
-    from collab.llm.link import LinkClient
+    from collab.net.link import LinkClient
     from collab.llm.server import LlmTask
 
     head, tail = tiny_split(4, 2)

@@ -12,7 +12,7 @@ pytest.importorskip("grpc_health.v1")
 pytest.importorskip("prometheus_client")
 
 from collab.errors import InvalidArgument  # noqa: E402
-from collab.transport import Client, Server, TransportError  # noqa: E402
+from collab.transport import Client, Server, TaskHandler, TaskSession, TransportError  # noqa: E402
 from collab.transport import _wire as w  # noqa: E402
 from collab.transport.builtin import BUILTIN  # noqa: E402
 from collab.transport.health import check  # noqa: E402
@@ -82,6 +82,64 @@ def test_replica_header_and_session_key(server):
             c.infer("echo", b"", session_key="")
         with pytest.raises(InvalidArgument):
             c.session("echo", session_key="x" * 300)
+
+
+class _Streamer(TaskHandler):
+    """A session whose on_message streams its replies (a generator): one per payload byte,
+    each reply payload `i + 1` bytes long."""
+    name = "streamer"
+
+    def open_session(self, meta):
+        class S(TaskSession):
+            def on_message(self, kind, payload, meta):
+                return (("part", b"x" * (i + 1), {}) for i in range(len(payload)))
+        return S()
+
+
+def test_streamed_replies_are_tagged_and_counted():
+    """Streamed replies: the replica header still comes with the session's headers, and the
+    bytes sent are the streamed payloads (1 + 2 + 3 + 4)."""
+    srv = Server([_Streamer()], port=0, workers=1).start()
+    try:
+        with Client(srv.address) as c:
+            with c.session("streamer", session_key="k") as s:
+                assert s.replica == srv.replica.replica_id != ""
+                s.send("go", b"abcd")
+                assert [len(s.recv(5)[1]) for _ in range(4)] == [1, 2, 3, 4]
+                s.send("go", b"")  # no replies: a message still counted
+                s.send("go", b"a")
+                assert s.recv(5)[1] == b"x"
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline:  # the third message is counted after its reply went out
+            text = srv.replica.metrics.text().decode()
+            if _metric(text, "collab_requests_total", task="streamer", rpc="SessionMessage", code="OK") == 3:
+                break
+            time.sleep(0.02)
+        assert _metric(text, "collab_requests_total", task="streamer", rpc="SessionMessage", code="OK") == 3
+        assert _metric(text, "collab_bytes_in_total", task="streamer") == 5
+        assert _metric(text, "collab_bytes_out_total", task="streamer") == 1 + 2 + 3 + 4 + 1
+    finally:
+        srv.stop(grace=0)
+
+
+@pytest.mark.parametrize("kind", ["inproc", "link"])
+def test_clients_without_replicas_take_session_key(kind):
+    """One client interface: InprocClient and LinkClient accept session_key (nothing to route)
+    and refuse a bad one as collab.Client does."""
+    from collab.net.link import LinkClient
+    from collab.transport import InprocClient
+
+    make = InprocClient if kind == "inproc" else LinkClient
+    c = make([BUILTIN["echo"]()])
+    assert c.infer("echo", b"hi", session_key="user-1")[0] == b"hi"
+    with c.session("echo", session_key="user-1") as s:
+        s.send("m", b"yo")
+        assert s.recv(5)[1] == b"yo"
+    for bad in ("", "x" * 300, 7):
+        with pytest.raises(InvalidArgument):
+            c.infer("echo", b"", session_key=bad)
+        with pytest.raises(InvalidArgument):
+            c.session("echo", session_key=bad)
 
 
 def test_session_unknown_status(server):

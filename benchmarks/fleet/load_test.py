@@ -38,6 +38,7 @@ from collab.llm.failover import FailoverClient
 from collab.llm.tiny import write_tiny_gguf
 from collab.transport import Client, TransportError
 from collab.transport import _wire as w
+from collab.transport.common import REPLICA_HEADER, SESSION_HEADER
 from collab.transport.retry import retry_options
 
 RESULTS = Path("benchmarks/results")
@@ -99,8 +100,8 @@ class Worker(threading.Thread):
     def _codec(self):
         req = w.make_frame(task="codec-stats", payload=self.frame, meta={"request_id": uuid.uuid4().hex[:16]})
         _, call = self.infer.with_call(req.SerializeToString(), timeout=30,
-                                       metadata=(("x-collab-session", self.key),))
-        return dict(call.initial_metadata()).get("x-collab-replica", "")
+                                       metadata=((SESSION_HEADER, self.key),))
+        return dict(call.initial_metadata()).get(REPLICA_HEADER, "")
 
     def run(self):
         while time.perf_counter() < self.stop_at:

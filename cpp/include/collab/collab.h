@@ -333,6 +333,24 @@ COLLAB_API collab_status collab_llm_session_state_get(collab_llm_session* sessio
                                                       size_t* written);
 COLLAB_API collab_status collab_llm_session_state_set(collab_llm_session* session, const void* buf, size_t len);
 
+/* Streaming generation. The callback receives each token as soon as it is decoded: its id, its
+ * text (UTF-8 bytes, not NUL-terminated; one character may span two tokens) and user_data. It
+ * returns 0 to go on, non-zero to stop after this token (cancellation: nothing more is
+ * decoded). */
+typedef int32_t (*collab_llm_token_callback)(int32_t token, const char* piece, size_t piece_len, void* user_data);
+/* Greedy generation from the prompt tokens (n_tokens >= 1, appended at the session's n_past).
+ * session: a FULL session on model, tail NULL; or a HEAD session on model (a head part) with
+ * tail a TAIL session of the same split: head then tail per token, the server side of
+ * kv-handoff. Stops after an end-of-generation token, after max_tokens (>= 1), when the
+ * context is full or when the callback returns non-zero. session, model, tokens and callback
+ * must not be NULL; tail, user_data and n_generated may be. *n_generated: tokens handed to the
+ * callback, also when an error stops the generation (0 when an argument is refused). */
+COLLAB_API collab_status collab_llm_session_decode_stream(collab_llm_session* session, collab_llm_session* tail,
+                                                          const collab_llm_model* model, const int32_t* tokens,
+                                                          size_t n_tokens, int32_t max_tokens,
+                                                          collab_llm_token_callback callback, void* user_data,
+                                                          int32_t* n_generated);
+
 /* ======================================================================================
  * Mercury ViT token pruning (Mercury paper, Algorithm 1, Eq. 11-18)
  * ==================================================================================== */

@@ -23,6 +23,7 @@ import uuid
 from pathlib import Path
 
 from ..errors import InvalidArgument
+from ..transport.common import REPLICA_HEADER, SESSION_HEADER
 from . import nginx
 
 STATE_FILE = "fleet.json"
@@ -55,7 +56,7 @@ def _tail(path: Path, n: int = 2000) -> str:
 
 def _replica_id_of(call) -> str:
     for k, v in call.initial_metadata() or ():
-        if k == "x-collab-replica":
+        if k == REPLICA_HEADER:
             return v
     return ""
 
@@ -74,7 +75,7 @@ def probe_proxy(target: str, want: set, timeout: float = 30.0) -> set:
         while seen < want and time.monotonic() < deadline:
             try:
                 raw, call = health.with_call(w.HealthRequest().SerializeToString(), timeout=2.0,
-                                             metadata=(("x-collab-session", uuid.uuid4().hex),))
+                                             metadata=((SESSION_HEADER, uuid.uuid4().hex),))
             except grpc.RpcError:
                 time.sleep(0.1)
                 continue

@@ -10,14 +10,14 @@ UNAVAILABLE / INTERNAL "RST_STREAM"), its drain deadline cut the session, or a r
 answered FAILED_PRECONDITION "session unknown: ..." - the wrapper opens a new session under
 the same key (the proxy now sends it to the next replica on the hash ring) and replays every
 message the device sent so far. What that means per mode:
-    kv-handoff   resends the head's KV state and the prefill rows (+ "continue")
-    shortcut     resends the prefill rows (+ "continue")
+    kv-handoff   resends the head's KV state and the prefill rows; the new replica streams again
+    shortcut     resends the prefill rows; the new replica streams again
     roundtrip    restarts the prefill: the prompt rows, then one row per token already seen
-    server-only  resends the prompt
-Decoding is greedy, so the new replica answers the replies the device already has again;
-they are checked byte for byte (a mismatch raises DATA_LOSS rather than mixing two
-generations) and dropped, and the caller's recv() returns the next reply: one slower request,
-not an error. The replay log is bounded (max_replay_bytes): the rows and state the device
+    server-only  resends the prompt; the new replica streams again
+Decoding is greedy, so the new replica answers the replies the device already has again (one
+message per token, streamed or not); they are checked byte for byte (a mismatch raises
+DATA_LOSS rather than mixing two generations) and dropped, and the caller's recv() returns the
+next reply: one slower request, not an error. The replay log is bounded (max_replay_bytes): the rows and state the device
 already sent once.
 """
 from __future__ import annotations

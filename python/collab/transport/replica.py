@@ -21,12 +21,11 @@ import time
 
 import grpc
 
+from .common import REPLICA_HEADER, SESSION_HEADER
 from .drain import DRAINING_DETAIL
 from .health import ReplicaHealth
 from .metrics import ServerMetrics
 
-SESSION_HEADER = "x-collab-session"
-REPLICA_HEADER = "x-collab-replica"
 SESSION_UNKNOWN = "session unknown"
 
 

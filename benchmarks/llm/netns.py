@@ -1,12 +1,12 @@
-"""LLM split decode modes over a real, shaped network (issue 4: "netns-shaped where possible").
+"""LLM split decode modes over a real, shaped network ("netns-shaped where possible").
 
 The server (`collab llm serve`, tail + head copy of SmolLM2) runs in one Linux network namespace,
-the device (head) in another; they are joined by a veth pair shaped with tc (collab.netns:
+the device (head) in another; they are joined by a veth pair shaped with tc (collab.net.netns:
 tbf at a fixed rate, or following mahimahi traces), and the RTT comes from the user-space
 delaying proxy (this kernel has no netem). Everything crosses the real gRPC path.
 
-    sudo python benchmarks/llm_netns.py                       # 8 Mbit/s both ways, RTT 20 and 100 ms
-    sudo python benchmarks/llm_netns.py --up-trace ../shared/traces/TMobile-LTE-short.up \
+    sudo python benchmarks/llm/netns.py                       # 8 Mbit/s both ways, RTT 20 and 100 ms
+    sudo python benchmarks/llm/netns.py --up-trace ../shared/traces/TMobile-LTE-short.up \
         --down-trace ../shared/traces/TMobile-LTE-short.down --rtt-ms 40
 
 Prints a table and writes benchmarks/results/llm_netns.json (+ .png). Device and server both
@@ -23,8 +23,7 @@ import sys
 import tempfile
 import time
 
-HERE = pathlib.Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE))
+RESULTS = pathlib.Path(__file__).resolve().parents[1] / "results"
 MODES = ("server-only", "roundtrip", "kv-handoff")
 
 
@@ -67,7 +66,7 @@ def main() -> int:
     ap.add_argument("--model", default=None)
     ap.add_argument("--at", type=int, default=None)
     ap.add_argument("--workdir", default=None)
-    ap.add_argument("--out", default=str(HERE / "results" / "llm_netns.json"))
+    ap.add_argument("--out", default=str(RESULTS / "llm_netns.json"))
     # internal: the device process
     ap.add_argument("--device", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--target", help=argparse.SUPPRESS)
@@ -80,7 +79,7 @@ def main() -> int:
     if args.device:
         return device_main(args)
 
-    from collab import netns
+    from collab.net import netns
 
     reason = netns.unavailable_reason()
     if reason:

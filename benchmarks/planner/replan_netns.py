@@ -1,10 +1,10 @@
 """Re-planning over a real, trace-shaped network: the device process (its own network namespace)
 runs the DINOv2-S pieces up to the planned split, encodes the feature with the planned sparsity,
 and sends it over gRPC to a `collab serve` process (another namespace) across a veth pair whose
-tc rate follows a mahimahi trace (collab.netns: TraceShaper + user-space RTT proxy). Before
+tc rate follows a mahimahi trace (collab.net.netns: TraceShaper + user-space RTT proxy). Before
 each request the Replanner plans with the EWMA of the transfer times it measured so far.
 
-    sudo python benchmarks/replan_netns.py [--trace T.up] [--duration-s 60]
+    sudo python benchmarks/planner/replan_netns.py [--trace T.up] [--duration-s 60]
 
 Needs root, `ip` and `tc`; exits 0 with the reason when namespaces cannot be used. The server
 hosts the built-in `codec-stats` task (decodes the frame; the tail's compute is not run there:
@@ -22,11 +22,11 @@ import time
 
 import numpy as np
 
+from collab.bench_io import pyplot, save_json, save_png
+
 HERE = pathlib.Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE))
-from collab.bench_io import pyplot, save_json, save_png  # noqa: E402
-RESULTS = HERE / "results"
-TRACES = HERE.parent.parent / "shared" / "traces"
+RESULTS = HERE.parent / "results"  # shared by every benchmark folder
+TRACES = HERE.parent.parent.parent / "shared" / "traces"
 if not TRACES.is_dir():
     TRACES = pathlib.Path("/work/shared/traces")
 
@@ -34,7 +34,7 @@ if not TRACES.is_dir():
 def client_role(args):
     """Runs inside the client namespace."""
     from collab import codec, net, planner
-    from collab.planner.profiling import OnnxPieces, smooth_input
+    from collab.vit.profile import OnnxPieces, smooth_input
     from collab.transport.client import Client
 
     prof = planner.load_profile(args.profile)
@@ -106,7 +106,8 @@ def main(argv=None):
     if args.role == "client":
         return client_role(args)
 
-    from collab import net, netns, planner
+    from collab import net, planner
+    from collab.net import netns
 
     reason = netns.unavailable_reason()
     if reason:
@@ -155,7 +156,7 @@ def main(argv=None):
                 p.wait()
     # what the simulator says for the same transfers (uplink on the trace + RTT; small reply)
     for rec in recs:
-        wire = netns.wire_packets(rec["bytes"]) * netns.PACKET_BYTES
+        wire = netns.wire_packets(rec["bytes"]) * net.PACKET_BYTES
         rec["simulated_transfer_ms"] = float(net.transfer_time(wire, rec["send_ms"], trace, args.rtt_ms))
         rec["trace_bps"] = trace.bps_between(max(0.0, rec["send_ms"] - 500), rec["send_ms"] + 500)
     lat = np.array([r["latency_ms"] for r in recs])

@@ -4,8 +4,8 @@ is then simulated on the real mahimahi trace (collab.net, deterministic) and its
 fed back. Compared with a static plan made once at the trace's mean bandwidth, and with an
 oracle that plans on the real trace itself (knows the future: an upper bound for any estimator).
 
-    python benchmarks/replan_trace.py                                 # measures profile + calibration first
-    python benchmarks/replan_trace.py --profile P.json --calibration C.json --trace X.up
+    python benchmarks/planner/replan_trace.py                                 # measures profile + calibration first
+    python benchmarks/planner/replan_trace.py --profile P.json --calibration C.json --trace X.up
 
 Writes benchmarks/results/replan_trace.json and .png (bandwidth vs chosen split / sparsity),
 prints the plan changes and a summary table. Payload sizes are the codec's predicted bound
@@ -23,11 +23,11 @@ import numpy as np
 
 from collab import net, planner
 
+from collab.bench_io import pyplot, save_json, save_png
+
 HERE = pathlib.Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE))
-from collab.bench_io import pyplot, save_json, save_png  # noqa: E402
-RESULTS = HERE / "results"
-DEFAULT_TRACE = HERE.parent.parent / "shared" / "traces" / "ATT-LTE-driving-2016.up"
+RESULTS = HERE.parent / "results"  # shared by every benchmark folder
+DEFAULT_TRACE = HERE.parent.parent.parent / "shared" / "traces" / "ATT-LTE-driving-2016.up"
 if not DEFAULT_TRACE.exists():
     DEFAULT_TRACE = pathlib.Path("/work/shared/traces/ATT-LTE-driving-2016.up")
 
@@ -74,7 +74,7 @@ def main(argv=None):
     if args.profile:
         prof = planner.load_profile(args.profile)
     else:
-        from collab.planner.profiling import profile_onnx_layers
+        from collab.vit.profile import profile_onnx_layers
 
         prof = profile_onnx_layers(repeats=5)
         RESULTS.mkdir(parents=True, exist_ok=True)

@@ -1,4 +1,4 @@
-"""`collab llm quality`: what compressing hidden states does to the tail's predictions.
+"""What compressing hidden states does to the tail's predictions.
 
 Real text: the MMLU few-shot chain-of-thought prompts that lm-eval ships
 (lm_eval/tasks/mmlu/flan_cot_fewshot/_cot_prompts.json, ``pip install --no-deps
@@ -13,9 +13,9 @@ contrast, everything compressed). Reported per setting, averaged over prompts:
 """
 from __future__ import annotations
 
-import importlib.util
+import argparse
 import json
-import math
+import sys
 import time
 from pathlib import Path
 
@@ -42,52 +42,18 @@ def add_arguments(p):
     p.add_argument("--out", default="benchmarks/results")
 
 
-def mmlu_prompts(limit: int):
-    """[(subject, text, question_start_char)] from lm-eval's shipped MMLU CoT few-shot prompts."""
-    spec = importlib.util.find_spec("lm_eval")
-    if spec is None or not spec.submodule_search_locations:
-        raise FileNotFoundError("lm-eval is not installed: pip install --no-deps lm-eval==0.4.13")
-    path = Path(spec.submodule_search_locations[0]) / "tasks" / "mmlu" / "flan_cot_fewshot" / "_cot_prompts.json"
-    data = json.loads(path.read_text())
-    out = []
-    for subject in sorted(data)[:: max(1, len(data) // max(1, limit))][:limit]:
-        text = data[subject].rstrip() + "\n"
-        q = text.rfind("\n\nQ:")
-        out.append((subject, text, q + 2 if q >= 0 else 0))
-    return out, str(path)
-
-
-def _log_softmax(x):
-    x = x.astype(np.float64)
-    m = x.max(axis=-1, keepdims=True)
-    return x - m - np.log(np.exp(x - m).sum(axis=-1, keepdims=True))
-
-
-def compare(ref_logits, logits, targets):
-    """Metrics over the rows given: logits[i] predicts targets[i] (targets may be one shorter)."""
-    a1, b1 = ref_logits.argmax(-1), logits.argmax(-1)
-    top5r = np.argpartition(-ref_logits, 5, axis=-1)[:, :5]
-    top5c = np.argpartition(-logits, 5, axis=-1)[:, :5]
-    overlap = np.array([len(set(x) & set(y)) / 5.0 for x, y in zip(top5r, top5c)])
-    k = len(targets)
-    idx = np.arange(k)
-    nll_r = -_log_softmax(ref_logits[:k])[idx, targets]
-    nll_c = -_log_softmax(logits[:k])[idx, targets]
-    return {"top1": float(np.mean(a1 == b1)), "top5": float(np.mean(overlap)),
-            "ppl_ref": float(math.exp(nll_r.mean())), "ppl": float(math.exp(nll_c.mean()))}
-
-
 def run(args) -> int:
-    from . import protocol
-    from .models import default_model_path
-    from .runtime import Model
-    from .server import prepare_parts
+    from collab.llm import protocol
+    from collab.llm.fidelity import compare, mmlu_prompts
+    from collab.llm.models import default_model_path
+    from collab.llm.runtime import Model
+    from collab.llm.server import prepare_parts
 
     full = Path(args.model) if args.model else default_model_path()
     head_p, tail_p, at = prepare_parts(full, args.at)
     head, tail = Model(head_p), Model(tail_p)
     prompts, src = mmlu_prompts(args.prompts)
-    print(f"collab llm quality: {full.name} split at {at}; {len(prompts)} MMLU CoT few-shot prompts from {src}")
+    print(f"llm quality: {full.name} split at {at}; {len(prompts)} MMLU CoT few-shot prompts from {src}")
     per = {s[0]: [] for s in SETTINGS}
     t_start = time.perf_counter()
     for i, (subject, text, qchar) in enumerate(prompts):
@@ -133,7 +99,7 @@ def run(args) -> int:
     out.mkdir(parents=True, exist_ok=True)
     res = {"model": str(full), "split_at": at, "wall_s": time.perf_counter() - t_start, "prompts_source": src, "n_prompts": len(prompts),
            "max_prompt_tokens": args.max_prompt_tokens, "summary": summary, "per_prompt": per,
-           "command": "collab llm quality " + f"--prompts {args.prompts} --max-prompt-tokens {args.max_prompt_tokens}"}
+           "command": "python benchmarks/llm/quality.py " + f"--prompts {args.prompts} --max-prompt-tokens {args.max_prompt_tokens}"}
     jp = out / "llm_quality.json"
     jp.write_text(json.dumps(res, indent=1))
     try:
@@ -161,3 +127,13 @@ def run(args) -> int:
     except Exception as e:
         print(f"wrote {jp} (no PNG: {e})")
     return 0
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(prog="benchmarks/llm/quality.py", description=__doc__.splitlines()[0])
+    add_arguments(p)
+    return run(p.parse_args(argv))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -3,31 +3,46 @@ tc (tbf / htb) following mahimahi traces, RTT from a user-space delaying proxy. 
 the measured transfer time (client round trip minus server time and client serialization) is
 compared with the simulator's prediction for the same bytes and start time on the same trace.
 
-    sudo python benchmarks/netns_shaping.py            # full (a few minutes)
-    sudo python benchmarks/netns_shaping.py --quick    # ~1 minute
+    sudo python benchmarks/net/netns_shaping.py            # full (a few minutes)
+    sudo python benchmarks/net/netns_shaping.py --quick    # ~1 minute
 
-Needs root, iproute2 and ../shared/traces (or --trace-dir). Prints a table and writes
-benchmarks/results/netns_shaping.json and .png.
+Needs root and iproute2. Traces: the recorded mahimahi traces in ../shared/traces (or
+--trace-dir); when none of them is there (a fresh clone), a seeded synthetic cellular-like trace
+from collab.net.synthetic_trace is generated and used instead (`--traces synthetic` forces it).
+Prints a table and writes benchmarks/results/netns_shaping.json and .png.
 """
 from __future__ import annotations
 
 import argparse
+import atexit
 import os
 import pathlib
 import platform
+import shutil
 import signal
 import sys
+import tempfile
 import time
 
 import numpy as np
+from shaping import shaping_experiment  # this folder's experiment module (the script's own directory)
 
+from collab import net
 from collab.bench_io import pyplot, save_json
-from collab import netns
+from collab.net import netns
 
 HERE = pathlib.Path(__file__).resolve().parent
-DEFAULT_TRACES = HERE.parent.parent.parent / "shared" / "traces"
-if not DEFAULT_TRACES.is_dir():
-    DEFAULT_TRACES = HERE.parent.parent / "shared" / "traces"
+# the recorded traces live next to the repository (../shared/traces), not in it
+DEFAULT_TRACES = next((p / "shared" / "traces" for p in HERE.parents if (p / "shared" / "traces").is_dir()),
+                      HERE / "traces")
+
+
+def synthetic_pair(directory: str, seed: int):
+    """Write a synthetic up/down trace pair (8 / 16 Mbit/s means, 30 s, seeded); returns the name."""
+    name = "synthetic"
+    net.write_trace(os.path.join(directory, name + ".up"), net.synthetic_trace(30, 8.0, seed=seed))
+    net.write_trace(os.path.join(directory, name + ".down"), net.synthetic_trace(30, 16.0, seed=seed + 1))
+    return name
 
 
 def main(argv=None) -> int:
@@ -38,9 +53,9 @@ def main(argv=None) -> int:
                     help="comma-separated trace names (<name>.up / <name>.down)")
     ap.add_argument("--rtt-ms", default="20,80")
     ap.add_argument("--qdisc", default="tbf,htb")
-    ap.add_argument("--n", type=int, default=24, help="requests per configuration")
+    ap.add_argument("--n", type=int, default=None, help="requests per configuration (default 24; --quick 10)")
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--out", default=str(HERE / "results" / "netns_shaping.json"))
+    ap.add_argument("--out", default=str(HERE.parent / "results" / "netns_shaping.json"))
     ap.add_argument("--replot", action="store_true", help="only redraw the PNG from an existing --out JSON")
     args = ap.parse_args(argv)
     if args.replot:
@@ -54,11 +69,18 @@ def main(argv=None) -> int:
         print(f"netns_shaping: cannot run: {reason}", file=sys.stderr)
         return 2
     traces = args.traces.split(",")
+    synth_dir = tempfile.mkdtemp(prefix="collab-traces-")
+    atexit.register(shutil.rmtree, synth_dir, True)
+    if traces == ["synthetic"] or not any(os.path.exists(os.path.join(args.trace_dir, t + ".up")) for t in traces):
+        if traces != ["synthetic"]:
+            print(f"no recorded trace in {args.trace_dir}: using a synthetic trace (collab.net.synthetic_trace)",
+                  file=sys.stderr)
+        traces, args.trace_dir = [synthetic_pair(synth_dir, args.seed)], synth_dir
     rtts = [float(r) for r in args.rtt_ms.split(",")]
     qdiscs = args.qdisc.split(",")
-    n = args.n
+    n = args.n or (10 if args.quick else 24)
     if args.quick:
-        traces, rtts, qdiscs, n = traces[:1], rtts[:1], qdiscs[:2], 10
+        traces, rtts, qdiscs = traces[:1], rtts[:1], qdiscs[:2]
     rng = np.random.default_rng(args.seed)
     runs = []
     configs = [(t, r, q) for t in traces for r in rtts for q in qdiscs]
@@ -71,8 +93,7 @@ def main(argv=None) -> int:
         sizes = np.exp(rng.uniform(np.log(5e3), np.log(1e6), n)).astype(int).tolist()
         print(f"[{ci + 1}/{len(configs)}] {trace} rtt={rtt:g}ms {qdisc}: {n} requests", file=sys.stderr, flush=True)
         t = time.monotonic()
-        res = netns.shaping_experiment(up, down, sizes, rtt_ms=rtt, qdisc=qdisc, gap_s=0.1,
-                                       log=lambda m: None)
+        res = shaping_experiment(up, down, sizes, rtt_ms=rtt, qdisc=qdisc, gap_s=0.1, log=lambda m: None)
         res["config"].update(trace=trace, wall_s=time.monotonic() - t)
         res["config"].pop("tc_up_stats", None)
         runs.append(res)

@@ -1,7 +1,7 @@
 """`collab serve`: host tasks over gRPC.
 
     collab serve --port 50051 --task echo --task codec-stats
-    collab serve --task vit=collab.vit.serve:make_tail --task-arg vit.model=tail.onnx \\
+    collab serve --task vit=collab.transport.onnx_task:OnnxHandler --task-arg vit.model=tail.onnx \\
                  --workers 2 --auth-token-file token.txt --tls-cert cert.pem --tls-key key.pem
 
 --task NAME=module:factory imports module, calls factory(**kwargs) with the --task-arg values
@@ -18,11 +18,13 @@ import os
 import sys
 
 from ..errors import InvalidArgument
+from .security import add_security_arguments, port_argument, server_credentials_from_args
 
 
-def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--host", default="127.0.0.1", help="address to bind (0.0.0.0 / [::] for all; default 127.0.0.1)")
-    p.add_argument("--port", type=int, default=50051, help="port (0 = any free port; printed at start)")
+def add_arguments(p: argparse.ArgumentParser, name: str = "serve") -> None:
+    p.add_argument("--host", default="127.0.0.1", help="address to bind (0.0.0.0 / [::] for all; default 127.0.0.1; "
+                   "anything but loopback without TLS and a token is warned about)")
+    p.add_argument("--port", type=port_argument, default=50051, help="port 0..65535 (0 = any free port; printed at start)")
     p.add_argument("--task", action="append", default=[], metavar="NAME[=module:factory]",
                    help="task to host (repeatable); bare NAME = built-in (echo, codec-stats)")
     p.add_argument("--task-arg", action="append", default=[], metavar="NAME.KEY=VALUE",
@@ -31,23 +33,37 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--max-queue", type=int, default=None, help="requests waiting for a worker before "
                    "RESOURCE_EXHAUSTED (default 4 x workers)")
     p.add_argument("--max-message-mb", type=float, default=64.0, help="largest message in MiB (default 64)")
-    p.add_argument("--max-sessions", type=int, default=64)
-    p.add_argument("--session-idle-s", type=float, default=300.0)
-    p.add_argument("--session-max-s", type=float, default=3600.0)
+    p.add_argument("--max-sessions", type=int, default=64, help="open sessions in all (default 64)")
+    p.add_argument("--max-sessions-per-client", type=int, default=None,
+                   help="open sessions per client address (default max-sessions / 4)")
+    p.add_argument("--session-idle-s", type=float, default=300.0, help="idle session time-out (default 300)")
+    p.add_argument("--session-idle-busy-s", type=float, default=15.0,
+                   help="idle session time-out while sessions are being refused (default 15)")
+    p.add_argument("--session-max-s", type=float, default=3600.0, help="session age limit (default 3600)")
     p.add_argument("--session-max-mb", type=float, default=None, help="per-session memory limit (tasks reporting nbytes())")
-    p.add_argument("--tls-cert", help="PEM certificate chain (enables TLS; needs --tls-key)")
-    p.add_argument("--tls-key", help="PEM private key")
-    p.add_argument("--auth-token", help="bearer token clients must send (prefer --auth-token-file or $COLLAB_AUTH_TOKEN)")
-    p.add_argument("--auth-token-file", help="file holding the bearer token")
+    p.add_argument("--max-decoded-mb", type=float, default=None,
+                   help="codec-stats: largest decoded tensor per request in MiB (default 64)")
+    p.add_argument("--decode-budget-mb", type=float, default=None,
+                   help="codec-stats: decoded tensors held at once by the whole server, MiB (default 256)")
+    add_security_arguments(p)
     p.add_argument("--log-level", default="INFO", help="per-request timing lines are logged at INFO")
     p.add_argument("--port-file", help="write the bound port to this file once serving")
     # fleet: metrics + graceful drain (collab.transport.metrics / drain)
-    p.add_argument("--metrics-port", type=int, default=None,
+    p.add_argument("--metrics-port", type=port_argument, default=None,
                    help="serve Prometheus metrics at http://HOST:PORT/metrics (0 = any free port; default off)")
     p.add_argument("--drain-timeout", type=float, default=30.0,
                    help="on SIGTERM: finish in-flight requests and open sessions for up to this many seconds")
     p.add_argument("--drain-notice-s", type=float, default=0.0,
                    help="on SIGTERM: seconds with readiness false before the listener closes (Kubernetes)")
+    p.set_defaults(command=name)
+
+
+def _mib(v, what):
+    if v is None:
+        return None
+    if not 0 < v <= 1 << 20:
+        raise InvalidArgument(f"{what} must be in (0, 1048576] MiB, got {v}")
+    return int(v * (1 << 20))
 
 
 def _value(v: str):
@@ -58,7 +74,8 @@ def _value(v: str):
     return j if isinstance(j, (int, float, bool)) else v
 
 
-def build_handlers(specs, task_args):
+def build_handlers(specs, task_args, builtin_kwargs=None):
+    """builtin_kwargs: {builtin name: kwargs} from the command's own flags (--task-arg wins)."""
     from .builtin import BUILTIN
     kwargs = {}
     for a in task_args:
@@ -69,6 +86,7 @@ def build_handlers(specs, task_args):
         kwargs.setdefault(name, {})[key] = _value(val)
     handlers = []
     names = set()
+    builtin_kwargs = builtin_kwargs or {}
     for spec in specs:
         name, sep, target = spec.partition("=")
         if not name:
@@ -78,6 +96,7 @@ def build_handlers(specs, task_args):
                 raise InvalidArgument(f"unknown built-in task {name!r} (built-ins: {', '.join(BUILTIN)}); "
                                       "use NAME=module:factory")
             factory = BUILTIN[name]
+            kwargs[name] = {**builtin_kwargs.get(name, {}), **kwargs.get(name, {})}
         else:
             mod, sep, fn = target.partition(":")
             if not sep or not mod or not fn:
@@ -106,17 +125,19 @@ def run(args) -> int:
     except ImportError as e:
         print(f"collab serve needs grpcio and protobuf>=7.35 (pip install 'collab[grpc]'): {e}", file=sys.stderr)
         return 2
-    token = args.auth_token or os.environ.get("COLLAB_AUTH_TOKEN") or None
-    if args.auth_token_file:
-        with open(args.auth_token_file) as f:
-            token = f.read().strip()
     try:
-        handlers = build_handlers(args.task or ["echo"], args.task_arg)
+        sec = server_credentials_from_args(args)
+        stats_kwargs = {k: v for k, v in (("max_decoded_bytes", _mib(args.max_decoded_mb, "--max-decoded-mb")),
+                                          ("budget_bytes", _mib(args.decode_budget_mb, "--decode-budget-mb")))
+                        if v is not None}
+        handlers = build_handlers(args.task or ["echo"], args.task_arg, {"codec-stats": stats_kwargs})
         srv = Server(handlers, args.host, args.port, workers=args.workers, max_queue=args.max_queue,
-                     max_message_bytes=int(args.max_message_mb * (1 << 20)), auth_token=token,
-                     tls_cert=args.tls_cert, tls_key=args.tls_key, max_sessions=args.max_sessions,
-                     session_idle_s=args.session_idle_s, session_max_s=args.session_max_s,
-                     session_max_bytes=None if args.session_max_mb is None else int(args.session_max_mb * (1 << 20)))
+                     max_message_bytes=_mib(args.max_message_mb, "--max-message-mb"), auth_token=sec.auth_token,
+                     tls_cert=sec.tls_cert, tls_key=sec.tls_key, max_sessions=args.max_sessions,
+                     max_sessions_per_client=args.max_sessions_per_client,
+                     session_idle_s=args.session_idle_s, session_idle_busy_s=args.session_idle_busy_s,
+                     session_max_s=args.session_max_s,
+                     session_max_bytes=_mib(args.session_max_mb, "--session-max-mb"))
         srv.start()
     except (InvalidArgument, OSError) as e:
         print(f"collab serve: {e}", file=sys.stderr)

@@ -4,8 +4,8 @@ Fashion-MNIST test images (upscaled to 224x224 RGB): the device pieces 1..l in o
 native codec on the real activation with the planned settings, the transfer simulated on the
 link with the *actual* frame size, decode, and the server pieces l+1..L (on this same machine).
 
-    python benchmarks/plan_vs_actual.py [--images 4]      # profiles + calibrates first, same conditions
-    python benchmarks/plan_vs_actual.py --profile P.json --calibration C.json
+    python benchmarks/planner/plan_vs_actual.py [--images 4]      # profiles + calibrates first, same conditions
+    python benchmarks/planner/plan_vs_actual.py --profile P.json --calibration C.json
 
 Prints predicted vs measured per component; writes benchmarks/results/plan_vs_actual.{json,png}.
 """
@@ -20,14 +20,14 @@ import time
 import numpy as np
 
 from collab import codec, net, planner
-from collab.planner.profiling import OnnxPieces, smooth_input
+from collab.vit.profile import OnnxPieces, smooth_input
+
+from collab.bench_io import pyplot, save_json, save_png
 
 HERE = pathlib.Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE))
-from collab.bench_io import pyplot, save_json, save_png  # noqa: E402
-RESULTS = HERE / "results"
+RESULTS = HERE.parent / "results"  # shared by every benchmark folder
 FMNIST = pathlib.Path("/usr/share/datasets/fashion-mnist/t10k-images-idx3-ubyte.gz")
-TRACES = HERE.parent.parent / "shared" / "traces"
+TRACES = HERE.parent.parent.parent / "shared" / "traces"
 if not TRACES.is_dir():
     TRACES = pathlib.Path("/work/shared/traces")
 
@@ -67,7 +67,7 @@ def main(argv=None):
     if args.profile:
         prof = planner.load_profile(args.profile)
     else:
-        from collab.planner.profiling import profile_onnx_layers
+        from collab.vit.profile import profile_onnx_layers
 
         prof = profile_onnx_layers(repeats=3, warmup=1)
     if args.calibration:

@@ -1,6 +1,6 @@
 """Accuracy-latency trade-off (Mercury Fig. 8 structure), speedup at equal accuracy, Table I.
 
-    python benchmarks/mercury_latency.py [--splits 1,3,6] [--slowdown 1.0]
+    python benchmarks/mercury/latency.py [--splits 1,3,6] [--slowdown 1.0]
 
 latency = device compute (measured here, one image, 1 thread, min of 15 runs, x --slowdown to stand for a
           slower phone CPU; 1.0 = this CPU as is)
@@ -8,10 +8,10 @@ latency = device compute (measured here, one image, 1 thread, min of 15 runs, x 
           traces (../shared/traces/*.up; per trace the median over 200 start offsets, robust to
           the multi-second outages in ATT-LTE-driving; the headline number averages the LTE
           traces; per-trace means and medians, 3G traces included, are in the JSON; skipped if absent)
-        + server compute (measured here, same CPU, 2 threads, min of 7 runs).
+        + server compute (measured here, same CPU, 1 thread, min of 15 runs).
 Methods: Mercury (regional pruning after layer 1 + meta tokens, and without meta tokens),
 OTAS-style ToMe (constant r per block), Janus-style ToMe (r_i = r0 * 0.7^i), vanilla.
-Accuracies: Mercury from models/mercury + benchmarks/results/mercury_accuracy.json; ToMe
+Accuracies: Mercury from models/mercury + benchmarks/results/mercury_accuracy.json (accuracy.py); ToMe
 evaluated here on the same test subset (cached in benchmarks/results/mercury_tome_acc.json).
 Writes benchmarks/results/mercury_latency.{json,png} and mercury_table1.json.
 """
@@ -21,79 +21,42 @@ import argparse
 import glob
 import json
 import os
-import sys
+import pathlib
 import time
 
 import numpy as np
 import torch
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from mercury_common import IMG, MODELS, RESULTS, ROOT, load_cache, model, progress, save_json  # noqa: E402
-from mercury_methods import kept_ours, server_flops, tome_schedule  # noqa: E402
-from mercury_train import load_head  # noqa: E402
+from collab.bench_io import pyplot, save_json, save_png
+from collab.net import load_trace, transfer_time
+from collab.vit import experiments as ex
+from collab.vit import mercury
+from collab.vit.baselines import apply_tome, tome_schedule
+from collab.vit.data import load_fmnist, preprocess
 
+S = ex.Settings.from_env(pathlib.Path(__file__).resolve().parents[2])
 TRACES = os.environ.get("COLLAB_TRACES") or next(
-    (p for p in (os.path.join(ROOT, "..", "shared", "traces"), os.path.join(ROOT, "..", "..", "shared", "traces"))
-     if os.path.isdir(p)), os.path.join(ROOT, "..", "shared", "traces"))
+    (p for p in (os.path.join(S.root, "..", "shared", "traces"), os.path.join(S.root, "..", "..", "shared", "traces"))
+     if os.path.isdir(p)), os.path.join(S.root, "..", "shared", "traces"))
 OTAS_R = [1, 2, 4]
 JANUS_R0 = [6, 12, 18]
 DIM = 384
-MTU = 1500
-
-
-def load_mahimahi(path: str) -> np.ndarray:
-    """Packet delivery opportunities (ms) of a mahimahi trace; one MTU-sized packet each."""
-    t = np.loadtxt(path, dtype=np.int64, ndmin=1)
-    if t.size == 0 or np.any(np.diff(t) < 0):
-        raise ValueError(f"{path}: not a mahimahi trace")
-    return t
-
-
-def _transfer_ms_own(trace: np.ndarray, nbytes: int, starts: np.ndarray) -> np.ndarray:
-    """Fallback when collab.net is absent: time to push nbytes from each start (ms), looping."""
-    period = int(trace[-1]) if trace[-1] > 0 else 1
-    pk = max(1, -(-nbytes // MTU))
-    i0 = np.searchsorted(trace, starts, side="left")
-    last = i0 + pk - 1
-    cycles, idx = np.divmod(last, len(trace))
-    return trace[idx] + cycles * period - starts + 0.0
 
 
 def transfer_ms(trace, nbytes: int, starts: np.ndarray) -> np.ndarray:
-    if isinstance(trace, np.ndarray):
-        return _transfer_ms_own(trace, nbytes, starts)
-    from collab.net import transfer_time  # the planner's deterministic simulator
+    """Uplink time of nbytes from each start offset (ms): the planner's deterministic simulator."""
     return np.asarray(transfer_time(nbytes, starts.astype(np.float64), trace), np.float64)
 
 
 def traces():
-    paths = sorted(glob.glob(os.path.join(TRACES, "*.up")))
-    try:
-        from collab.net import load_trace
-        return {os.path.basename(p)[:-3]: load_trace(p) for p in paths}
-    except ImportError:
-        return {os.path.basename(p)[:-3]: load_mahimahi(p) for p in paths}
-
-
-def _period(t):
-    return int(t[-1]) if isinstance(t, np.ndarray) else t.period_ms
+    return {os.path.basename(p)[:-3]: load_trace(p) for p in sorted(glob.glob(os.path.join(TRACES, "*.up")))}
 
 
 def tome_accuracy(m, head, c, kind, r, cache):
     key = f"{kind}:{r}"
-    if key in cache:
-        return cache[key]
-    from collab.vit.data import load_fmnist, preprocess
-    x, _ = load_fmnist("test")
-    idx = c["test_idx"]
-    sched = tome_schedule(kind, r)
-    correct = 0
-    batches = range(0, len(idx), 100)
-    with torch.no_grad():
-        for s in progress(batches, len(batches), f"ToMe {kind} r={r} accuracy"):
-            f = m(torch.from_numpy(preprocess(x[idx[s:s + 100]], IMG)), tome=sched)
-            correct += int((head(f).argmax(1).numpy() == c["test_y"][s:s + 100]).sum())
-    cache[key] = correct / len(idx)
+    if key not in cache:
+        cache[key] = ex.image_accuracy(apply_tome(m, r, kind), head, c, f"ToMe {kind} r={r} accuracy")
+        m.clear_hooks()
     return cache[key]
 
 
@@ -109,33 +72,36 @@ def timed(fn, threads, reps=15):
 
 def measure(m, img, split, kind, arg, meta_k):
     """(device s, server s, payload bytes, server token counts per block) for one image."""
-    depth = len(m.blocks)
+    depth = m.depth
+    tome = kind in ("constant", "decay")
+    if tome:
+        apply_tome(m, arg, kind)
     state = {}
+    meta = torch.zeros(meta_k, DIM)   # stands for the trained M: same shape, same server cost
 
     def device():
         with torch.no_grad():
             if kind == "mercury":
-                h, ao = m.layer1(img)
-                kept = kept_ours(ao.numpy(), arg)
-                x = h[:, torch.from_numpy(kept[0])]
-                x, _ = m.run_blocks(x, 1, split)
+                h, att = m.layer1(img)
+                x, _ = mercury.prune(h, att.out, arg, ex.REGION)
+                x = m.run_blocks(x, 1, split)
             else:
-                sched = tome_schedule(kind, arg) if kind != "vanilla" else None
-                x, size = m.run_blocks(m.embed(img), 0, split, tome=sched)
-                state["size"] = size
+                x = m.run_blocks(m.embed(img), 0, split)
+                state["size"] = m.tome.size if tome else None
             state["x"] = x
 
     def server():
         with torch.no_grad():
             x = state["x"]
             if kind == "mercury" and meta_k:
-                x = torch.cat([x, torch.zeros(1, meta_k, DIM)], 1)
-            sched = tome_schedule(kind, arg) if kind in ("constant", "decay") else None
-            y, _ = m.run_blocks(x, split, depth, size=state.get("size"), tome=sched)
-            m.features(y)
+                x = mercury.pad(x, meta)
+            if tome:
+                m.tome.size = state["size"]   # the device part's token sizes travel with the tokens
+            m.features(m.run_blocks(x, split, depth))
 
     td = timed(device, 1)
     ts = timed(server, 1)
+    m.clear_hooks()
     t_dev = state["x"].shape[1]
     toks = []
     t = t_dev + (meta_k if kind == "mercury" else 0)
@@ -153,38 +119,37 @@ def main():
     ap.add_argument("--rates", default="0,25,50,60,75")
     a = ap.parse_args()
     splits = [int(s) for s in a.splits.split(",")]
-    c = load_cache()
-    m = model()
-    head = load_head(os.path.join(MODELS, "head_full.npz"))
-    acc_json = os.path.join(RESULTS, "mercury_accuracy.json")
+    c = ex.load_cache(S)
+    m = ex.load_model()
+    head = ex.load_head(os.path.join(S.models, "head_full.npz"))
+    acc_json = os.path.join(S.results, "mercury_accuracy.json")
     norecon = json.load(open(acc_json))["curves"]["ours w/o reconstruction"] if os.path.exists(acc_json) else {}
-    full_acc = float(np.load(os.path.join(MODELS, "head_full.npz"))["test_acc"])
-    tome_cache_p = os.path.join(RESULTS, "mercury_tome_acc.json")
+    full_acc = float(np.load(os.path.join(S.models, "head_full.npz"))["test_acc"])
+    tome_cache_p = os.path.join(S.results, "mercury_tome_acc.json")
     tome_cache = json.load(open(tome_cache_p)) if os.path.exists(tome_cache_p) else {}
     torch.set_num_threads(2)
     for kind, rs in (("constant", OTAS_R), ("decay", JANUS_R0)):
         for r in rs:
             tome_accuracy(m, head, c, kind, r, tome_cache)
-            save_json("mercury_tome_acc.json", tome_cache)
+            save_json(tome_cache_p, tome_cache)
     tr = traces()
     if not tr:
         print(f"no mahimahi uplink traces under {TRACES}: transfer time skipped (0)")
-    starts = {k: np.linspace(0, _period(v), 200, endpoint=False).astype(np.int64) for k, v in tr.items()}
-    from collab.vit.data import load_fmnist, preprocess
-    img = torch.from_numpy(preprocess(load_fmnist("test")[0][:1], IMG))
+    starts = {k: np.linspace(0, v.period_ms, 200, endpoint=False).astype(np.int64) for k, v in tr.items()}
+    img = torch.from_numpy(preprocess(load_fmnist("test")[0][:1], ex.IMG))
     points = []
     for split in splits:
         cfgs = [("vanilla", None, "vanilla", 0, full_acc)]
         for r in [int(x) for x in a.rates.split(",")]:
             k = int(np.floor(r / 100 * 64 + 0.5))
-            p = os.path.join(MODELS, f"meta_r{r:02d}_s{split}.npz")
+            p = os.path.join(S.models, f"meta_r{r:02d}_s{split}.npz")
             if os.path.exists(p) and r > 0:
                 cfgs.append(("mercury", r / 100, "Mercury", k, float(np.load(p)["test_acc"])))
             if str(r) in norecon and r > 0:
                 cfgs.append(("mercury", r / 100, "Mercury w/o reconstruction", 0, norecon[str(r)]))
         cfgs += [("constant", r, "OTAS-style ToMe", 0, tome_cache[f"constant:{r}"]) for r in OTAS_R]
         cfgs += [("decay", r, "Janus-style ToMe", 0, tome_cache[f"decay:{r}"]) for r in JANUS_R0]
-        for kind, arg, label, meta_k, acc in progress(cfgs, len(cfgs), f"latency split {split}"):
+        for kind, arg, label, meta_k, acc in ex.progress(cfgs, len(cfgs), f"latency split {split}"):
             td, ts, nbytes, toks = measure(m, img, split, kind, arg, meta_k)
             per_trace = {n: {"mean": float(v.mean()), "median": float(np.median(v))}
                          for n, t in tr.items() for v in [transfer_ms(t, nbytes, starts[n])]}
@@ -193,7 +158,7 @@ def main():
             points.append({"split": split, "method": label, "param": arg, "acc": acc, "device_ms": 1e3 * td * a.slowdown,
                            "transfer_ms": tx, "transfer_ms_per_trace": per_trace, "server_ms": 1e3 * ts,
                            "payload_bytes": nbytes, "latency_ms": 1e3 * td * a.slowdown + tx + 1e3 * ts,
-                           "server_gflops": server_flops(toks) / 1e9, "extra_params": meta_k * DIM})
+                           "server_gflops": ex.server_flops(toks) / 1e9, "extra_params": meta_k * DIM})
     # speedup at equal accuracy: for each baseline point, the fastest Mercury point at >= its accuracy
     # "Mercury": with meta tokens only (the paper's method); "Mercury (any)": also without them.
     speed = []
@@ -218,7 +183,7 @@ def main():
     out = {"slowdown": a.slowdown, "traces": sorted(tr), "traces_dir": TRACES, "n_test": int(len(c["test_y"])),
            "points": points, "speedup_at_equal_accuracy": speed}
     sfx = "" if a.slowdown == 1 else f"_slowdown{a.slowdown:g}"
-    save_json(f"mercury_latency{sfx}.json", out)
+    out_p = save_json(os.path.join(S.results, f"mercury_latency{sfx}.json"), out)
     # Table I: split 3 (or the middle split), vanilla vs best Janus vs best Mercury at similar accuracy
     s3 = 3 if 3 in splits else splits[len(splits) // 2]
     van = next(p for p in points if p["split"] == s3 and p["method"] == "vanilla")
@@ -230,7 +195,7 @@ def main():
     table = [{"method": n, "accuracy": p["acc"], "latency_overall_ms": p["latency_ms"], "latency_server_ms": p["server_ms"],
               "params_on_server_M": (server_params + p["extra_params"]) / 1e6, "server_gflops": p["server_gflops"]}
              for n, p in rows]
-    save_json(f"mercury_table1{sfx}.json", {"split": s3, "rows": table, "slowdown": a.slowdown})
+    save_json(os.path.join(S.results, f"mercury_table1{sfx}.json"), {"split": s3, "rows": table, "slowdown": a.slowdown})
     print(f"\nTable I (split after layer {s3})\n{'method':34s} | acc   | overall ms | server ms | server params (M) | server GFLOPs")
     for r in table:
         print(f"{r['method']:34s} | {100 * r['accuracy']:.1f} | {r['latency_overall_ms']:10.1f} | "
@@ -243,9 +208,9 @@ def main():
         else:
             print(head_ + f"{s['baseline_ms']:.1f} ms vs {s['mercury_ms']:.1f} ms ({s['mercury_method']}, rate "
                   f"{s['mercury_rate']}, acc {100 * s['mercury_acc']:.1f}) -> {s['speedup']:.2f}x")
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
+    if plt is None:
+        return
     fig, axs = plt.subplots(1, len(splits), figsize=(5 * len(splits), 4), squeeze=False)
     for ax, split in zip(axs[0], splits):
         for label in ("Mercury", "Mercury w/o reconstruction", "OTAS-style ToMe", "Janus-style ToMe", "vanilla"):
@@ -256,10 +221,7 @@ def main():
         ax.set_xlabel("latency (ms): device + uplink traces + server")
         ax.set_ylabel("accuracy (%)")
         ax.legend(fontsize=7)
-    fig.tight_layout()
-    p = os.path.join(RESULTS, f"mercury_latency{sfx}.png")
-    fig.savefig(p, dpi=110)
-    print("wrote", p)
+    save_png(fig, out_p)
 
 
 if __name__ == "__main__":

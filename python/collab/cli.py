@@ -19,6 +19,7 @@ SUBCOMMANDS = {
     # transport
     "serve": ("collab.transport.cli", "serve tasks over gRPC (collab.v1.Collab)"),
     "split-gguf": ("collab.llm.cli", "split a GGUF LLM into head/tail parts"),
+    "fleet": ("collab.fleet.cli", "replicas behind a consistent-hash gRPC proxy: fleet up / down / status"),
     "llm": ("collab.llm.cli", "split LLM inference on llama.cpp: demo, serve, bench, quality"),
     "expert": ("collab.expert.cli", "Ask the Expert: edge generalist + near-edge experts: train, export, classify, plan"),
 }

@@ -23,6 +23,7 @@ import time
 
 from ..errors import InvalidArgument
 from ..transport.base import ClientBase, ClientSessionBase
+from ..transport.common import check_session_key
 from ..transport.errors import TransportError
 from ..transport.handlers import check_kind, check_meta, check_payload, check_reply, pop_task_timings
 from ..transport.inproc import as_transport_error, call_task, task_timings
@@ -191,10 +192,12 @@ class LinkClient(ClientBase):
             raise TransportError("NOT_FOUND", f"no task {task!r} (have {sorted(self._handlers)})")
         return self._handlers[task]
 
-    def infer(self, task: str, payload: bytes, meta: dict | None = None, *, timeout: float | None = None):
+    def infer(self, task: str, payload: bytes, meta: dict | None = None, *, timeout: float | None = None,
+              session_key: str | None = None):
         """(payload, meta, timings): the request crosses the uplink, the handler runs, the reply
         crosses the downlink; timings as the gRPC client reports them (transfer = link time)."""
         h = self._handler(task)
+        check_session_key(session_key)  # one replica here: nothing to route
         t0 = time.perf_counter()
         payload, meta = check_payload(payload), check_meta(meta)
         _sleep_until(self._up.arrival(message_bytes("", payload, meta), t0))
@@ -213,7 +216,9 @@ class LinkClient(ClientBase):
         self.served += 1
         return out, out_meta, tim
 
-    def session(self, task: str, meta: dict | None = None, *, timeout: float | None = None) -> _LinkSession:
+    def session(self, task: str, meta: dict | None = None, *, timeout: float | None = None,
+                session_key: str | None = None) -> _LinkSession:
+        check_session_key(session_key)
         return _LinkSession(self._handler(task), check_meta(meta), self.rtt_s, self.bandwidth_bps)
 
     def health(self, timeout: float = 0.0) -> dict:

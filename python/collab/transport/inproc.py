@@ -19,6 +19,7 @@ import uuid
 from typing import Dict, Iterable, Optional, Union
 
 from .base import ClientBase, ClientSessionBase
+from .common import check_session_key
 from .errors import InvalidRequest, ServerBusy, TransportError
 from .handlers import (OPEN_KIND, ResourceBusy, TaskHandler, check_kind, check_meta, check_payload, check_replies,
                        check_reply, pop_task_timings, wire_meta)
@@ -64,8 +65,10 @@ class InprocClient(ClientBase):
             raise TransportError("NOT_FOUND", f"unknown task {task!r}; hosted: {', '.join(sorted(self._handlers))}")
         return h
 
-    def infer(self, task: str, payload: bytes, meta=None, *, timeout: Optional[float] = None):
+    def infer(self, task: str, payload: bytes, meta=None, *, timeout: Optional[float] = None,
+              session_key: Optional[str] = None):
         t0 = time.perf_counter()
+        check_session_key(session_key)  # one replica here: nothing to route
         h = self._handler(task)
         meta = check_meta(meta)
         meta.setdefault("request_id", uuid.uuid4().hex[:16])
@@ -87,7 +90,9 @@ class InprocClient(ClientBase):
         self.served += 1
         return out_payload, out_meta, task_timings(run_s, dec, enc, time.perf_counter() - t0)
 
-    def session(self, task: str, meta=None, *, timeout: Optional[float] = None) -> "InprocSession":
+    def session(self, task: str, meta=None, *, timeout: Optional[float] = None,
+                session_key: Optional[str] = None) -> "InprocSession":
+        check_session_key(session_key)
         return InprocSession(self._handler(task), task, check_meta(meta))
 
     def health(self, timeout: float = 0.0) -> dict:

@@ -184,6 +184,9 @@ class Server:
                        "reply_too_large": 0, "sessions_opened": 0, "sessions_closed": 0,
                        "sessions_refused_quota": 0, "sessions_reaped_busy": 0}
         self._stopped = threading.Event()
+        # -- fleet hooks: grpc.health.v1, Prometheus metrics, drain, routing headers (replica.py)
+        from .replica import ReplicaHooks
+        self.replica = ReplicaHooks(self)
 
     # ---- lifecycle ---------------------------------------------------------------------
     @property
@@ -224,6 +227,7 @@ class Server:
         opts += [kv for kv in self._conn_options if kv[0] not in given] + self._grpc_options
         self._server = aio.server(options=opts)
         self._server.add_generic_rpc_handlers((self._generic_handler(),))
+        await self.replica.on_start(self._server)  # fleet hook: standard health service
         bind = f"{self.host if ':' not in self.host else '[' + self.host + ']'}:{self._port_req}"
         if self._tls:
             port = self._server.add_secure_port(bind, grpc.ssl_server_credentials([self._tls]))
@@ -232,6 +236,7 @@ class Server:
         if port == 0:
             raise OSError(f"cannot bind {bind}")
         self.port = port
+        self.replica.on_bound(port)  # fleet hook: replica id
         await self._server.start()
 
     def stop(self, grace: Optional[float] = 1.0) -> None:
@@ -260,6 +265,11 @@ class Server:
         self._thread = self._loop = None
         self._stopped.set()
 
+    def drain(self, timeout: float = 30.0, notice_s: float = 0.0) -> float:
+        """Fleet hook: readiness false, refuse new work, finish in-flight up to timeout, stop."""
+        from .drain import drain
+        return drain(self, timeout, notice_s)
+
     def wait(self, timeout: Optional[float] = None) -> bool:
         """Block until stop() (from another thread or a signal handler). True if stopped."""
         return self._stopped.wait(timeout)
@@ -281,11 +291,12 @@ class Server:
 
     # ---- gRPC plumbing -------------------------------------------------------------------
     def _generic_handler(self):
+        infer, session = self.replica.wrap("Infer", self._infer), self.replica.wrap("Session", self._session)  # fleet
         return grpc.method_handlers_generic_handler(w.SERVICE, {
             "Infer": grpc.unary_unary_rpc_method_handler(
-                self._infer, request_deserializer=w.parse_frame, response_serializer=w.serialize),
+                infer, request_deserializer=w.parse_frame, response_serializer=w.serialize),
             "Session": grpc.stream_stream_rpc_method_handler(
-                self._session, request_deserializer=w.parse_frame, response_serializer=w.serialize),
+                session, request_deserializer=w.parse_frame, response_serializer=w.serialize),
             "Health": grpc.unary_unary_rpc_method_handler(
                 self._health, request_deserializer=w.parse_health, response_serializer=w.serialize),
         })
@@ -389,13 +400,15 @@ class Server:
     async def _health(self, req, context):
         s = self.stats()
         from .. import __version__
-        return w.HealthReply(status="SERVING", version=__version__, tasks=self.tasks, workers=self.workers,
+        status = await self.replica.health_status(context)  # fleet hook: tag the replica; NOT_SERVING if draining
+        return w.HealthReply(status=status, version=__version__, tasks=self.tasks, workers=self.workers,
                              running=s["running"], queued=s["queued"], sessions=s["sessions"],
                              served=s["served"], rejected=s["rejected"])
 
     async def _infer(self, req, context):
         t0 = time.perf_counter()
         await self._check_auth(context)
+        await self.replica.admit(context)  # fleet hook: refuse while draining
         if req is None:
             self._count("invalid")
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "request is not a valid collab.v1.Frame")
@@ -496,8 +509,10 @@ class Server:
 
     def _stream_replies(self, replies, task, req, t0, loop, context):
         """Worker thread: write each reply of a streaming session message as it comes. A write
-        that fails (client gone, RPC cancelled) closes the iterator, so the task stops there."""
+        that fails (client gone, RPC cancelled) closes the iterator, so the task stops there.
+        Returns (replies written, payload bytes written)."""
         t_prev = time.perf_counter()
+        n = n_bytes = 0
         try:
             for item in replies:
                 (kind, payload, meta), = check_replies([item], task)
@@ -511,10 +526,12 @@ class Server:
                 # a client that takes no message for session_idle_s is treated as gone
                 asyncio.run_coroutine_threadsafe(context.write(out), loop).result(timeout=self.session_idle_s)
                 t_prev = time.perf_counter()
+                n, n_bytes = n + 1, n_bytes + len(payload)
         finally:
             close = getattr(replies, "close", None)
             if callable(close):
                 close()
+        return n, n_bytes
 
     def _close_session(self, session, task):
         try:
@@ -525,6 +542,7 @@ class Server:
 
     async def _session(self, _request_iterator, context):
         await self._check_auth(context)
+        await self.replica.admit(context)  # fleet hook: refuse while draining
         identity = self._identity(context)
         if self._sessions >= self.max_sessions:
             self._count("rejected")
@@ -553,7 +571,7 @@ class Server:
                 raise _Reject(grpc.StatusCode.INVALID_ARGUMENT, "message is not a valid collab.v1.Frame")
             if first.kind != OPEN_KIND:
                 raise _Reject(grpc.StatusCode.FAILED_PRECONDITION,
-                              f"a session starts with a {OPEN_KIND!r} frame, got kind {first.kind!r}")
+                              self.replica.session_unknown(context, first.kind))  # fleet hook
             task = first.task
             handler = self._handler(task)
             meta = w.frame_meta(first)
@@ -564,9 +582,11 @@ class Server:
                 raise _Reject(grpc.StatusCode.INTERNAL,
                               f"task {task!r}: open_session() returned {type(bad).__name__}, not a TaskSession")
             self._count("sessions_opened")
+            self.replica.session_opened(context, task)  # fleet hook
             ack = w.Frame(kind=OPENED_KIND, request_id=first.request_id, seq=first.seq)
             ack.timings.queue_s, ack.timings.compute_s = queue_s, run_s
             ack.timings.server_s = time.perf_counter() - t_open
+            await self.replica.tag(context)  # fleet hook: x-collab-replica with the headers
             await context.write(ack)
             log.info("session open task=%s rid=%s", task, first.request_id or "-")
             n = 0
@@ -587,11 +607,12 @@ class Server:
                 def run(req=req, rmeta=rmeta, t0=t0):
                     replies = sess.on_message(req.kind, req.payload, rmeta)
                     if replies is None or isinstance(replies, (list, tuple)):
-                        return check_replies(replies, task)
-                    # an iterator: each reply is written as soon as the task yields it
-                    self._stream_replies(replies, task, req, t0, loop, context)
-                    return []
-                queue_s, run_s, replies = await self._call(run, admit=False)
+                        replies = check_replies(replies, task)
+                        return replies, (len(replies), sum(len(r[1]) for r in replies))
+                    # an iterator: each reply is written as soon as the task yields it (the
+                    # session's headers, x-collab-replica included, went out with the open ack)
+                    return [], self._stream_replies(replies, task, req, t0, loop, context)
+                queue_s, run_s, (replies, (n_out, bytes_out)) = await self._call(run, admit=False)
                 n += 1
                 if limit is not None and callable(nbytes):
                     used = int(nbytes())
@@ -607,8 +628,9 @@ class Server:
                     await self._check_reply_size(out, context)
                     await context.write(out)
                 self._count("served")
-                log.info("session msg task=%s seq=%d kind=%s in=%dB replies=%d queue=%.2fms run=%.2fms", task,
-                         req.seq, req.kind, len(req.payload), len(replies), 1e3 * queue_s, 1e3 * run_s)
+                self.replica.message(task, time.perf_counter() - t0, len(req.payload), bytes_out)  # fleet hook
+                log.info("session msg task=%s seq=%d kind=%s in=%dB replies=%d out=%dB queue=%.2fms run=%.2fms",
+                         task, req.seq, req.kind, len(req.payload), n_out, bytes_out, 1e3 * queue_s, 1e3 * run_s)
         except _Reject as r:
             await context.abort(r.code, r.details)
         finally:

@@ -301,6 +301,51 @@ COLLAB_API collab_status collab_vit_regional_prune(const collab_tensor* attn, in
                                                    int32_t has_cls, int64_t n_prune, int64_t* kept,
                                                    size_t kept_len);
 
+/* ======================================================================================
+ * MindFusion trained nets: decoding shortcut projection and representation codec
+ * (new-style names; run on ggml's CPU backend from the libggml that llama-cpp-python ships)
+ *
+ * A net comes from a "CLFN" file (format: python/collab/llm/artifact.py): a fixed header
+ * (kind, n_embd, split point, layer count, code size, sha256 of the GGUF it was trained
+ * for), a JSON record the runtime skips, fixed-shape f32 tensors, and a CRC-32 trailer.
+ *   SHORTCUT  project: token embeddings (n, d) -> tail input rows (n, d)
+ *             y = x + W4 g(W3 g(W2 g(W1 x + b1) + b2) + b3) + b4   (d -> d -> 4d -> d -> d)
+ *   CODEC     encode: rows (n, d) -> codes (n, k);  decode: codes (n, k) -> rows (n, d)
+ *             (two FC layers each way through d/2)
+ * g is GELU in its tanh form. Without llama.cpp in the build every function returns
+ * COLLAB_ERR_UNSUPPORTED.
+ * ==================================================================================== */
+
+typedef struct collab_fcnet collab_fcnet;
+
+typedef enum collab_fcnet_kind { COLLAB_FCNET_SHORTCUT = 1, COLLAB_FCNET_CODEC = 2 } collab_fcnet_kind;
+typedef enum collab_fcnet_op { COLLAB_FCNET_PROJECT = 0, COLLAB_FCNET_ENCODE = 1, COLLAB_FCNET_DECODE = 2 } collab_fcnet_op;
+
+typedef struct collab_fcnet_info {
+  int32_t kind;          /* collab_fcnet_kind                          */
+  int32_t n_embd;        /* d                                          */
+  int32_t split_at;      /* layer whose input rows the net produces     */
+  int32_t n_layer_total;
+  int32_t code_dim;      /* k (codec), 0 (shortcut)                     */
+  uint8_t model_digest[32];
+} collab_fcnet_info;
+
+/* Parse and check a CLFN image. Expectations (0 / NULL: not checked): kind, n_embd, and the
+ * 32-byte sha256 model digest. Corrupt or truncated data, a bad checksum: COLLAB_ERR_FRAME;
+ * a net for another kind / width / model: COLLAB_ERR_INVALID_ARGUMENT; collab_last_error()
+ * says which. */
+COLLAB_API collab_status collab_fcnet_load(const void* buf, size_t len, int32_t kind, int32_t n_embd,
+                                           const uint8_t* model_digest, collab_fcnet** net);
+COLLAB_API collab_status collab_fcnet_load_file(const char* path, int32_t kind, int32_t n_embd,
+                                                const uint8_t* model_digest, collab_fcnet** net);
+COLLAB_API void collab_fcnet_free(collab_fcnet* net);
+COLLAB_API collab_status collab_fcnet_info_get(const collab_fcnet* net, collab_fcnet_info* info);
+/* Run op on n_rows rows of in (row-major, width d or k), writing n_rows rows to out
+ * (out_len floats at least). NaN/Inf input: COLLAB_ERR_NONFINITE_INPUT. A net must not be
+ * used by two threads at once. */
+COLLAB_API collab_status collab_fcnet_apply(collab_fcnet* net, int32_t op, const float* in, size_t n_rows,
+                                            float* out, size_t out_len, int32_t n_threads);
+
 #ifdef __cplusplus
 }
 #endif

@@ -87,7 +87,7 @@ class Device:
     """The device: a head part (split modes) and optionally the full model (device-only)."""
 
     def __init__(self, head=None, full=None, *, n_ctx: int = 2048, n_threads: int = DEFAULT_THREADS,
-                 policy: protocol.RowPolicy | None = None, task: str = "llm"):
+                 policy=None, task: str = "llm"):
         if head is None and full is None:
             raise InvalidArgument("give a head part (split modes) and/or the full model (device-only)")
         self.head = Model(head) if head is not None else None
@@ -198,7 +198,8 @@ class Device:
     def _head_prefill(self, s, toks, policy):
         t = time.perf_counter()
         rows = s.decode(toks)
-        payload = protocol.encode_rows(rows, policy)
+        # FcRowPolicy (collab.llm.fcnet): early rows as trained FC codes; else CLHR/SLICER
+        payload = policy.encode(rows) if hasattr(policy, "encode") else protocol.encode_rows(rows, policy)
         return payload, time.perf_counter() - t, rows.nbytes
 
     def _roundtrip(self, ch, text, toks, max_tokens, policy):

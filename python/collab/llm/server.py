@@ -13,7 +13,7 @@ One TaskSession per device stream; the session meta chooses the decode mode:
     kv-handoff   "state" (head KV cache) + "rows"          "token"; "continue" -> "tokens":
                  then "continue"                           the server runs head and tail
     shortcut     "rows" then "continue"                    as kv-handoff, but new tokens go
-                                                           through the (untrained) projection
+                                                           through the trained projection
 
 Token payloads are int32 ids (protocol.encode_tokens); replies carry meta "server_s"
 (server compute seconds for that message) and "eog" ("1" when the last token ends
@@ -63,6 +63,10 @@ def prepare_parts(model=None, at: int | None = None, out_dir=None) -> tuple[Path
     stem = src.name.removesuffix(".gguf")
     head, tail = out / f"{stem}.head-{at}.gguf", out / f"{stem}.tail-{at}.gguf"
     fresh = head.is_file() and tail.is_file() and min(head.stat().st_mtime, tail.stat().st_mtime) >= src.stat().st_mtime
+    if fresh:  # parts from before they carried the source digest (trained nets check it)
+        from .artifact import has_source_digest
+
+        fresh = has_source_digest(head) and has_source_digest(tail)
     if not fresh:
         head, tail = split_gguf(src, out, at)
     return head, tail, at
@@ -104,6 +108,7 @@ class LlmTask(_HandlerBase):
         self._shortcut_path = shortcut
         self._shortcut = None
         self._embed = None
+        self._codecs = None
         self._lock = threading.Lock()
         self._slots = threading.BoundedSemaphore(int(max_sessions))
         self.max_sessions = int(max_sessions)
@@ -114,13 +119,25 @@ class LlmTask(_HandlerBase):
         with self._lock:
             if self._shortcut is None:
                 if self._shortcut_path:
-                    self._shortcut = ShortcutProjection.load(self._shortcut_path)
-                else:
-                    self._shortcut = ShortcutProjection.identity(self.tail.n_embd, split_at=self.at)
+                    self._shortcut = ShortcutProjection.load(self._shortcut_path, model=self.tail.path,
+                                                             split_at=self.at)
+                else:  # the shipped trained net for this split, else the untrained identity
+                    self._shortcut = ShortcutProjection.default(self.tail.path, self.at, self.tail.n_embd)
                 if self._shortcut.n_embd != self.tail.n_embd:
                     raise InvalidArgument("shortcut projection width does not match the model")
                 self._embed = TokenEmbedding(self.tail.path)
             return self._shortcut, self._embed
+
+    def decode_rows(self, payload, n_embd: int) -> np.ndarray:
+        """Hidden-row payload -> rows: CLHR (protocol) or FC codes (the trained codec, fcnet)."""
+        from .fcnet import FcCodecs, is_fc_payload
+
+        if not is_fc_payload(payload):
+            return protocol.decode_rows(payload, n_embd=n_embd)
+        with self._lock:
+            if self._codecs is None:
+                self._codecs = FcCodecs.default(self.tail.path, self.at)
+        return self._codecs.decode(payload, n_embd)
 
     def warm_up(self) -> None:
         """Run one token through head and tail once (page in the weights, first-graph setup),
@@ -236,7 +253,7 @@ class _LlmSession(_SessionBase):
                 raise InvalidArgument("generation already finished")
             if self.last is not None and self.mode != "roundtrip":
                 raise InvalidArgument(f"{self.mode}: rows are sent once (prefill); then 'continue'")
-            rows = protocol.decode_rows(payload, n_embd=n_embd)
+            rows = self.task.decode_rows(payload, n_embd)
             if self.last is not None and rows.shape[0] != 1:
                 raise InvalidArgument("after prefill, roundtrip sends one row per token")
             if self.tail.n_past + rows.shape[0] > self.tail.n_ctx:

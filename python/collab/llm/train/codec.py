@@ -20,6 +20,7 @@ import torch
 import torch.nn.functional as F
 
 from . import common
+from .args import add_codec_arguments as add_arguments
 from .data import load
 from .nets import Codec, stats
 
@@ -29,21 +30,6 @@ __all__ = ["run_train_codec", "add_arguments", "eq2_loss", "main", "compressed_p
 def compressed_positions(q_start: int) -> slice:
     """Eq. 1's beta for a text prompt: the rows before the question, except row 0."""
     return slice(1, max(1, int(q_start)))
-
-
-def add_arguments(p) -> None:
-    p.add_argument("--at", type=int, required=True, help="split point l")
-    p.add_argument("--ratio", type=int, default=8, choices=(2, 4, 8, 16), help="d / code size")
-    p.add_argument("--data", default=str(common.DEFAULT_DATA))
-    p.add_argument("--model", default=None)
-    p.add_argument("--out", default=None, help="artifact path (default models/llm/smollm2-135m.codec-L-rR.clfn)")
-    p.add_argument("--fit-steps", type=int, default=1500)
-    p.add_argument("--eq2-steps", type=int, default=200)
-    p.add_argument("--eq2-minutes", type=float, default=0.0)
-    p.add_argument("--batch", type=int, default=256)
-    p.add_argument("--lr", type=float, default=1e-3)
-    p.add_argument("--threads", type=int, default=1)
-    p.add_argument("--fresh", action="store_true")
 
 
 def eq2_loss(m, net, rec, at: int) -> torch.Tensor:
@@ -109,18 +95,13 @@ def run_train_codec(args) -> int:
         step = common.sample_stage(opt, lambda rec: eq2_loss(m, net, rec, at), recs, steps=args.eq2_steps, start=step,
                                    minutes=args.eq2_minutes, hist=hist["eq2"], save=save, tag=f"{tag} eq2", seed=2)
 
-    from ..artifact import model_digest
-
     v, rel = val_fit()
     meta = {"recipe": "collab.llm.train.codec", "objective": "fit (standardised MSE) then Eq. 2", "ratio": ratio,
             "fit_steps": args.fit_steps, "eq2_steps_done": step if stage == "eq2" else 0, "val_mse_std": v,
-            "val_rel_err": rel, "context_rows": int(len(R)), "history": hist, "trained": True,
+            "val_rel_err": rel, "context_rows": int(len(R)), "history": hist,
             "compressed_positions": "1 .. q_start-1"}
-    f = net.export(split_at=at, n_layer_total=m.n_layer, model_digest=model_digest(common.model_path(args.model)),
-                   meta=meta)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    f.save(out)
-    print(f"[{tag}] wrote {out} (val std-MSE {v:.4f}, rel err {rel:.4f})", file=sys.stderr)
+    common.write_artifact(net, out, at=at, n_layer=m.n_layer, model=args.model, meta=meta, tag=tag,
+                          summary=f"val std-MSE {v:.4f}, rel err {rel:.4f}")
     return 0
 
 

@@ -6,7 +6,6 @@ runs the tail (frozen) on the fly because its loss goes through the model's outp
 """
 from __future__ import annotations
 
-import os
 import sys
 import time
 from pathlib import Path
@@ -14,10 +13,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from .args import DEFAULT_DATA
+
 __all__ = ["DEFAULT_DATA", "DEFAULT_MODELS", "mirror", "cache_rows", "Checkpoint", "Progress", "artifact_path",
            "set_threads", "CACHE_LAYERS"]
 
-DEFAULT_DATA = Path(os.environ.get("COLLAB_TRAIN_DATA", "data/llm-train"))
 DEFAULT_MODELS = Path("models/llm")
 CACHE_LAYERS = (1, 2, 4, 8, 15)
 _MIRROR = {}
@@ -174,3 +174,16 @@ def sample_stage(opt, loss_of, recs, *, steps: int, start: int, minutes: float, 
         save(step)
     save(step, force=True)
     return step
+
+
+def write_artifact(net, out: Path, *, at: int, n_layer: int, model, meta: dict, tag: str, summary: str) -> Path:
+    """Export a trained torch net to its CLFN file (weights stored as float16: half the
+    bytes; the runtime computes in float32), atomically."""
+    from ..artifact import model_digest
+
+    f = net.export(split_at=at, n_layer_total=n_layer, model_digest=model_digest(model_path(model)),
+                   meta={**meta, "trained": True}, storage="f16")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    f.save(out)
+    print(f"[{tag}] wrote {out} ({summary})", file=sys.stderr)
+    return out

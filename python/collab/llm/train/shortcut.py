@@ -22,24 +22,11 @@ import torch
 import torch.nn.functional as F
 
 from . import common
+from .args import add_shortcut_arguments as add_arguments
 from .data import load
 from .nets import Shortcut, stats
 
 __all__ = ["run_train_shortcut", "add_arguments", "eq3_loss", "main"]
-
-
-def add_arguments(p) -> None:
-    p.add_argument("--at", type=int, required=True, help="split point l (the tail starts at layer l)")
-    p.add_argument("--data", default=str(common.DEFAULT_DATA), help="directory of samples.jsonl (collab.llm.train.data)")
-    p.add_argument("--model", default=None, help="full GGUF (default: the embedded SmolLM2)")
-    p.add_argument("--out", default=None, help="artifact path (default models/llm/smollm2-135m.shortcut-L.clfn)")
-    p.add_argument("--fit-steps", type=int, default=1500, help="regression steps on cached rows")
-    p.add_argument("--eq3-steps", type=int, default=300, help="Eq. 3 steps (one prompt each) through the tail")
-    p.add_argument("--eq3-minutes", type=float, default=0.0, help="stop Eq. 3 after this long (0: no limit)")
-    p.add_argument("--batch", type=int, default=256)
-    p.add_argument("--lr", type=float, default=1e-3)
-    p.add_argument("--threads", type=int, default=1)
-    p.add_argument("--fresh", action="store_true", help="ignore an existing checkpoint")
 
 
 def eq3_loss(m, net, rec, at: int) -> tuple[torch.Tensor, float]:
@@ -118,18 +105,12 @@ def run_train_shortcut(args) -> int:
         step = common.sample_stage(opt, eq3, recs, steps=args.eq3_steps, start=step, minutes=args.eq3_minutes,
                                    hist=hist["eq3"], save=save, tag=f"shortcut-{at} eq3", seed=1)
 
-    from ..artifact import model_digest
-
     v, base = val_fit()
     meta = {"recipe": "collab.llm.train.shortcut", "objective": "fit (standardised MSE on cached rows) then Eq. 3",
             "fit_steps": args.fit_steps, "eq3_steps_done": step if stage == "eq3" else 0, "val_mse_std": v,
-            "val_mse_std_identity": base, "train_prompts": len(recs), "decode_rows": int(len(X)),
-            "history": hist, "trained": True}
-    net_file = net.export(split_at=at, n_layer_total=m.n_layer, model_digest=model_digest(common.model_path(args.model)),
-                          meta=meta)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    net_file.save(out)
-    print(f"[shortcut-{at}] wrote {out} (val std-MSE {v:.4f}, identity {base:.4f})", file=sys.stderr)
+            "val_mse_std_identity": base, "train_prompts": len(recs), "decode_rows": int(len(X)), "history": hist}
+    common.write_artifact(net, out, at=at, n_layer=m.n_layer, model=args.model, meta=meta, tag=f"shortcut-{at}",
+                          summary=f"val std-MSE {v:.4f}, identity {base:.4f}")
     return 0
 
 

@@ -19,9 +19,11 @@ and 1/8, teacher-forced top-1 agreement and perplexity.
 from __future__ import annotations
 
 import argparse
+import json
 import math
 import re
 import time
+from pathlib import Path
 
 import numpy as np
 
@@ -234,14 +236,25 @@ def main():
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--table3", action="store_true")
     ap.add_argument("--out", default="benchmarks/results/mindfusion_quality.json")
+    ap.add_argument("--refs-only", action="store_true", help="only compute the full model's reference answers")
+    ap.add_argument("--merge", action="store_true", help="add these split points to an existing --out file")
     args = ap.parse_args()
-    ats = args.at or [15, 4, 2, 1, 8]
+    ats = [] if args.refs_only else (args.at or [15, 4, 2, 1, 8])
     src = default_model_path()
     full = Model(src)
     prompts = held_out(args.prompts)
     print(f"{len(prompts)} held-out prompts, reference: full model, {args.tokens} greedy tokens (llama.cpp)", flush=True)
-    refs = [reference(full, p, args) for p in prompts]
     result = {"prompts": [p.pid for p in prompts], "tokens": args.tokens, "splits": {}}
+    if args.merge and Path(args.out).is_file():
+        old = json.loads(Path(args.out).read_text())
+        if old.get("prompts") == result["prompts"] and old.get("tokens") == args.tokens:
+            result = old
+    if "refs" not in result:
+        result["refs"] = [reference(full, p, args) for p in prompts]
+    refs = result["refs"]
+    if not ats:
+        save_json(args.out, result)
+        return
     for at in ats:
         sp = Split(src, at, args.threads)
         per = []

@@ -56,8 +56,12 @@ def held_out(n, seed=0):
 
 
 def mmlu_letter(text):
-    m = re.search(r"\(?\b([A-D])\b\)?", text)
-    return m.group(1) if m else ""
+    """The answer letter: "answer is (X)", else the first "(X)", else a leading bare letter."""
+    for pat in (r"answer is:? \(?([A-D])\b", r"\(([A-D])\)", r"^\s*(?:A:\s*)?([A-D])\b(?!:)"):
+        m = re.search(pat, text)
+        if m:
+            return m.group(1)
+    return ""
 
 
 class Split:
@@ -126,7 +130,8 @@ def run_prompt(sp: Split, p, full, ref, args, table3=False):
     cfgs = {"vanilla": (rows, "head", n * d * ROW)}
     if sp.shortcut is not None:
         cfgs["D"] = (rows, "shortcut", n * d * ROW)
-    codec = sp.codecs.get(8)
+    want_r = not args.configs or bool({"R", "R+D", "SLICER=R"} & set(args.configs))
+    codec = sp.codecs.get(8) if want_r else None
     if codec is not None and q0 > 2:
         pol = FcRowPolicy(codec, keep_last=n - q0, dtype="int8")
         payload = pol.encode(rows)
@@ -142,6 +147,8 @@ def run_prompt(sp: Split, p, full, ref, args, table3=False):
         cfgs["SLICER=R"] = (sl, "head", s_bytes + (n - (hi - lo)) * d * ROW)
         res["slicer_setting"] = s_set
     for name, (pre, dec, up) in cfgs.items():
+        if args.configs and name not in args.configs:
+            continue
         if dec == "shortcut":
             nxt = lambda t: sp.shortcut(sp.embed([t]))  # noqa: E731
             fed = sp.shortcut(sp.embed(ref_toks[:-1])) if len(ref_toks) > 1 else np.zeros((0, d), np.float32)
@@ -206,6 +213,12 @@ def reference(full, p, args):
 
 
 def summarize(per_prompt, refs, prompts):
+    for r, ref, p in zip(per_prompt, refs, prompts):  # (re)score MMLU from the answers kept
+        if p.source == "mmlu":
+            ref["mmlu_ok"] = mmlu_letter(ref["answer"]) == p.gold
+            for v in r.values():
+                if isinstance(v, dict) and "answer" in v:
+                    v["mmlu_ok"] = mmlu_letter(v["answer"]) == p.gold
     cfgs = sorted({k for r in per_prompt for k, v in r.items() if isinstance(v, dict) and "agree" in v})
     out = {}
     for c in cfgs:
@@ -235,10 +248,15 @@ def main():
     ap.add_argument("--tokens", type=int, default=64)
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--table3", action="store_true")
+    ap.add_argument("--configs", type=lambda v: v.split(","), default=None,
+                    help="comma-separated subset of vanilla,D,R,R+D,SLICER=R (default: all)")
     ap.add_argument("--out", default="benchmarks/results/mindfusion_quality.json")
+    ap.add_argument("--resummarize", action="store_true", help="rescore and reprint --out without running")
     ap.add_argument("--refs-only", action="store_true", help="only compute the full model's reference answers")
     ap.add_argument("--merge", action="store_true", help="add these split points to an existing --out file")
     args = ap.parse_args()
+    if args.resummarize:
+        return resummarize(args.out)
     ats = [] if args.refs_only else (args.at or [15, 4, 2, 1, 8])
     src = default_model_path()
     full = Model(src)
@@ -269,6 +287,18 @@ def main():
         print_table(at, s)
         save_json(args.out, result)
     plot(result, args.out)
+
+
+def resummarize(out):
+    result = json.loads(Path(out).read_text())
+    _, held = all_prompts()
+    by = {p.pid: p for p in held}
+    prompts = [by[pid] for pid in result["prompts"]]
+    for at, sp in result["splits"].items():
+        sp["summary"] = summarize(sp["per_prompt"], result["refs"], prompts)
+        print_table(at, sp["summary"])
+    save_json(out, result)
+    plot(result, out)
 
 
 def print_table(at, s):

@@ -29,7 +29,7 @@ import numpy as np
 
 from .. import _native
 from ..errors import InvalidArgument
-from .artifact import KIND_NAMES, ArtifactError, FcNet, model_digest
+from .artifact import KIND_NAMES, ArtifactError, model_digest
 from .protocol import MAX_ROWS, ProtocolError
 
 __all__ = ["NativeNet", "load_net", "FcRowPolicy", "FcCodecs", "decode_fc_rows", "find_artifact", "FC_MAGIC", "is_fc_payload"]
@@ -95,7 +95,8 @@ def find_artifact(kind: str, at: int, ratio: int = 0):
     import os
 
     name = f"smollm2-135m.{kind}-{at}" + (f"-r{ratio}" if ratio else "") + ".clfn"
-    for d in (os.environ.get("COLLAB_LLM_NETS"), "models/llm", Path(__file__).resolve().parents[3] / "models" / "llm"):
+    repo = Path(__file__).resolve().parents[3] / "models" / "llm"  # a source checkout run in place
+    for d in (os.environ.get("COLLAB_LLM_NETS"), "models/llm", repo):
         if d and (Path(d) / name).is_file():
             return Path(d) / name
     return None
@@ -217,10 +218,3 @@ class FcCodecs:
         if k not in self.by_k:
             raise ProtocolError(f"no trained FC codec with code size {k} on this server (have {sorted(self.by_k)})")
         return decode_fc_rows(buf, self.by_k[k], n_embd)
-
-
-def numpy_net(path, **expect) -> FcNet:
-    """The numpy reference of a CLFN file (tests, tools without the native build)."""
-    return FcNet.load(path, **expect)
-
-

@@ -18,8 +18,13 @@ struct Codec {
   collab_codec* ptr;
 };
 
-collab_codec_params make_params(double sparsity, double lam, const std::vector<int>& blocks,
-                                const std::vector<int>& qbits, double delta, uint64_t seed, int index_code,
+// Range checks are the core's (validate_params) and the Python layer's (collab._validate);
+// these conversions only saturate, so an out-of-range value stays out of range and is
+// refused there instead of wrapping into a valid one.
+uint32_t saturate_u32(int64_t v) { return v < 0 ? 0u : (v > int64_t(UINT32_MAX) ? UINT32_MAX : uint32_t(v)); }
+
+collab_codec_params make_params(double sparsity, double lam, const std::vector<int64_t>& blocks,
+                                const std::vector<int64_t>& qbits, double delta, uint64_t seed, int index_code,
                                 int threads) {
   collab_codec_params p;
   collab_codec_params_init(&p);
@@ -27,17 +32,12 @@ collab_codec_params make_params(double sparsity, double lam, const std::vector<i
   p.lam = lam;
   p.delta = delta;
   p.seed = seed;
-  if (blocks.size() != 2) throw py::value_error("blocks must be a pair (M+, M-)");
-  for (int b : blocks)
-    if (b < 1 || b > COLLAB_MAX_BLOCKS) throw py::value_error("each block count must be in [1, 64]");
-  p.blocks_pos = uint32_t(blocks[0]);
-  p.blocks_neg = uint32_t(blocks[1]);
-  if (qbits.empty() || qbits.size() > COLLAB_MAX_BLOCKS) throw py::value_error("qbits must list 1..64 bit-widths");
-  p.n_qbits = uint32_t(qbits.size());
-  for (size_t i = 0; i < qbits.size(); ++i) {
-    if (qbits[i] < 1 || qbits[i] > COLLAB_MAX_QBITS) throw py::value_error("each qbits entry must be in [1, 16]");
-    p.qbits[i] = uint8_t(qbits[i]);
-  }
+  // A blocks list that is not a pair becomes (0, 0): refused by the core as out of range.
+  p.blocks_pos = blocks.size() == 2 ? saturate_u32(blocks[0]) : 0u;
+  p.blocks_neg = blocks.size() == 2 ? saturate_u32(blocks[1]) : 0u;
+  p.n_qbits = saturate_u32(int64_t(qbits.size()));
+  for (size_t i = 0; i < qbits.size() && i < COLLAB_MAX_BLOCKS; ++i)
+    p.qbits[i] = uint8_t(qbits[i] < 0 ? 0 : (qbits[i] > 255 ? 255 : qbits[i]));
   p.index_code = index_code;
   p.n_threads = threads;
   return p;
@@ -73,17 +73,21 @@ py::dict info_dict(const collab_frame_info& info) {
 }  // namespace
 
 void bind_codec(py::module_& m) {
+  m.attr("DEFAULT_MAX_OUTPUT_BYTES") = py::int_(COLLAB_DEFAULT_MAX_OUTPUT_BYTES);
+  m.attr("MAX_BLOCKS") = COLLAB_MAX_BLOCKS;
+  m.attr("MAX_QBITS") = COLLAB_MAX_QBITS;
+  m.attr("MAX_NDIM") = COLLAB_MAX_NDIM;
   py::class_<Codec>(m, "Codec", "Reusable scratch memory for encode/decode (one per thread).").def(py::init<>());
 
   m.def(
       "encode",
       [](Codec* codec, uintptr_t ptr, int dtype, const std::vector<int64_t>& shape, int device, int device_id,
-         double sparsity, double lam, const std::vector<int>& blocks, const std::vector<int>& qbits, double delta,
+         double sparsity, double lam, const std::vector<int64_t>& blocks, const std::vector<int64_t>& qbits, double delta,
          uint64_t seed, int index_code, int threads) {
         collab_tensor x = make_tensor(ptr, dtype, shape, device, device_id);
         collab_codec_params p = make_params(sparsity, lam, blocks, qbits, delta, seed, index_code, threads);
         size_t bound = 0;
-        check(collab_encode_bound(x.shape, x.ndim, &p, &bound));
+        check(collab_codec_encode_bound(x.shape, x.ndim, &p, &bound));
         PyObject* obj = PyBytes_FromStringAndSize(nullptr, Py_ssize_t(bound));
         if (!obj) throw py::error_already_set();
         py::object frame = py::reinterpret_steal<py::object>(obj);
@@ -91,7 +95,7 @@ void bind_codec(py::module_& m) {
         collab_status st;
         {
           py::gil_scoped_release nogil;
-          st = collab_encode(codec ? codec->ptr : nullptr, &x, &p, PyBytes_AS_STRING(obj), bound, &written);
+          st = collab_codec_encode(codec ? codec->ptr : nullptr, &x, &p, PyBytes_AS_STRING(obj), bound, &written);
         }
         check(st);
         PyObject* raw = frame.release().ptr();
@@ -104,32 +108,35 @@ void bind_codec(py::module_& m) {
 
   m.def(
       "decode_into",
-      [](Codec* codec, py::buffer frame, uintptr_t ptr, int dtype, const std::vector<int64_t>& shape, int device,
-         int device_id) {
-        py::buffer_info buf = frame.request();
+      [](Codec* codec, py::object frame, uintptr_t ptr, int dtype, const std::vector<int64_t>& shape, int device,
+         int device_id, uint64_t max_output_bytes) {
+        ByteView buf(frame);
         collab_tensor out = make_tensor(ptr, dtype, shape, device, device_id);
+        collab_codec_decode_params params;
+        collab_codec_decode_params_init(&params);
+        params.max_output_bytes = max_output_bytes;
         collab_status st;
         {
           py::gil_scoped_release nogil;
-          st = collab_decode(codec ? codec->ptr : nullptr, buf.ptr, size_t(buf.size * buf.itemsize), &out);
+          st = collab_codec_decode(codec ? codec->ptr : nullptr, buf.data(), buf.size(), &params, &out);
         }
         check(st);
       },
       py::arg("codec"), py::arg("frame"), py::arg("ptr"), py::arg("dtype"), py::arg("shape"), py::arg("device"),
-      py::arg("device_id"));
+      py::arg("device_id"), py::arg("max_output_bytes") = COLLAB_DEFAULT_MAX_OUTPUT_BYTES);
 
   m.def(
       "frame_info",
-      [](py::buffer frame) {
-        py::buffer_info buf = frame.request();
+      [](py::object frame) {
+        ByteView buf(frame);
         collab_frame_info info;
-        check(collab_frame_info_get(buf.ptr, size_t(buf.size * buf.itemsize), &info));
+        check(collab_frame_info_get(buf.data(), buf.size(), &info));
         py::dict d = info_dict(info);
         py::list blocks;
         uint32_t nb = info.params.blocks_pos + info.params.blocks_neg;
         for (uint32_t b = 0; b < nb; ++b) {
           collab_block_info bi;
-          check(collab_frame_block_get(buf.ptr, size_t(buf.size * buf.itemsize), b, &bi));
+          check(collab_frame_block_get(buf.data(), buf.size(), b, &bi));
           py::dict e;
           e["sign"] = bi.sign;
           e["rank"] = bi.rank;
@@ -146,12 +153,13 @@ void bind_codec(py::module_& m) {
 
   m.def(
       "predict_bits",
-      [](const std::vector<int64_t>& shape, double sparsity, const std::vector<int>& blocks,
-         const std::vector<int>& qbits) {
-        if (shape.size() > COLLAB_MAX_NDIM) throw py::value_error("at most 8 dimensions are supported");
+      [](const std::vector<int64_t>& shape, double sparsity, const std::vector<int64_t>& blocks,
+         const std::vector<int64_t>& qbits) {
         collab_codec_params p = make_params(sparsity, 0.0, blocks, qbits, 0.0, 0, COLLAB_INDEX_AUTO, 0);
         uint64_t bits = 0;
-        check(collab_predict_bits(shape.data(), int32_t(shape.size()), &p, &bits));
+        // ndim is checked by the core (at most COLLAB_MAX_NDIM); shape.data() holds all of it.
+        const int32_t ndim = shape.size() > size_t(INT32_MAX) ? INT32_MAX : int32_t(shape.size());
+        check(collab_codec_predict_bits(shape.data(), ndim, &p, &bits));
         return bits;
       },
       py::arg("shape"), py::arg("sparsity"), py::arg("blocks"), py::arg("qbits"));

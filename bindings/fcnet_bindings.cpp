@@ -18,11 +18,14 @@ struct FcNet {
     const uint8_t* dp = nullptr;
     if (!digest.is_none()) {
       dig = py::cast<std::string>(py::bytes(digest));
-      if (dig.size() != 32) throw py::value_error("model digest must be 32 bytes (sha256)");
+      if (dig.size() != 32) raise_invalid("model digest must be 32 bytes (sha256)");
       dp = reinterpret_cast<const uint8_t*>(dig.data());
     }
+    // The enum types take only their own values: refuse others here, by name.
+    if (kind < COLLAB_FCNET_ANY || kind > COLLAB_FCNET_CODEC)
+      raise_invalid("kind " + std::to_string(kind) + " is not a collab_fcnet_kind");
     collab_fcnet* p = nullptr;
-    check(collab_fcnet_load(buf.data(), buf.size(), kind, n_embd, dp, &p));
+    check(collab_fcnet_load(buf.data(), buf.size(), static_cast<collab_fcnet_kind>(kind), n_embd, dp, &p));
     ptr = p;
     check(collab_fcnet_info_get(ptr, &info));
   }
@@ -52,16 +55,18 @@ void bind_fcnet(py::module_& m) {
            })
       .def("apply",
            [](FcNet& s, int32_t op, F32 x, int32_t n_threads) {
-             if (x.ndim() != 2) throw py::value_error("input must be a 2-D array (rows, width)");
+             if (op < COLLAB_FCNET_PROJECT || op > COLLAB_FCNET_DECODE)
+               raise_invalid("op " + std::to_string(op) + " is not a collab_fcnet_op");
+             if (x.ndim() != 2) raise_invalid("input must be a 2-D array (rows, width)");
              const size_t n = size_t(x.shape(0));
              const py::ssize_t width = op == COLLAB_FCNET_ENCODE ? s.info.code_dim : s.info.n_embd;
              const py::ssize_t in_w = op == COLLAB_FCNET_DECODE ? s.info.code_dim : s.info.n_embd;
-             if (x.shape(1) != in_w) throw py::value_error("input width does not match the net");
+             if (x.shape(1) != in_w) raise_invalid("input width does not match the net");
              py::array_t<float> out({py::ssize_t(n), width});
              collab_status st;
              {
                py::gil_scoped_release nogil;
-               st = collab_fcnet_apply(s.ptr, op, x.data(), n, out.mutable_data(), n * size_t(width), n_threads);
+               st = collab_fcnet_apply(s.ptr, static_cast<collab_fcnet_op>(op), x.data(), n, out.mutable_data(), n * size_t(width), n_threads);
              }
              check(st);
              return out;

@@ -2,6 +2,7 @@
 #include <pybind11/numpy.h>
 #include <pybind11/stl.h>
 
+#include <exception>
 #include <memory>
 #include <string>
 
@@ -95,11 +96,11 @@ void bind_llm(py::module_& m) {
       .def("tokenize",
            [](const LlmModel& self, const std::string& text, bool add_special, bool parse_special) {
              size_t n = 0;
-             collab_status st = collab_llm_tokenize(self.ptr, text.data(), text.size(), add_special, parse_special,
+             collab_status st = collab_llm_model_tokenize(self.ptr, text.data(), text.size(), add_special, parse_special,
                                                     nullptr, 0, &n);
              if (st != COLLAB_OK && st != COLLAB_ERR_BUFFER_TOO_SMALL) check(st);
              py::array_t<int32_t> out(static_cast<py::ssize_t>(n));
-             if (n) check(collab_llm_tokenize(self.ptr, text.data(), text.size(), add_special, parse_special,
+             if (n) check(collab_llm_model_tokenize(self.ptr, text.data(), text.size(), add_special, parse_special,
                                               out.mutable_data(), n, &n));
              return out;
            },
@@ -108,22 +109,22 @@ void bind_llm(py::module_& m) {
            [](const LlmModel& self, int32_t token) {
              std::string buf(64, '\0');
              size_t n = 0;
-             collab_status st = collab_llm_token_to_piece(self.ptr, token, buf.data(), buf.size(), &n);
+             collab_status st = collab_llm_model_token_to_piece(self.ptr, token, buf.data(), buf.size(), &n);
              if (st == COLLAB_ERR_BUFFER_TOO_SMALL) {
                buf.resize(n);
-               st = collab_llm_token_to_piece(self.ptr, token, buf.data(), buf.size(), &n);
+               st = collab_llm_model_token_to_piece(self.ptr, token, buf.data(), buf.size(), &n);
              }
              check(st);
              return py::bytes(buf.data(), n);
            },
            py::arg("token"))
-      .def("is_eog", [](const LlmModel& self, int32_t t) { return collab_llm_token_is_eog(self.ptr, t) != 0; })
+      .def("is_eog", [](const LlmModel& self, int32_t t) { return collab_llm_model_token_is_eog(self.ptr, t) != 0; })
       .def("chat_prompt", [](const LlmModel& self, const std::string& user) {
         size_t n = 0;
-        collab_status st = collab_llm_chat_prompt(self.ptr, user.c_str(), nullptr, 0, &n);
+        collab_status st = collab_llm_model_chat_prompt(self.ptr, user.c_str(), nullptr, 0, &n);
         if (st != COLLAB_OK && st != COLLAB_ERR_BUFFER_TOO_SMALL) check(st);
         std::string buf(n, '\0');
-        check(collab_llm_chat_prompt(self.ptr, user.c_str(), buf.data(), buf.size(), &n));
+        check(collab_llm_model_chat_prompt(self.ptr, user.c_str(), buf.data(), buf.size(), &n));
         return buf;
       });
 
@@ -133,6 +134,37 @@ void bind_llm(py::module_& m) {
       .def_property_readonly("n_past", [](const LlmSession& s) { return collab_llm_session_n_past(s.get()); })
       .def_property_readonly("n_ctx", [](const LlmSession& s) { return collab_llm_session_n_ctx(s.get()); })
       .def("close", &LlmSession::close)
+      .def("decode_stream",  // callback(token, piece: bytes) -> truthy to stop; returns tokens generated
+           [](LlmSession& s, const LlmModel& model, I32 tokens, int32_t max_tokens, py::function callback,
+              LlmSession* tail) {
+             struct Ctx {
+               py::function cb;
+               std::exception_ptr err;
+             };
+             Ctx ctx{std::move(callback), nullptr};
+             auto tramp = [](int32_t tok, const char* piece, size_t len, void* ud) -> int32_t {
+               auto* c = static_cast<Ctx*>(ud);
+               py::gil_scoped_acquire gil;
+               try {
+                 return py::bool_(c->cb(tok, py::bytes(piece, len))) ? 1 : 0;
+               } catch (...) {  // re-raised in Python once the native loop has stopped
+                 c->err = std::current_exception();
+                 return 1;
+               }
+             };
+             int32_t n = 0;
+             collab_status st;
+             {
+               py::gil_scoped_release nogil;
+               st = collab_llm_session_decode_stream(s.get(), tail ? tail->get() : nullptr, model.ptr, tokens.data(),
+                                                     size_t(tokens.size()), max_tokens, tramp, &ctx, &n);
+             }
+             if (ctx.err) std::rethrow_exception(ctx.err);
+             check(st);
+             return n;
+           },
+           py::arg("model"), py::arg("tokens"), py::arg("max_tokens"), py::arg("callback"),
+           py::arg("tail") = nullptr)
       .def("truncate", [](LlmSession& s, int32_t n_past) { check(collab_llm_session_truncate(s.get(), n_past)); })
       .def("decode_tokens",
            [](LlmSession& s, I32 tokens, int32_t n_outputs, bool head) {
@@ -145,7 +177,7 @@ void bind_llm(py::module_& m) {
              collab_status st;
              {
                py::gil_scoped_release nogil;
-               st = collab_llm_decode_tokens(s.get(), tokens.data(), n, n_outputs, out.mutable_data(), rows * width);
+               st = collab_llm_session_decode_tokens(s.get(), tokens.data(), n, n_outputs, out.mutable_data(), rows * width);
              }
              check(st);
              return out;
@@ -162,7 +194,7 @@ void bind_llm(py::module_& m) {
              collab_status st;
              {
                py::gil_scoped_release nogil;
-               st = collab_llm_decode_rows(s.get(), rows.data(), n, n_outputs, out.mutable_data(),
+               st = collab_llm_session_decode_rows(s.get(), rows.data(), n, n_outputs, out.mutable_data(),
                                            nout * size_t(info.n_vocab));
              }
              check(st);
@@ -172,24 +204,23 @@ void bind_llm(py::module_& m) {
       .def("state_get",
            [](LlmSession& s) {
              size_t need = 0;
-             check(collab_llm_state_size(s.get(), &need));
+             check(collab_llm_session_state_size(s.get(), &need));
              std::string buf(need, '\0');
              size_t got = 0;
              collab_status st;
              {
                py::gil_scoped_release nogil;
-               st = collab_llm_state_get(s.get(), buf.data(), buf.size(), &got);
+               st = collab_llm_session_state_get(s.get(), buf.data(), buf.size(), &got);
              }
              check(st);
              return py::bytes(buf.data(), got);
            })
-      .def("state_set", [](LlmSession& s, py::buffer data) {
-        py::buffer_info b = data.request();
-        const size_t len = size_t(b.size) * size_t(b.itemsize);
+      .def("state_set", [](LlmSession& s, py::object data) {
+        ByteView b(data);
         collab_status st;
         {
           py::gil_scoped_release nogil;
-          st = collab_llm_state_set(s.get(), b.ptr, len);
+          st = collab_llm_session_state_set(s.get(), b.data(), b.size());
         }
         check(st);
       });

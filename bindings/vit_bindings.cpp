@@ -20,11 +20,11 @@ void bind_vit(py::module_& m) {
          bool has_cls, int64_t n_prune) {
         collab_tensor x = make_tensor(ptr, dtype, shape, device, device_id);
         if (shape.size() != 2 && shape.size() != 3)
-          throw py::value_error("attention outputs must be (T, C) or (B, T, C)");
+          raise_invalid("attention outputs must be (T, C) or (B, T, C)");
         const int64_t b = shape.size() == 3 ? shape[0] : 1;
         const int64_t t = shape[shape.size() - 2];
         const int64_t kept_n = t - n_prune;
-        if (b < 0 || kept_n < 0) throw py::value_error("n_prune exceeds the token count");
+        if (b < 0 || kept_n < 0) raise_invalid("n_prune exceeds the token count");
         py::array_t<int64_t> out(std::vector<py::ssize_t>{py::ssize_t(b), py::ssize_t(kept_n)});
         int64_t* dst = out.mutable_data();
         collab_status st;

@@ -58,6 +58,7 @@ endif()
 # Add the LLM sources (or the stubs) to the core library.
 function(collab_add_llm target)
   set(_dir ${PROJECT_SOURCE_DIR}/cpp/src/llm)
+  target_sources(${target} PRIVATE ${_dir}/c_api_llm_stream.cpp)  # public API only: both builds
   if(COLLAB_WITH_LLAMA)
     target_sources(${target} PRIVATE ${_dir}/llm_runner.cpp ${_dir}/c_api_llm.cpp
                                       ${_dir}/fcnet_format.cpp ${_dir}/fcnet_ggml.cpp)

@@ -13,7 +13,8 @@ log() { printf '\n=== %s ===\n' "$*"; }
 
 # ---- system packages, virtual environment, build ------------------------------------------
 COLLAB_VENV=${COLLAB_VENV:-$ROOT/.venv-test}
-export COLLAB_VENV
+COLLAB_SETUP=test
+export COLLAB_VENV COLLAB_SETUP
 # shellcheck disable=SC1091
 source "$ROOT/scripts/setup.sh"
 

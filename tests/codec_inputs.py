@@ -1,4 +1,7 @@
 """Input generators for the codec tests: the shapes and values the codec must handle."""
+import struct
+import zlib
+
 import ml_dtypes
 import numpy as np
 
@@ -33,3 +36,8 @@ def make(rng, kind: str, shape, dtype=np.float32) -> np.ndarray:
 
 
 KINDS = ["normal", "ties", "zeros", "constant", "positive", "sparse", "wide", "activations"]
+
+
+def refresh_crc(body: bytes) -> bytes:
+    """A hostile frame: arbitrary bytes with a valid checksum, so parsing goes past the CRC."""
+    return body + struct.pack("<I", zlib.crc32(body))

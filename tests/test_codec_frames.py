@@ -1,18 +1,11 @@
 """Truncated, corrupted and hostile frames raise FrameError: no crash, hang or over-read."""
-import struct
-import zlib
-
 import numpy as np
 import pytest
 
 import collab.codec as codec
-from collab.errors import FrameError
+from collab.errors import FrameError, InvalidArgument
 from collab.reference import slicer as ref
-
-
-def refresh_crc(body: bytes) -> bytes:
-    """A hostile frame: arbitrary bytes with a valid checksum, so parsing goes past the CRC."""
-    return body + struct.pack("<I", zlib.crc32(body))
+from codec_inputs import refresh_crc
 
 
 @pytest.fixture
@@ -78,13 +71,16 @@ def test_hostile_mutations_agree_with_reference(frames, rng):
 def test_huge_shape_is_refused_before_allocating():
     x = np.zeros(4, np.float32)
     x[0] = 1
-    f = bytearray(codec.encode(x, 0.5)[:-4])
+    # delta+varint: the only index code whose size does not follow from the shape alone
+    f = bytearray(codec.encode(x, 0.5, index_code="delta_varint")[:-4])
     # shape varint at byte 8: replace 4 by 2**32-1 (5-byte varint), keep everything else
     assert f[7] == 1 and f[8] == 4
     f[8:9] = bytes([0xFF, 0xFF, 0xFF, 0xFF, 0x0F])
     g = refresh_crc(bytes(f))
     with pytest.raises(FrameError, match="max_elements"):
         codec.decode(g)
+    with pytest.raises(FrameError, match="max_output_bytes"):
+        codec.decode(g, max_elements=2**32)
     # It is otherwise a well-formed frame (one non-zero in a 2**32-1 element tensor).
     assert codec.inspect(g)["numel"] == 2**32 - 1
 
@@ -111,7 +107,31 @@ def test_frame_types_accepted(rng):
     a = codec.decode(f)
     assert np.array_equal(codec.decode(bytearray(f)), a)
     assert np.array_equal(codec.decode(memoryview(f)), a)
-    with pytest.raises(ValueError):
+    with pytest.raises(InvalidArgument):
         codec.decode("not bytes")
     with pytest.raises(FrameError):
         codec.inspect(f[:-1])
+
+
+def test_ml_dtypes_is_loaded_only_for_bfloat16(tmp_path, rng):
+    """ml_dtypes takes seconds to import: float32/float16 users never load it, and a bfloat16
+    frame decoded in a process that never imported it still comes back as bfloat16."""
+    import subprocess
+    import sys
+
+    import ml_dtypes
+
+    x = rng.standard_normal((6, 8)).astype(ml_dtypes.bfloat16)
+    frame = codec.encode(x, 0.5)
+    (tmp_path / "bf16.frame").write_bytes(frame)
+    code = (
+        "import sys, numpy as np, collab.codec as c\n"
+        "from collab.reference import slicer as ref\n"
+        "f = c.encode(np.ones((4, 4), np.float16), 0.5); c.decode(f); ref.decode(f); c.inspect(f)\n"
+        "assert 'ml_dtypes' not in sys.modules, 'float16 work loaded ml_dtypes'\n"
+        f"y = c.decode(open({str(tmp_path / 'bf16.frame')!r}, 'rb').read())\n"
+        "print(y.dtype.name, y.shape)\n")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.split() == ["bfloat16", "(6,", "8)"]
+    assert np.array_equal(codec.decode(frame).astype(np.float32), ref.decode(frame).astype(np.float32))

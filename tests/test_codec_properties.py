@@ -95,7 +95,6 @@ def test_inspect_reports_layout(rng):
     assert info["shape"] == (20, 30) and info["dtype"] == "float32"
     assert info["blocks"] == (2, 3) and info["qbits"] == (8, 4) and info["seed"] == 9
     assert info["k_keep"] == 150 and info["n_pos"] + info["n_neg"] == 150
-    assert info["index_code"] in codec.INDEX_CODES
     assert info["header_bytes"] + info["index_bytes"] + info["value_bytes"] + 4 == info["total_bytes"] == len(f)
     assert [b["sign"] for b in info["block_info"]] == [1, 1, -1, -1, -1]
     assert sum(b["count"] for b in info["block_info"]) == 150

@@ -3,6 +3,9 @@
 uncompressed path"."""
 from __future__ import annotations
 
+import struct
+import zlib
+
 import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -10,7 +13,7 @@ from hypothesis import strategies as st
 
 from collab.errors import InvalidArgument
 from collab.llm.artifact import KIND_CODEC, KIND_SHORTCUT, FcNet
-from collab.llm.fcnet import FcRowPolicy, NativeNet, decode_fc_rows
+from collab.llm.fcnet import FcRowPolicy, NativeNet, decode_fc_rows, fc_segments, inspect_fc_rows
 from collab.llm.protocol import ProtocolError
 
 from test_llm_shortcut_artifact import random_net
@@ -115,15 +118,50 @@ _P = FcRowPolicy(_C, keep_last=2, dtype="int8").encode(np.ones((6, 8), np.float3
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.binary(max_size=300), st.integers(0, 10 ** 6), st.integers(1, 255))
 def test_fuzz_fc_payload(junk, pos, val):
-    import struct
-    import zlib
-
     buf = bytearray(_P)
     buf[pos % (len(buf) - 4)] ^= val
     buf[-4:] = struct.pack("<I", zlib.crc32(bytes(buf[:-4])))
     for b in (bytes(buf), junk, _P[: pos % len(_P)], b"CLFC" + junk):
         try:
             out = decode_fc_rows(b, _C)
-            assert out.dtype == np.float32 and out.shape[1] == 8
         except ProtocolError:
-            pass
+            continue
+        # accepted only when it is exactly a payload: its checksum holds, its header says
+        # these rows and these bytes
+        assert zlib.crc32(b[:-4]) == struct.unpack("<I", b[-4:])[0]
+        info = inspect_fc_rows(b, n_embd=8)
+        assert out.dtype == np.float32 and out.shape == (info["n_rows"], 8) and np.all(np.isfinite(out))
+        assert len(b) == 28 + sum(n for _, _, n in fc_segments(info)) + 4  # header, data, crc
+
+
+def _fc_header(n_rows, lo, hi, d=8, k=2, dt=2):
+    return struct.pack("<4sBBHIIIII", b"CLFC", 1, dt, 0, d, k, n_rows, lo, hi)
+
+
+def test_fc_payload_is_checked_from_its_header_first():
+    """Rows beyond the receiver's room, wrong widths and wrong lengths (trailing bytes, one
+    byte short) are refused from the header, before the checksum or any decoding."""
+    import struct
+    import zlib
+
+    rows = np.random.default_rng(5).standard_normal((6, 8)).astype(np.float32)
+    p = FcRowPolicy(_C, keep_last=2, dtype="int8").encode(rows)
+    info = inspect_fc_rows(p, n_embd=8, max_rows=6)
+    assert (info["n_rows"], info["lo"], info["hi"], info["code_dim"], info["dtype"]) == (6, 1, 4, 2, "int8")
+    assert fc_segments(info) == [("f32", 1, 32), ("fc-int8", 3, 3 * 4 + 3 * 2), ("f32", 2, 64)]
+    assert len(p) == 28 + sum(n for _, _, n in fc_segments(info)) + 4
+    with pytest.raises(ProtocolError, match="room"):
+        inspect_fc_rows(p, n_embd=8, max_rows=5)
+    with pytest.raises(ProtocolError, match="width"):
+        inspect_fc_rows(p, n_embd=16)
+    for bad in (p + b"\0", p[:-5] + p[-4:]):
+        body = bad[:-4]
+        bad = body + struct.pack("<I", zlib.crc32(body))  # a valid checksum does not help
+        with pytest.raises(ProtocolError, match="bytes"):
+            decode_fc_rows(bad, _C)
+    # 32 bytes declaring 450,000 rows: refused as more than the room, before anything else
+    bomb = _fc_header(450_000, 0, 450_000) + b"\0\0\0\0"
+    with pytest.raises(ProtocolError, match="room"):
+        inspect_fc_rows(bomb, n_embd=8, max_rows=256)
+    with pytest.raises(ProtocolError, match="bytes"):
+        inspect_fc_rows(bomb, n_embd=8)  # no room given: its length does not match its header

@@ -50,7 +50,7 @@ def test_fc_row_policy_end_to_end_and_refusals(tmp_path, monkeypatch):
     from collab.errors import FrameError
     from collab.llm.device import Device
     from collab.llm.fcnet import FcRowPolicy, load_net
-    from collab.llm.link import LinkClient
+    from collab.net.link import LinkClient
     from collab.llm.server import LlmTask
 
     head, tail = tiny_split(4, 2)
@@ -87,7 +87,7 @@ def test_smollm2_trained_shortcut_first_token_is_full_models(monkeypatch):
     """With the shipped trained shortcut for the demo's split (if committed): the first token
     comes from the original path and equals device-only's."""
     from collab.llm.device import Device
-    from collab.llm.link import LinkClient
+    from collab.net.link import LinkClient
     from collab.llm.server import LlmTask
 
     src = smollm2_or_skip()
@@ -106,3 +106,19 @@ def test_smollm2_trained_shortcut_first_token_is_full_models(monkeypatch):
         ref = dev.generate(prompt, mode="device-only", max_tokens=8)
         sc = dev.generate(prompt, mode="shortcut", client=client, max_tokens=8)
         assert sc.tokens[0] == ref.tokens[0]
+
+
+def test_shipped_nets_are_found_outside_the_source_tree(tmp_path, monkeypatch):
+    """The wheel ships the committed models/llm nets (collab/llm/nets): an installed package
+    finds them from any directory, without $COLLAB_LLM_NETS."""
+    from collab.llm.fcnet import find_artifact
+
+    committed = sorted(p.name for p in REPO_MODELS.glob("*.clfn"))
+    if not committed:
+        pytest.skip("no nets in models/llm")
+    monkeypatch.delenv("COLLAB_LLM_NETS", raising=False)
+    monkeypatch.chdir(tmp_path)
+    found = find_artifact("shortcut", 15)
+    assert found is not None and found.read_bytes() == (REPO_MODELS / found.name).read_bytes()
+    assert find_artifact("codec", 15, 8) is not None
+    assert find_artifact("shortcut", 999) is None

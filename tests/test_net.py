@@ -289,3 +289,21 @@ def test_real_traces_load_and_simulator_agrees_with_stepping():
             opp = opp[opp > math.floor(y)]
             want = y if k == 0 else opp[k - 1]
             assert g == want, p.name
+
+
+def test_synthetic_trace_is_seeded_and_near_its_mean(tmp_path):
+    a = net.synthetic_trace(60, 8.0, seed=3)
+    b = net.synthetic_trace(60, 8.0, seed=3)
+    c = net.synthetic_trace(60, 8.0, seed=4)
+    assert np.array_equal(a.timestamps, b.timestamps) and not np.array_equal(a.timestamps, c.timestamps)
+    assert a.period_ms == 60_000
+    assert 4e6 < a.mean_bps() < 12e6  # log-normal around 8 Mbit/s, minus a few outages
+    # a flat one (no variability, no outages) is exactly its rate, and files round-trip
+    flat = net.synthetic_trace(10, 12.0, variability=0.0, outage_rate_per_min=0.0)
+    assert flat.mean_bps() == pytest.approx(12e6, rel=0.01)
+    p = net.write_trace(tmp_path / "s.up", flat)
+    assert np.array_equal(net.load_trace(p).timestamps, flat.timestamps)
+    assert np.array_equal(net.parse_link("synthetic:8,3").timestamps, net.synthetic_trace(60, 8.0, seed=3).timestamps)
+    for bad in (dict(duration_s=0), dict(mean_mbps=-1), dict(seed=-1), dict(variability=True)):
+        with pytest.raises(ValueError):
+            net.synthetic_trace(**{"duration_s": 10, "mean_mbps": 8, **bad})

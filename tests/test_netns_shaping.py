@@ -1,19 +1,22 @@
 """Real shaping harness: namespaces + veth + tc following a trace + delaying proxy, with the
 real gRPC path across. Needs root and iproute2; skipped (with the reason) otherwise."""
+import json
 import os
 import pathlib
 import socket
+import subprocess
+import sys
 import threading
 import time
 
 import numpy as np
 import pytest
 
-from collab import netns
+from collab.net import netns
+from collab.net.proxy import DelayProxy
 
-TRACES = pathlib.Path(__file__).resolve().parent.parent.parent / "shared" / "traces"
-if not TRACES.is_dir():  # the worktree layout /work/wt/<name>/tests -> /work/shared
-    TRACES = pathlib.Path(__file__).resolve().parents[3] / "shared" / "traces"
+ROOT = pathlib.Path(__file__).resolve().parent.parent
+TRACES = next((p / "shared" / "traces" for p in ROOT.parents if (p / "shared" / "traces").is_dir()), None)
 
 
 def need_netns():
@@ -44,8 +47,7 @@ def test_wire_packets():
     assert netns.wire_packets(10**6, mtu=9000) < netns.wire_packets(10**6, mtu=1500)
 
 
-def test_delay_proxy_forwards_bytes_intact(rng):
-    # an echo server + the proxy on loopback (no namespaces needed)
+def _echo_server():
     srv = socket.create_server(("127.0.0.1", 0))
 
     def echo():
@@ -57,16 +59,10 @@ def test_delay_proxy_forwards_bytes_intact(rng):
                 return
             c.sendall(d)
     threading.Thread(target=echo, daemon=True).start()
-    ready = f"/tmp/collab-proxy-{os.getpid()}-{rng.integers(1 << 30)}"
-    threading.Thread(target=netns.run_delay_proxy, daemon=True,
-                     args=("127.0.0.1:0", f"127.0.0.1:{srv.getsockname()[1]}", 0.005, ready)).start()
-    t = time.monotonic()
-    while not os.path.exists(ready):
-        assert time.monotonic() - t < 10
-        time.sleep(0.01)
-    port = int(open(ready).read())
-    os.unlink(ready)
-    data = rng.bytes(300_000)
+    return srv
+
+
+def _roundtrip(port, data):
     c = socket.create_connection(("127.0.0.1", port))
     got = bytearray()
 
@@ -79,9 +75,40 @@ def test_delay_proxy_forwards_bytes_intact(rng):
     th = threading.Thread(target=rd)
     th.start()
     c.sendall(data)
-    c.shutdown(socket.SHUT_WR)
+    c.shutdown(socket.SHUT_WR)  # the half-close travels through the proxy; the echo then ends
     th.join(20)
-    assert bytes(got) == data
+    assert not th.is_alive(), "the half-close did not come back through the proxy"
+    return bytes(got)
+
+
+def test_delay_proxy_forwards_bytes_intact(rng):
+    # an echo server + the proxy on loopback (no namespaces needed)
+    srv = _echo_server()
+    data = rng.bytes(300_000)
+    with DelayProxy(srv.getsockname(), rtt_s=0.01) as px:
+        assert _roundtrip(px.port, data) == data
+        assert px.bytes_up[0] == len(data) and px.bytes_down[0] == len(data)
+
+
+def test_delay_proxy_helper_process(tmp_path, rng):
+    # the form the shaping harness starts inside a namespace: python -m collab.net.proxy
+    srv = _echo_server()
+    ready = tmp_path / "ready"
+    p = subprocess.Popen([sys.executable, "-m", "collab.net.proxy", "--listen", "127.0.0.1:0", "--target",
+                          "127.0.0.1:%d" % srv.getsockname()[1], "--delay-ms", "5", "--ready-file", str(ready)])
+    try:
+        netns.wait_file(str(ready), p, "proxy", timeout=30)
+        data = rng.bytes(50_000)
+        assert _roundtrip(int(ready.read_text()), data) == data
+    finally:
+        p.kill()
+        p.wait()
+
+
+def test_delay_proxy_refuses_bad_addresses():
+    r = subprocess.run([sys.executable, "-m", "collab.net.proxy", "--listen", "127.0.0.1:99999", "--target",
+                        "127.0.0.1:1", "--delay-ms", "1"], capture_output=True, text=True, timeout=60)
+    assert r.returncode == 2 and "0..65535" in r.stderr and "Traceback" not in r.stderr
 
 
 def test_link_rate_follows_trace():
@@ -102,23 +129,41 @@ def test_link_rate_follows_trace():
     assert link.ns["client"] not in out and link.ns["server"] not in out
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("qdisc", ["tbf", "htb"])
 def test_grpc_across_shaped_namespaces(tmp_path, qdisc):
+    # the benchmark script itself, on a fixed 4 Mbit/s trace (one opportunity per 3 ms), or on the
+    # recorded TMobile trace when it is there
     need_netns()
-    # a fixed 4 Mbit/s link in both directions (one opportunity per 3 ms); a real trace when present
-    fixed = tmp_path / "fixed.trace"
-    fixed.write_text("3\n")
-    up = down = str(fixed)
-    if qdisc == "tbf" and (TRACES / "TMobile-LTE-short.up").exists():
-        up, down = str(TRACES / "TMobile-LTE-short.up"), str(TRACES / "TMobile-LTE-short.down")
-    res = netns.shaping_experiment(up, down, [30_000, 120_000, 5_000], rtt_ms=20, gap_s=0.02, start_delay_s=1.0,
-                                    qdisc=qdisc)
-    recs = res["records"]
-    assert [r["bytes"] for r in recs] == [30_000, 120_000, 5_000]
-    for r in recs:
-        assert r["measured_ms"] > 0 and np.isfinite(r["predicted_ms"]) and r["predicted_ms"] > 0
+    (tmp_path / "fixed.up").write_text("3\n")
+    (tmp_path / "fixed.down").write_text("3\n")
+    trace_dir, trace = str(tmp_path), "fixed"
+    if qdisc == "tbf" and TRACES is not None and (TRACES / "TMobile-LTE-short.up").exists():
+        trace_dir, trace = str(TRACES), "TMobile-LTE-short"
+    out = tmp_path / "res.json"
+    r = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "net" / "netns_shaping.py"), "--trace-dir",
+                        trace_dir, "--traces", trace, "--rtt-ms", "20", "--qdisc", qdisc, "--n", "3", "--out",
+                        str(out)], capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stderr[-3000:]
+    (run,) = json.loads(out.read_text())["runs"]
+    recs = run["records"]
+    assert len(recs) + run["summary"]["failed"] == 3 and len(recs) >= 2
+    for rec in recs:
+        assert rec["measured_ms"] > 0 and np.isfinite(rec["predicted_ms"]) and rec["predicted_ms"] > 0
     # the shaper really throttled the uplink (packets held back by tc), not just passed them
-    stats = res["config"]["tc_up_stats"]
-    assert "overlimits 0 " not in stats, stats
-    assert res["config"]["qdisc"] == qdisc
-    print(res["summary"])
+    assert run["config"]["tc_up_overlimits"] > 0
+    assert run["config"]["qdisc"] == qdisc and run["config"]["trace"] == trace
+
+
+@pytest.mark.slow
+def test_shaping_benchmark_falls_back_to_a_synthetic_trace(tmp_path):
+    # a fresh clone has no recorded traces: the documented --quick command must still run
+    need_netns()
+    out = tmp_path / "res.json"
+    r = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "net" / "netns_shaping.py"), "--quick",
+                        "--trace-dir", str(tmp_path / "none"), "--qdisc", "tbf", "--n", "2", "--out", str(out)],
+                       capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert "synthetic" in r.stderr
+    (run,) = json.loads(out.read_text())["runs"]
+    assert run["config"]["trace"] == "synthetic" and len(run["records"]) >= 1

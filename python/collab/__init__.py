@@ -14,14 +14,15 @@ import os as _os
 _os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 from . import _native  # noqa: E402
-from .errors import CollabError, DeviceError, FrameError, InvalidArgument
+from ._validate import check_choice, check_int  # noqa: E402
+from .errors import CollabError, DeviceError, FrameError, InvalidArgument  # noqa: E402
 
 __version__ = _native.version()
 
 
 def set_num_threads(n: int) -> None:
     """Threads used by native kernels (0 = one per hardware thread)."""
-    _native.set_num_threads(int(n))
+    _native.set_num_threads(check_int("n", n, 0, 2**31 - 1))
 
 
 def get_num_threads() -> int:
@@ -33,9 +34,15 @@ def simd_level() -> str:
     return _native.get_simd()
 
 
+SIMD_LEVELS = ("auto", "scalar", "avx2", "neon")
+
+
 def set_simd_level(level: str) -> None:
-    """Force 'scalar' (portable path), a specific ISA, or 'auto'."""
-    _native.set_simd(level)
+    """Force 'scalar' (portable path), a specific ISA ('avx2', 'neon'), or 'auto'.
+
+    An ISA this CPU or build lacks raises InvalidArgument.
+    """
+    _native.set_simd(check_choice("level", level, SIMD_LEVELS))
 
 
 def cuda_available() -> bool:

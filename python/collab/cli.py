@@ -2,7 +2,8 @@
 so `collab --help` stays fast and optional dependencies load only when used.
 
 A subsystem adds itself with one line in SUBCOMMANDS: name -> (module, help). The module
-provides `add_arguments(parser)` and `run(args) -> int`.
+(`collab.<system>.cli`) provides `add_arguments(parser, name)` and `run(args) -> int`;
+`args.command` is the subcommand name, so one module can serve several subcommands.
 """
 from __future__ import annotations
 
@@ -11,14 +12,14 @@ import importlib
 import sys
 
 SUBCOMMANDS = {
-    # planner (issue 3 part B)
-    "profile": ("collab.planner.cmd_profile", "profile per-layer time/memory of a model on this device"),
-    "calibrate": ("collab.planner.cmd_calibrate", "measure codec encode/decode time on this device"),
-    "plan": ("collab.planner.cmd_plan", "choose split + codec settings and print the latency breakdown"),
-    # transport (issue 3 part A)
-    "serve": ("collab.transport.serve_cli", "serve tasks over gRPC (collab.v1.Collab)"),
-    "split-gguf": ("collab.llm.cli_split", "split a GGUF LLM into head/tail parts (issue 4)"),
-    "llm": ("collab.llm.cli", "split LLM inference on llama.cpp: demo, serve, bench, quality (issue 4)"),
+    # planner
+    "profile": ("collab.planner.cli", "profile per-layer time/memory of a model on this device"),
+    "calibrate": ("collab.planner.cli", "measure codec encode/decode time on this device"),
+    "plan": ("collab.planner.cli", "choose split + codec settings and print the latency breakdown"),
+    # transport
+    "serve": ("collab.transport.cli", "serve tasks over gRPC (collab.v1.Collab)"),
+    "split-gguf": ("collab.llm.cli", "split a GGUF LLM into head/tail parts"),
+    "llm": ("collab.llm.cli", "split LLM inference on llama.cpp: demo, serve, bench, quality"),
 }
 
 
@@ -32,7 +33,8 @@ def main(argv=None) -> int:
         # Only import the module of the command being run (and all of them for --help).
         if argv[:1] == [name] or not argv or argv[0] in ("-h", "--help"):
             modules[name] = importlib.import_module(module)
-            modules[name].add_arguments(p)
+            p.set_defaults(command=name)
+            modules[name].add_arguments(p, name)
     args = parser.parse_args(argv)
     if not args.command:
         parser.print_help()

@@ -45,20 +45,20 @@ int main(void) {
   params.qbits[2] = 2;
 
   size_t cap = 0;
-  CHECK(collab_encode_bound(in.shape, in.ndim, &params, &cap));
+  CHECK(collab_codec_encode_bound(in.shape, in.ndim, &params, &cap));
   unsigned char* frame = malloc(cap);
   collab_codec* codec = collab_codec_new();
   size_t len = 0;
-  CHECK(collab_encode(codec, &in, &params, frame, cap, &len));
+  CHECK(collab_codec_encode(codec, &in, &params, frame, cap, &len));
 
   collab_frame_info info;
   CHECK(collab_frame_info_get(frame, len, &info));
   uint64_t bound_bits = 0;
-  CHECK(collab_predict_bits(in.shape, in.ndim, &params, &bound_bits));
+  CHECK(collab_codec_predict_bits(in.shape, in.ndim, &params, &bound_bits));
 
   collab_tensor out = in;
   out.data = y;
-  CHECK(collab_decode(codec, frame, len, &out));
+  CHECK(collab_codec_decode(codec, frame, len, NULL, &out));
 
   size_t nonzero = 0;
   double max_err = 0.0;
@@ -71,13 +71,13 @@ int main(void) {
   }
   printf("collab %s (%s kernels): %d floats -> %zu bytes (%.1fx smaller), bound %llu bytes, "
          "index code %d, kept %zu (k_keep %llu), max error of kept %.4f\n",
-         collab_version(), collab_get_simd(), ROWS * COLS, len, (double)(ROWS * COLS * 4) / (double)len,
+         collab_version(), collab_simd_get(), ROWS * COLS, len, (double)(ROWS * COLS * 4) / (double)len,
          (unsigned long long)(bound_bits / 8), (int)info.index_code, nonzero, (unsigned long long)info.k_keep,
          max_err);
 
   /* A damaged frame is reported, never crashes. */
   frame[len / 2] ^= 0x10;
-  collab_status st = collab_decode(codec, frame, len, &out);
+  collab_status st = collab_codec_decode(codec, frame, len, NULL, &out);
   printf("corrupted frame -> %s: %s\n", collab_status_string(st), collab_last_error());
 
   int ok = nonzero == info.k_keep && len * 8 <= bound_bits && st == COLLAB_ERR_FRAME && max_err < 0.5;

@@ -70,10 +70,10 @@ collab_codec_params params(double s, uint32_t bp = 1, uint32_t bn = 1, std::vect
 
 std::vector<uint8_t> encode(const collab_tensor& x, const collab_codec_params& p, collab_status* st = nullptr) {
   size_t cap = 0;
-  collab_status s0 = collab_encode_bound(x.shape, x.ndim, &p, &cap);
+  collab_status s0 = collab_codec_encode_bound(x.shape, x.ndim, &p, &cap);
   std::vector<uint8_t> out(cap);
   size_t n = 0;
-  collab_status s = s0 != COLLAB_OK ? s0 : collab_encode(nullptr, &x, &p, out.data(), out.size(), &n);
+  collab_status s = s0 != COLLAB_OK ? s0 : collab_codec_encode(nullptr, &x, &p, out.data(), out.size(), &n);
   if (st) *st = s;
   out.resize(s == COLLAB_OK ? n : 0);
   return out;
@@ -84,10 +84,10 @@ std::vector<uint8_t> encode(const collab_tensor& x, const collab_codec_params& p
 void test_kernels_agree() {
   std::vector<const collab::Kernels*> tables = {&collab::scalar_kernels()};
   if (auto* k = collab::avx2_kernels()) {
-    if (collab_set_simd("avx2") == COLLAB_OK) tables.push_back(k);
+    if (collab_simd_set("avx2") == COLLAB_OK) tables.push_back(k);
   }
   if (auto* k = collab::neon_kernels()) tables.push_back(k);
-  collab_set_simd("auto");
+  collab_simd_set("auto");
   std::printf("kernel tables tested: ");
   for (auto* t : tables) std::printf("%s ", t->name);
   std::printf("\n");
@@ -177,13 +177,13 @@ void test_roundtrip_properties() {
       std::vector<uint8_t> f = encode(t, c.p, &st);
       EXPECT(st == COLLAB_OK, "encode failed: %s", collab_last_error());
       uint64_t bound = 0;
-      collab_predict_bits(t.shape, t.ndim, &c.p, &bound);
+      collab_codec_predict_bits(t.shape, t.ndim, &c.p, &bound);
       EXPECT(f.size() * 8 <= bound, "frame %zu bytes > bound %llu bits", f.size(), (unsigned long long)bound);
       collab_frame_info info;
       EXPECT(collab_frame_info_get(f.data(), f.size(), &info) == COLLAB_OK, "info: %s", collab_last_error());
       std::vector<uint8_t> y(n * (dt == COLLAB_DTYPE_F32 ? 4 : 2) + 1);
       collab_tensor o = tensor(y.data(), dt, c.shape);
-      EXPECT(collab_decode(nullptr, f.data(), f.size(), &o) == COLLAB_OK, "decode: %s", collab_last_error());
+      EXPECT(collab_codec_decode(nullptr, f.data(), f.size(), NULL, &o) == COLLAB_OK, "decode: %s", collab_last_error());
       size_t kept = 0;
       double max_rel = 0;
       for (size_t i = 0; i < n; ++i) {
@@ -236,11 +236,11 @@ void test_concurrent_callers() {
       std::vector<float> y(x.size());
       for (int r = 0; r < 20; ++r) {
         size_t n = 0;
-        if (collab_encode(c, &t, &p, out.data(), out.size(), &n) != COLLAB_OK || n != ref.size() ||
+        if (collab_codec_encode(c, &t, &p, out.data(), out.size(), &n) != COLLAB_OK || n != ref.size() ||
             std::memcmp(out.data(), ref.data(), n) != 0)
           ++bad;
         collab_tensor o = tensor(y.data(), COLLAB_DTYPE_F32, {197, 384});
-        if (collab_decode(c, ref.data(), ref.size(), &o) != COLLAB_OK) ++bad;
+        if (collab_codec_decode(c, ref.data(), ref.size(), NULL, &o) != COLLAB_OK) ++bad;
       }
       collab_codec_free(c);
     });
@@ -272,27 +272,105 @@ void test_error_codes() {
   collab_codec_params p = params(0.5);
   size_t n = 0;
   std::vector<uint8_t> small(10);
-  st = collab_encode(nullptr, &t, &p, small.data(), small.size(), &n);
+  st = collab_codec_encode(nullptr, &t, &p, small.data(), small.size(), &n);
   EXPECT(st == COLLAB_ERR_BUFFER_TOO_SMALL && n > small.size(), "small buffer gave %d (n=%zu)", st, n);
   std::vector<uint8_t> exact(n);
   size_t n2 = 0;
-  EXPECT(collab_encode(nullptr, &t, &p, exact.data(), exact.size(), &n2) == COLLAB_OK && n2 == n,
+  EXPECT(collab_codec_encode(nullptr, &t, &p, exact.data(), exact.size(), &n2) == COLLAB_OK && n2 == n,
          "exact-size buffer failed");
 
   std::vector<uint8_t> f = encode(t, p);
   std::vector<float> y(64);
   collab_tensor o = tensor(y.data(), COLLAB_DTYPE_F32, {8, 8});
   for (size_t cut = 0; cut < f.size(); ++cut)
-    EXPECT(collab_decode(nullptr, f.data(), cut, &o) == COLLAB_ERR_FRAME, "truncation at %zu accepted", cut);
+    EXPECT(collab_codec_decode(nullptr, f.data(), cut, NULL, &o) == COLLAB_ERR_FRAME, "truncation at %zu accepted", cut);
   for (size_t i = 0; i < f.size(); ++i) {
     std::vector<uint8_t> g = f;
     g[i] ^= 0x04;
-    EXPECT(collab_decode(nullptr, g.data(), g.size(), &o) == COLLAB_ERR_FRAME, "bit flip at %zu accepted", i);
+    EXPECT(collab_codec_decode(nullptr, g.data(), g.size(), NULL, &o) == COLLAB_ERR_FRAME, "bit flip at %zu accepted", i);
   }
   collab_tensor wrong = tensor(y.data(), COLLAB_DTYPE_F32, {4, 16});
-  EXPECT(collab_decode(nullptr, f.data(), f.size(), &wrong) == COLLAB_ERR_INVALID_ARGUMENT, "wrong shape accepted");
-  EXPECT(collab_decode(nullptr, nullptr, 0, &o) == COLLAB_ERR_FRAME, "NULL frame accepted");
-  EXPECT(collab_set_simd("sse9") != COLLAB_OK, "unknown SIMD level accepted");
+  EXPECT(collab_codec_decode(nullptr, f.data(), f.size(), NULL, &wrong) == COLLAB_ERR_INVALID_ARGUMENT, "wrong shape accepted");
+  EXPECT(collab_codec_decode(nullptr, nullptr, 0, NULL, &o) == COLLAB_ERR_FRAME, "NULL frame accepted");
+  EXPECT(collab_simd_set("sse9") != COLLAB_OK, "unknown SIMD level accepted");
+}
+
+// A frame of x = {1, 2, 0, 0} whose shape varint is replaced by `numel` (checksum fixed):
+// the index and values stay those of the 4-element frame.
+std::vector<uint8_t> inflated_frame(int index_code, uint64_t numel) {
+  std::vector<float> x = {1.0f, 2.0f, 0.0f, 0.0f};
+  collab_tensor t = tensor(x.data(), COLLAB_DTYPE_F32, {4});
+  collab_codec_params p = params(0.5);
+  p.index_code = index_code;
+  std::vector<uint8_t> f = encode(t, p);
+  EXPECT(f[7] == 1 && f[8] == 4, "unexpected header layout");
+  std::vector<uint8_t> g(f.begin(), f.begin() + 8);
+  for (uint64_t v = numel; ; v >>= 7) {
+    g.push_back(uint8_t((v & 0x7f) | (v >= 0x80 ? 0x80 : 0)));
+    if (v < 0x80) break;
+  }
+  g.insert(g.end(), f.begin() + 9, f.end() - 4);
+  uint32_t crc = collab::crc32(g.data(), g.size());
+  g.resize(g.size() + 4);
+  std::memcpy(&g[g.size() - 4], &crc, 4);
+  return g;
+}
+
+// Limits a decoder applies before touching memory: the output size limit, and the index
+// section the header implies against the bytes actually received.
+void test_decode_limits() {
+  collab_codec_decode_params dp;
+  collab_codec_decode_params_init(&dp);
+  EXPECT(dp.max_output_bytes == COLLAB_DEFAULT_MAX_OUTPUT_BYTES, "default limit %llu",
+         (unsigned long long)dp.max_output_bytes);
+
+  // 2^28 float32 = 1 GiB from a few dozen bytes: refused before out is written. out points
+  // at one float, so a write past the check would be caught by ASan.
+  std::vector<uint8_t> big = inflated_frame(COLLAB_INDEX_DELTA_VARINT, uint64_t(1) << 28);
+  collab_frame_info info;
+  EXPECT(collab_frame_info_get(big.data(), big.size(), &info) == COLLAB_OK && info.numel == (uint64_t(1) << 28),
+         "inflated varint frame should parse: %s", collab_last_error());
+  float one = 42.0f;
+  collab_tensor o = tensor(&one, COLLAB_DTYPE_F32, {int64_t(1) << 28});
+  EXPECT(collab_codec_decode(nullptr, big.data(), big.size(), nullptr, &o) == COLLAB_ERR_FRAME, "1 GiB accepted");
+  EXPECT(std::strstr(collab_last_error(), "max_output_bytes") != nullptr, "message: %s", collab_last_error());
+  EXPECT(collab_codec_decode(nullptr, big.data(), big.size(), &dp, &o) == COLLAB_ERR_FRAME, "1 GiB accepted");
+  EXPECT(one == 42.0f, "out was written");
+
+  // CSR and bitmap sizes follow from the header: inflating the shape leaves them short.
+  for (int code : {COLLAB_INDEX_CSR, COLLAB_INDEX_BITMAP, COLLAB_INDEX_DELTA_RICE}) {
+    std::vector<uint8_t> g = inflated_frame(code, uint64_t(1) << 28);
+    EXPECT(collab_frame_info_get(g.data(), g.size(), &info) == COLLAB_ERR_FRAME, "code %d: short index accepted",
+           code);
+    EXPECT(std::strstr(collab_last_error(), "index section") != nullptr, "code %d: %s", code, collab_last_error());
+  }
+
+  // The limit is inclusive: 8 x 8 float32 = 256 bytes.
+  std::vector<float> x = normal(64), y(64);
+  collab_tensor t = tensor(x.data(), COLLAB_DTYPE_F32, {8, 8}), out = tensor(y.data(), COLLAB_DTYPE_F32, {8, 8});
+  std::vector<uint8_t> f = encode(t, params(0.5));
+  dp.max_output_bytes = 255;
+  EXPECT(collab_codec_decode(nullptr, f.data(), f.size(), &dp, &out) == COLLAB_ERR_FRAME, "255-byte limit");
+  dp.max_output_bytes = 256;
+  EXPECT(collab_codec_decode(nullptr, f.data(), f.size(), &dp, &out) == COLLAB_OK, "256-byte limit: %s",
+         collab_last_error());
+
+  // Shared argument checks: every NULL is named.
+  size_t n = 0;
+  EXPECT(collab_codec_encode_bound(t.shape, 2, nullptr, &n) == COLLAB_ERR_INVALID_ARGUMENT &&
+             std::strcmp(collab_last_error(), "params is NULL") == 0,
+         "NULL params: %s", collab_last_error());
+  collab_codec_params p = params(0.5);
+  EXPECT(collab_codec_encode(nullptr, &t, &p, nullptr, 100, &n) == COLLAB_ERR_INVALID_ARGUMENT, "NULL out accepted");
+  EXPECT(collab_codec_decode(nullptr, f.data(), f.size(), nullptr, nullptr) == COLLAB_ERR_INVALID_ARGUMENT,
+         "NULL out tensor accepted");
+  EXPECT(collab_simd_set(nullptr) == COLLAB_ERR_INVALID_ARGUMENT, "NULL SIMD level accepted");
+  collab_tensor bad = t;
+  bad.device = 7;
+  EXPECT(collab_codec_encode(nullptr, &bad, &p, nullptr, 0, &n) == COLLAB_ERR_INVALID_ARGUMENT, "device 7 accepted");
+  bad = t;
+  bad.ndim = COLLAB_MAX_NDIM + 1;
+  EXPECT(collab_codec_encode(nullptr, &bad, &p, nullptr, 0, &n) == COLLAB_ERR_INVALID_ARGUMENT, "ndim 9 accepted");
 }
 
 // Mutate frames, fix the checksum, decode: any status is fine, crashes and sanitizer
@@ -320,7 +398,7 @@ void test_hostile_frames() {
       o.shape[0] = info.shape[0];
       o.shape[1] = info.shape[1];
       ++total;
-      if (collab_decode(nullptr, g.data(), g.size(), &o) == COLLAB_OK) ++accepted;
+      if (collab_codec_decode(nullptr, g.data(), g.size(), NULL, &o) == COLLAB_OK) ++accepted;
     }
   }
   std::printf("hostile frames: %d decoded of %d that parsed\n", accepted, total);
@@ -398,7 +476,7 @@ void test_golden(const std::string& dir) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  std::printf("collab %s, SIMD %s, threads %d\n", collab_version(), collab_get_simd(), collab_get_num_threads());
+  std::printf("collab %s, SIMD %s, threads %d\n", collab_version(), collab_simd_get(), collab_num_threads_get());
   test_kernels_agree();
   test_crc32();
   test_roundtrip_properties();
@@ -406,6 +484,7 @@ int main(int argc, char** argv) {
   test_concurrent_callers();
   test_error_codes();
   test_hostile_frames();
+  test_decode_limits();
   if (argc > 1) test_golden(argv[1]);
   if (g_failures) {
     std::printf("%d failed, 0 passed\n", g_failures);

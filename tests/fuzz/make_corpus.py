@@ -1,6 +1,8 @@
 """Seed corpus for fuzz_decode: real frames of every index code, dtype and block layout.
 
-Each file is one selector byte (bit 0 set: the fuzzer recomputes the CRC) + a frame.
+Each file is one selector byte (bit 0 set: the fuzzer recomputes the CRC; bit 1 set: the
+decoder's output limit is 16 * (selector >> 2) bytes) + a frame. Selector 0x43 sets a
+256-byte limit, which the larger seeds exceed.
 Re-run after a format change:  python tests/fuzz/make_corpus.py
 """
 import pathlib
@@ -15,7 +17,7 @@ OUT = pathlib.Path(__file__).parent / "corpus"
 
 def main():
     OUT.mkdir(exist_ok=True)
-    for f in OUT.glob("seed-*"):
+    for f in [*OUT.glob("seed-*"), *OUT.glob("limit-*")]:
         f.unlink()
     rng = np.random.default_rng(7)
     n = 0
@@ -28,7 +30,8 @@ def main():
                     for selector in (0, 1):
                         (OUT / f"seed-{n:03d}").write_bytes(bytes([selector]) + frame)
                         n += 1
-    print(f"wrote {n} seeds to {OUT}")
+                    (OUT / f"limit-{n // 2 - 1:03d}").write_bytes(bytes([0x43]) + frame)
+    print(f"wrote {n + n // 2} seeds to {OUT}")
 
 
 if __name__ == "__main__":

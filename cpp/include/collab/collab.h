@@ -7,7 +7,26 @@
  * say how big those must be. Opaque handles have explicit create/free. All functions are
  * thread-safe; a handle (collab_codec) must not be used by two threads at once.
  *
- * Sections: common | SLICER feature codec | LLM split execution | Mercury ViT token pruning
+ * Conventions
+ *   Names      collab_<object>_<verb>: collab_codec_encode, collab_llm_session_state_get.
+ *              Process-wide settings are collab_<setting>_get / _set (collab_simd_set);
+ *              read-only properties of a handle are collab_<object>_<property>
+ *              (collab_llm_session_n_ctx).
+ *   Enums      a struct field holding an enum value is an int32_t (fixed width on every
+ *              compiler); its comment names the enum. Function arguments and return values
+ *              use the enum types. Unknown values are COLLAB_ERR_INVALID_ARGUMENT.
+ *   Arguments  every pointer argument is checked: NULL where a value is required is
+ *              COLLAB_ERR_INVALID_ARGUMENT ("<name> is NULL"); an output buffer may be NULL
+ *              only with capacity 0 (a size query). A frame pointer is bytes received, not
+ *              an argument: NULL is an empty frame, hence COLLAB_ERR_FRAME.
+ *   NULL       functions returning a pointer say when it can be NULL. Out-parameters of
+ *              handle type (collab_llm_model**, ...) are set to NULL on any failure.
+ *   Deprecated the names before this convention still link for one release (declared
+ *              with a deprecation attribute, implemented as forwards); see the end of
+ *              this file for the list.
+ *
+ * Sections: common | SLICER feature codec | LLM split execution | Mercury ViT token pruning |
+ *           MindFusion trained nets | deprecated names
  */
 #ifndef COLLAB_COLLAB_H
 #define COLLAB_COLLAB_H
@@ -25,6 +44,16 @@
 #endif
 #else
 #define COLLAB_API __attribute__((visibility("default")))
+#endif
+
+#if defined(COLLAB_NO_DEPRECATION_WARNINGS)
+#define COLLAB_DEPRECATED(func, hint) func
+#elif defined(__GNUC__) || defined(__clang__)
+#define COLLAB_DEPRECATED(func, hint) func __attribute__((deprecated(hint)))
+#elif defined(_MSC_VER)
+#define COLLAB_DEPRECATED(func, hint) __declspec(deprecated(hint)) func
+#else
+#define COLLAB_DEPRECATED(func, hint) func
 #endif
 
 #ifdef __cplusplus
@@ -68,28 +97,33 @@ typedef enum collab_device {
 /* A dense, contiguous, row-major tensor the caller owns. ndim may be 0 (a scalar). */
 typedef struct collab_tensor {
   void* data;
-  collab_dtype dtype;
+  int32_t dtype; /* collab_dtype */
   int32_t ndim;
   int64_t shape[COLLAB_MAX_NDIM];
-  collab_device device;
+  int32_t device;    /* collab_device */
   int32_t device_id; /* CUDA ordinal when device == COLLAB_DEVICE_CUDA */
 } collab_tensor;
 
+/* Never NULL: a static string. */
 COLLAB_API const char* collab_version(void);
+/* Never NULL: a static string ("unknown status" for values outside collab_status). */
 COLLAB_API const char* collab_status_string(collab_status status);
-/* Detail of the last failure on the calling thread ("" after a success). */
+/* Detail of the last failure on the calling thread ("" after a success). Never NULL; valid
+ * until the next collab call on this thread. */
 COLLAB_API const char* collab_last_error(void);
 
 /* Worker threads used by the core (0 = one per hardware thread). Default from the
  * COLLAB_NUM_THREADS environment variable, else the hardware thread count. */
-COLLAB_API void collab_set_num_threads(int32_t n);
-COLLAB_API int32_t collab_get_num_threads(void);
+COLLAB_API void collab_num_threads_set(int32_t n);
+COLLAB_API int32_t collab_num_threads_get(void);
 
-/* SIMD kernels in use: "avx2", "neon" or "scalar". collab_set_simd("scalar") forces the
- * portable path (for testing and comparison); "auto" picks the best the CPU supports.
- * The COLLAB_SIMD environment variable sets the initial choice. */
-COLLAB_API const char* collab_get_simd(void);
-COLLAB_API collab_status collab_set_simd(const char* level);
+/* SIMD kernels in use: "avx2", "neon" or "scalar" (never NULL, a static string).
+ * collab_simd_set("scalar") forces the portable path (for testing and comparison); "auto"
+ * picks the best the CPU supports; NULL or an unknown / unavailable level is refused
+ * (COLLAB_ERR_INVALID_ARGUMENT / COLLAB_ERR_UNSUPPORTED). The COLLAB_SIMD environment
+ * variable sets the initial choice. */
+COLLAB_API const char* collab_simd_get(void);
+COLLAB_API collab_status collab_simd_set(const char* level);
 
 /* 1 when CUDA kernels are compiled in and a CUDA device is visible, else 0. */
 COLLAB_API int32_t collab_cuda_available(void);
@@ -101,6 +135,8 @@ COLLAB_API int32_t collab_cuda_available(void);
 #define COLLAB_FRAME_VERSION 1
 #define COLLAB_MAX_BLOCKS 64 /* magnitude blocks per sign (M+, M-) */
 #define COLLAB_MAX_QBITS 16  /* largest per-block bit-width */
+/* Default limit on the decoded tensor size (collab_codec_decode_params.max_output_bytes). */
+#define COLLAB_DEFAULT_MAX_OUTPUT_BYTES ((uint64_t)256 << 20)
 
 typedef enum collab_index_code {
   COLLAB_INDEX_AUTO = -1, /* encoder picks the smallest code for this frame */
@@ -127,35 +163,46 @@ typedef struct collab_codec_params {
 /* Defaults: sparsity 0, lam 0, delta 0, seed 0, blocks (1, 1), qbits {8}, auto index. */
 COLLAB_API void collab_codec_params_init(collab_codec_params* params);
 
-/* Scratch memory reused across calls (one per thread). */
+/* Limits a decoder applies before touching the output (a few bytes of frame can describe
+ * a huge, almost empty tensor). */
+typedef struct collab_codec_decode_params {
+  uint64_t max_output_bytes; /* refuse frames whose tensor is larger (COLLAB_ERR_FRAME);
+                                COLLAB_DEFAULT_MAX_OUTPUT_BYTES by default, UINT64_MAX = off */
+} collab_codec_decode_params;
+
+/* Defaults: max_output_bytes = COLLAB_DEFAULT_MAX_OUTPUT_BYTES. */
+COLLAB_API void collab_codec_decode_params_init(collab_codec_decode_params* params);
+
+/* Scratch memory reused across calls (one per thread). collab_codec_new returns NULL only
+ * when memory runs out (collab_last_error() says so); collab_codec_free(NULL) does nothing. */
 typedef struct collab_codec collab_codec;
 COLLAB_API collab_codec* collab_codec_new(void);
 COLLAB_API void collab_codec_free(collab_codec* codec);
 
 /* SLICER's conservative size bound B^UB in bits for a tensor of this shape: every frame
  * encoded with these parameters and COLLAB_INDEX_AUTO is at most *bits / 8 bytes. */
-COLLAB_API collab_status collab_predict_bits(const int64_t* shape, int32_t ndim,
-                                             const collab_codec_params* params, uint64_t* bits);
-/* Bytes an output buffer needs for collab_encode with these parameters (any index code). */
-COLLAB_API collab_status collab_encode_bound(const int64_t* shape, int32_t ndim,
-                                             const collab_codec_params* params, size_t* nbytes);
+COLLAB_API collab_status collab_codec_predict_bits(const int64_t* shape, int32_t ndim,
+                                                   const collab_codec_params* params, uint64_t* bits);
+/* Bytes an output buffer needs for collab_codec_encode with these parameters (any index code). */
+COLLAB_API collab_status collab_codec_encode_bound(const int64_t* shape, int32_t ndim,
+                                                   const collab_codec_params* params, size_t* nbytes);
 
 /* Encode x into out[0, capacity); *written receives the frame size. x may live on a CUDA
  * device (x->device); the frame is always written to host memory. codec may be NULL. */
-COLLAB_API collab_status collab_encode(collab_codec* codec, const collab_tensor* x,
-                                       const collab_codec_params* params, void* out,
-                                       size_t capacity, size_t* written);
+COLLAB_API collab_status collab_codec_encode(collab_codec* codec, const collab_tensor* x,
+                                             const collab_codec_params* params, void* out,
+                                             size_t capacity, size_t* written);
 
 typedef struct collab_frame_info {
   uint32_t version;
-  collab_dtype dtype;
+  int32_t dtype; /* collab_dtype */
   int32_t ndim;
   int64_t shape[COLLAB_MAX_NDIM];
   uint64_t numel;
   collab_codec_params params; /* as recorded in the frame (n_threads = 0) */
   uint64_t k_keep;
   uint64_t n_pos, n_neg; /* non-zeros kept per sign */
-  collab_index_code index_code;
+  int32_t index_code;    /* collab_index_code (never AUTO here) */
   uint64_t header_bytes, index_bytes, value_bytes, total_bytes;
 } collab_frame_info;
 
@@ -168,19 +215,23 @@ typedef struct collab_block_info {
   float step;    /* quantization step */
 } collab_block_info;
 
-/* Check a frame (checksum and header) and describe it. Does not decode the payload. */
+/* Check a frame (checksum, header, and that the sections the header implies fit the bytes
+ * received) and describe it. Does not decode the payload. */
 COLLAB_API collab_status collab_frame_info_get(const void* frame, size_t len, collab_frame_info* info);
 /* Block b in [0, M+ + M-): positive blocks first, then negative ones. */
 COLLAB_API collab_status collab_frame_block_get(const void* frame, size_t len, uint32_t b,
                                                 collab_block_info* info);
 
 /* Decode into out, which the caller allocated with the frame's dtype and shape (from
- * collab_frame_info_get); out may live on a CUDA device. codec may be NULL. */
-COLLAB_API collab_status collab_decode(collab_codec* codec, const void* frame, size_t len,
-                                       const collab_tensor* out);
+ * collab_frame_info_get, after comparing numel x element size with its own limit); out may
+ * live on a CUDA device. codec may be NULL; params NULL means the defaults. A frame whose
+ * tensor exceeds params->max_output_bytes is COLLAB_ERR_FRAME and out is not touched. */
+COLLAB_API collab_status collab_codec_decode(collab_codec* codec, const void* frame, size_t len,
+                                             const collab_codec_decode_params* params,
+                                             const collab_tensor* out);
 
 /* ======================================================================================
- * LLM split execution on llama.cpp (MindFusion; issue 4)
+ * LLM split execution on llama.cpp (MindFusion)
  *
  * A model is a GGUF file (a full model, or a head/tail part written by split_gguf). A
  * session is one llama.cpp context on a model (its own KV cache, sequence 0), in one of
@@ -229,7 +280,8 @@ COLLAB_API int32_t collab_llm_available(void);
 /* Defaults: role FULL, n_ctx 0, n_batch 0, n_threads 0. */
 COLLAB_API void collab_llm_session_params_init(collab_llm_session_params* params);
 
-/* Load a GGUF (CPU, mmap). n_threads is unused at load time; sessions choose theirs. */
+/* Load a GGUF (CPU, mmap). n_threads is unused at load time; sessions choose theirs.
+ * *model is NULL after any failure. */
 COLLAB_API collab_status collab_llm_model_load(const char* path, collab_llm_model** model);
 COLLAB_API void collab_llm_model_free(collab_llm_model* model);
 /* Baseline for comparison: llama.cpp's own RPC backend. Loads the model with its last
@@ -242,21 +294,24 @@ COLLAB_API collab_status collab_llm_model_info_get(const collab_llm_model* model
 /* Text -> token ids (capacity in tokens; COLLAB_ERR_BUFFER_TOO_SMALL sets *n_tokens to the
  * count needed). add_special: BOS etc. as the model wants; parse_special: "<|im_start|>"
  * and the like become control tokens. */
-COLLAB_API collab_status collab_llm_tokenize(const collab_llm_model* model, const char* text, size_t len,
-                                             int32_t add_special, int32_t parse_special, int32_t* tokens,
-                                             size_t capacity, size_t* n_tokens);
+COLLAB_API collab_status collab_llm_model_tokenize(const collab_llm_model* model, const char* text, size_t len,
+                                                   int32_t add_special, int32_t parse_special, int32_t* tokens,
+                                                   size_t capacity, size_t* n_tokens);
 /* Token id -> UTF-8 bytes (not NUL-terminated; *written = bytes, or bytes needed). */
-COLLAB_API collab_status collab_llm_token_to_piece(const collab_llm_model* model, int32_t token, char* buf,
-                                                   size_t capacity, size_t* written);
-/* 1 if the token ends generation (EOS, EOT, ...), else 0 (also for out-of-range ids). */
-COLLAB_API int32_t collab_llm_token_is_eog(const collab_llm_model* model, int32_t token);
+COLLAB_API collab_status collab_llm_model_token_to_piece(const collab_llm_model* model, int32_t token, char* buf,
+                                                         size_t capacity, size_t* written);
+/* 1 if the token ends generation (EOS, EOT, ...), else 0 (also for out-of-range ids and a
+ * NULL model). */
+COLLAB_API int32_t collab_llm_model_token_is_eog(const collab_llm_model* model, int32_t token);
 /* The model's chat template applied to one user message plus the assistant prefix. */
-COLLAB_API collab_status collab_llm_chat_prompt(const collab_llm_model* model, const char* user, char* buf,
-                                                size_t capacity, size_t* written);
+COLLAB_API collab_status collab_llm_model_chat_prompt(const collab_llm_model* model, const char* user, char* buf,
+                                                      size_t capacity, size_t* written);
 
+/* *session is NULL after any failure. */
 COLLAB_API collab_status collab_llm_session_new(collab_llm_model* model, const collab_llm_session_params* params,
                                                 collab_llm_session** session);
 COLLAB_API void collab_llm_session_free(collab_llm_session* session);
+/* -1 for a NULL session. */
 COLLAB_API int32_t collab_llm_session_n_past(const collab_llm_session* session);
 COLLAB_API int32_t collab_llm_session_n_ctx(const collab_llm_session* session);
 /* Forget positions >= n_past (0 clears the session). */
@@ -265,19 +320,37 @@ COLLAB_API collab_status collab_llm_session_truncate(collab_llm_session* session
 /* FULL: logits of the last n_outputs tokens (n_outputs x n_vocab floats, in order) into out.
  * HEAD: hidden rows of all n tokens (n x n_embd floats) into out; n_outputs is ignored.
  * capacity is in floats. */
-COLLAB_API collab_status collab_llm_decode_tokens(collab_llm_session* session, const int32_t* tokens, size_t n,
-                                                  int32_t n_outputs, float* out, size_t capacity);
+COLLAB_API collab_status collab_llm_session_decode_tokens(collab_llm_session* session, const int32_t* tokens,
+                                                          size_t n, int32_t n_outputs, float* out, size_t capacity);
 /* TAIL: rows (n x n_embd floats, finite) in; logits of the last n_outputs rows out. */
-COLLAB_API collab_status collab_llm_decode_rows(collab_llm_session* session, const float* rows, size_t n,
-                                                int32_t n_outputs, float* logits, size_t capacity);
+COLLAB_API collab_status collab_llm_session_decode_rows(collab_llm_session* session, const float* rows, size_t n,
+                                                        int32_t n_outputs, float* logits, size_t capacity);
 
 /* KV cache of the session (llama_state_seq_get_data / set_data on sequence 0), for handing
  * a prefilled head over to another host. set replaces the session's cache and n_past; the
  * bytes must come from a session on the same model file with the same n_ctx or smaller. */
-COLLAB_API collab_status collab_llm_state_size(collab_llm_session* session, size_t* nbytes);
-COLLAB_API collab_status collab_llm_state_get(collab_llm_session* session, void* buf, size_t capacity,
-                                              size_t* written);
-COLLAB_API collab_status collab_llm_state_set(collab_llm_session* session, const void* buf, size_t len);
+COLLAB_API collab_status collab_llm_session_state_size(collab_llm_session* session, size_t* nbytes);
+COLLAB_API collab_status collab_llm_session_state_get(collab_llm_session* session, void* buf, size_t capacity,
+                                                      size_t* written);
+COLLAB_API collab_status collab_llm_session_state_set(collab_llm_session* session, const void* buf, size_t len);
+
+/* Streaming generation. The callback receives each token as soon as it is decoded: its id, its
+ * text (UTF-8 bytes, not NUL-terminated; one character may span two tokens) and user_data. It
+ * returns 0 to go on, non-zero to stop after this token (cancellation: nothing more is
+ * decoded). */
+typedef int32_t (*collab_llm_token_callback)(int32_t token, const char* piece, size_t piece_len, void* user_data);
+/* Greedy generation from the prompt tokens (n_tokens >= 1, appended at the session's n_past).
+ * session: a FULL session on model, tail NULL; or a HEAD session on model (a head part) with
+ * tail a TAIL session of the same split: head then tail per token, the server side of
+ * kv-handoff. Stops after an end-of-generation token, after max_tokens (>= 1), when the
+ * context is full or when the callback returns non-zero. session, model, tokens and callback
+ * must not be NULL; tail, user_data and n_generated may be. *n_generated: tokens handed to the
+ * callback, also when an error stops the generation (0 when an argument is refused). */
+COLLAB_API collab_status collab_llm_session_decode_stream(collab_llm_session* session, collab_llm_session* tail,
+                                                          const collab_llm_model* model, const int32_t* tokens,
+                                                          size_t n_tokens, int32_t max_tokens,
+                                                          collab_llm_token_callback callback, void* user_data,
+                                                          int32_t* n_generated);
 
 /* ======================================================================================
  * Mercury ViT token pruning (Mercury paper, Algorithm 1, Eq. 11-18)
@@ -303,48 +376,116 @@ COLLAB_API collab_status collab_vit_regional_prune(const collab_tensor* attn, in
 
 /* ======================================================================================
  * MindFusion trained nets: decoding shortcut projection and representation codec
- * (new-style names; run on ggml's CPU backend from the libggml that llama-cpp-python ships)
+ * (run on ggml's CPU backend from the libggml that llama-cpp-python ships)
  *
  * A net comes from a "CLFN" file (format: python/collab/llm/artifact.py): a fixed header
  * (kind, n_embd, split point, layer count, code size, sha256 of the GGUF it was trained
- * for), a JSON record the runtime skips, fixed-shape f32 tensors, and a CRC-32 trailer.
+ * for), a JSON record the runtime skips, fixed-shape f32/f16 tensors, and a CRC-32 trailer.
  *   SHORTCUT  project: token embeddings (n, d) -> tail input rows (n, d)
  *             y = x + W4 g(W3 g(W2 g(W1 x + b1) + b2) + b3) + b4   (d -> d -> 4d -> d -> d)
  *   CODEC     encode: rows (n, d) -> codes (n, k);  decode: codes (n, k) -> rows (n, d)
  *             (two FC layers each way through d/2)
- * g is GELU in its tanh form. Without llama.cpp in the build every function returns
+ * g is GELU in its tanh form. A net must not be used by two threads at once. Without
+ * llama.cpp in the build (COLLAB_LLAMA=OFF) every function below returns
  * COLLAB_ERR_UNSUPPORTED.
  * ==================================================================================== */
 
 typedef struct collab_fcnet collab_fcnet;
 
-typedef enum collab_fcnet_kind { COLLAB_FCNET_SHORTCUT = 1, COLLAB_FCNET_CODEC = 2 } collab_fcnet_kind;
-typedef enum collab_fcnet_op { COLLAB_FCNET_PROJECT = 0, COLLAB_FCNET_ENCODE = 1, COLLAB_FCNET_DECODE = 2 } collab_fcnet_op;
+typedef enum collab_fcnet_kind {
+  COLLAB_FCNET_ANY = 0, /* as an expectation only: any kind is accepted */
+  COLLAB_FCNET_SHORTCUT = 1,
+  COLLAB_FCNET_CODEC = 2
+} collab_fcnet_kind;
+
+typedef enum collab_fcnet_op {
+  COLLAB_FCNET_PROJECT = 0, /* shortcut: embeddings -> rows */
+  COLLAB_FCNET_ENCODE = 1,  /* codec: rows -> codes         */
+  COLLAB_FCNET_DECODE = 2   /* codec: codes -> rows         */
+} collab_fcnet_op;
 
 typedef struct collab_fcnet_info {
-  int32_t kind;          /* collab_fcnet_kind                          */
-  int32_t n_embd;        /* d                                          */
+  int32_t kind;          /* collab_fcnet_kind (never ANY here)          */
+  int32_t n_embd;        /* d                                           */
   int32_t split_at;      /* layer whose input rows the net produces     */
-  int32_t n_layer_total;
+  int32_t n_layer_total; /* layers of the full model                    */
   int32_t code_dim;      /* k (codec), 0 (shortcut)                     */
-  uint8_t model_digest[32];
+  uint8_t model_digest[32]; /* sha256 of the GGUF the net was trained for */
 } collab_fcnet_info;
 
-/* Parse and check a CLFN image. Expectations (0 / NULL: not checked): kind, n_embd, and the
- * 32-byte sha256 model digest. Corrupt or truncated data, a bad checksum: COLLAB_ERR_FRAME;
- * a net for another kind / width / model: COLLAB_ERR_INVALID_ARGUMENT; collab_last_error()
- * says which. */
-COLLAB_API collab_status collab_fcnet_load(const void* buf, size_t len, int32_t kind, int32_t n_embd,
+/* Parse and check a CLFN image. Expectations: kind (COLLAB_FCNET_ANY: not checked), n_embd
+ * (0: not checked) and model_digest, 32 bytes of sha256 (NULL: not checked). buf is bytes
+ * read from a file, not an argument: NULL is an empty image, hence COLLAB_ERR_FRAME, like
+ * corrupt or truncated data and a bad checksum; a net for another kind / width / model is
+ * COLLAB_ERR_INVALID_ARGUMENT; collab_last_error() says which. net must not be NULL; *net
+ * is NULL after any failure. */
+COLLAB_API collab_status collab_fcnet_load(const void* buf, size_t len, collab_fcnet_kind kind, int32_t n_embd,
                                            const uint8_t* model_digest, collab_fcnet** net);
-COLLAB_API collab_status collab_fcnet_load_file(const char* path, int32_t kind, int32_t n_embd,
+/* The same from a file; path and net must not be NULL. */
+COLLAB_API collab_status collab_fcnet_load_file(const char* path, collab_fcnet_kind kind, int32_t n_embd,
                                                 const uint8_t* model_digest, collab_fcnet** net);
+/* collab_fcnet_free(NULL) does nothing. */
 COLLAB_API void collab_fcnet_free(collab_fcnet* net);
 COLLAB_API collab_status collab_fcnet_info_get(const collab_fcnet* net, collab_fcnet_info* info);
-/* Run op on n_rows rows of in (row-major, width d or k), writing n_rows rows to out
- * (out_len floats at least). NaN/Inf input: COLLAB_ERR_NONFINITE_INPUT. A net must not be
- * used by two threads at once. */
-COLLAB_API collab_status collab_fcnet_apply(collab_fcnet* net, int32_t op, const float* in, size_t n_rows,
+/* Run op (PROJECT for a shortcut, ENCODE / DECODE for a codec) on n_rows >= 1 rows of in
+ * (row-major, width d, or k for DECODE), writing n_rows rows (width k for ENCODE, else d)
+ * to out; out_len is in floats (too small: COLLAB_ERR_BUFFER_TOO_SMALL). net, in and out
+ * must not be NULL. NaN/Inf input: COLLAB_ERR_NONFINITE_INPUT. n_threads 0 = one. */
+COLLAB_API collab_status collab_fcnet_apply(collab_fcnet* net, collab_fcnet_op op, const float* in, size_t n_rows,
                                             float* out, size_t out_len, int32_t n_threads);
+
+/* ======================================================================================
+ * Deprecated names (kept for one release; each forwards to the function named in its
+ * message). Define COLLAB_NO_DEPRECATION_WARNINGS to silence the warnings while migrating.
+ * collab_decode keeps its old behaviour: no limit on the output size.
+ * ==================================================================================== */
+
+COLLAB_DEPRECATED(COLLAB_API void collab_set_num_threads(int32_t n), "use collab_num_threads_set");
+COLLAB_DEPRECATED(COLLAB_API int32_t collab_get_num_threads(void), "use collab_num_threads_get");
+COLLAB_DEPRECATED(COLLAB_API const char* collab_get_simd(void), "use collab_simd_get");
+COLLAB_DEPRECATED(COLLAB_API collab_status collab_set_simd(const char* level), "use collab_simd_set");
+COLLAB_DEPRECATED(COLLAB_API collab_status collab_predict_bits(const int64_t* shape, int32_t ndim,
+                                                               const collab_codec_params* params, uint64_t* bits),
+                  "use collab_codec_predict_bits");
+COLLAB_DEPRECATED(COLLAB_API collab_status collab_encode_bound(const int64_t* shape, int32_t ndim,
+                                                               const collab_codec_params* params, size_t* nbytes),
+                  "use collab_codec_encode_bound");
+COLLAB_DEPRECATED(COLLAB_API collab_status collab_encode(collab_codec* codec, const collab_tensor* x,
+                                                         const collab_codec_params* params, void* out,
+                                                         size_t capacity, size_t* written),
+                  "use collab_codec_encode");
+COLLAB_DEPRECATED(COLLAB_API collab_status collab_decode(collab_codec* codec, const void* frame, size_t len,
+                                                         const collab_tensor* out),
+                  "use collab_codec_decode (it takes decode params with an output size limit)");
+COLLAB_DEPRECATED(COLLAB_API collab_status collab_llm_tokenize(const collab_llm_model* model, const char* text,
+                                                               size_t len, int32_t add_special,
+                                                               int32_t parse_special, int32_t* tokens,
+                                                               size_t capacity, size_t* n_tokens),
+                  "use collab_llm_model_tokenize");
+COLLAB_DEPRECATED(COLLAB_API collab_status collab_llm_token_to_piece(const collab_llm_model* model, int32_t token,
+                                                                     char* buf, size_t capacity, size_t* written),
+                  "use collab_llm_model_token_to_piece");
+COLLAB_DEPRECATED(COLLAB_API int32_t collab_llm_token_is_eog(const collab_llm_model* model, int32_t token),
+                  "use collab_llm_model_token_is_eog");
+COLLAB_DEPRECATED(COLLAB_API collab_status collab_llm_chat_prompt(const collab_llm_model* model, const char* user,
+                                                                  char* buf, size_t capacity, size_t* written),
+                  "use collab_llm_model_chat_prompt");
+COLLAB_DEPRECATED(COLLAB_API collab_status collab_llm_decode_tokens(collab_llm_session* session,
+                                                                    const int32_t* tokens, size_t n,
+                                                                    int32_t n_outputs, float* out, size_t capacity),
+                  "use collab_llm_session_decode_tokens");
+COLLAB_DEPRECATED(COLLAB_API collab_status collab_llm_decode_rows(collab_llm_session* session, const float* rows,
+                                                                  size_t n, int32_t n_outputs, float* logits,
+                                                                  size_t capacity),
+                  "use collab_llm_session_decode_rows");
+COLLAB_DEPRECATED(COLLAB_API collab_status collab_llm_state_size(collab_llm_session* session, size_t* nbytes),
+                  "use collab_llm_session_state_size");
+COLLAB_DEPRECATED(COLLAB_API collab_status collab_llm_state_get(collab_llm_session* session, void* buf,
+                                                                size_t capacity, size_t* written),
+                  "use collab_llm_session_state_get");
+COLLAB_DEPRECATED(COLLAB_API collab_status collab_llm_state_set(collab_llm_session* session, const void* buf,
+                                                                size_t len),
+                  "use collab_llm_session_state_set");
 
 #ifdef __cplusplus
 }

@@ -1,4 +1,5 @@
 // C API of the SLICER codec: argument checks, CPU/CUDA dispatch, exception translation.
+// (The deprecated names forward from common/c_api_deprecated.cpp.)
 #include <cstring>
 #include <memory>
 
@@ -6,6 +7,7 @@
 #include "codec/decoder.hpp"
 #include "codec/encoder.hpp"
 #include "codec/frame.hpp"
+#include "common/c_api_checks.hpp"
 #include "common/dtype.hpp"
 #include "common/errors.hpp"
 
@@ -23,22 +25,6 @@ struct ContextRef {
   std::unique_ptr<collab_codec> owned;
   collab_codec* ptr;
 };
-
-// C callers may put any int in an enum field; read it as an int before trusting it.
-template <class E>
-int raw_enum(const E& e) {
-  static_assert(sizeof(E) == sizeof(int), "C enums are int-sized");
-  int v;
-  std::memcpy(&v, &e, sizeof v);
-  return v;
-}
-
-void check_tensor(const collab_tensor* t, const char* what) {
-  COLLAB_ARG_CHECK(t != nullptr, "%s is NULL", what);
-  COLLAB_ARG_CHECK(dtype_valid(raw_enum(t->dtype)), "%s has an unknown dtype %d", what, raw_enum(t->dtype));
-  const int dev = raw_enum(t->device);
-  COLLAB_ARG_CHECK(dev == COLLAB_DEVICE_CPU || dev == COLLAB_DEVICE_CUDA, "%s has an unknown device %d", what, dev);
-}
 
 }  // namespace
 
@@ -65,28 +51,34 @@ collab_codec* collab_codec_new(void) {
 
 void collab_codec_free(collab_codec* codec) { delete codec; }
 
-collab_status collab_predict_bits(const int64_t* shape, int32_t ndim, const collab_codec_params* params,
-                                  uint64_t* bits) {
+void collab_codec_decode_params_init(collab_codec_decode_params* p) {
+  if (!p) return;
+  std::memset(p, 0, sizeof *p);
+  p->max_output_bytes = COLLAB_DEFAULT_MAX_OUTPUT_BYTES;
+}
+
+collab_status collab_codec_predict_bits(const int64_t* shape, int32_t ndim, const collab_codec_params* params,
+                                        uint64_t* bits) {
   return guarded([&] {
-    COLLAB_ARG_CHECK(params && bits, "params and bits must not be NULL");
+    require_non_null({{params, "params"}, {bits, "bits"}});
     *bits = 8 * predict_frame_bytes(shape, ndim, *params);
   });
 }
 
-collab_status collab_encode_bound(const int64_t* shape, int32_t ndim, const collab_codec_params* params,
-                                  size_t* nbytes) {
+collab_status collab_codec_encode_bound(const int64_t* shape, int32_t ndim, const collab_codec_params* params,
+                                        size_t* nbytes) {
   return guarded([&] {
-    COLLAB_ARG_CHECK(params && nbytes, "params and nbytes must not be NULL");
+    require_non_null({{params, "params"}, {nbytes, "nbytes"}});
     *nbytes = size_t(encode_bound_bytes(shape, ndim, *params));
   });
 }
 
-collab_status collab_encode(collab_codec* codec, const collab_tensor* x, const collab_codec_params* params,
-                            void* out, size_t capacity, size_t* written) {
+collab_status collab_codec_encode(collab_codec* codec, const collab_tensor* x, const collab_codec_params* params,
+                                  void* out, size_t capacity, size_t* written) {
   return guarded([&] {
-    check_tensor(x, "x");
-    COLLAB_ARG_CHECK(params && written, "params and written must not be NULL");
-    COLLAB_ARG_CHECK(out != nullptr || capacity == 0, "out is NULL");
+    require_tensor(x, "x");
+    require_non_null({{params, "params"}, {written, "written"}});
+    require_buffer(out, capacity, "out");
     ContextRef ctx(codec);
     size_t n;
     if (x->device == COLLAB_DEVICE_CUDA) {
@@ -96,7 +88,7 @@ collab_status collab_encode(collab_codec* codec, const collab_tensor* x, const c
       fail(COLLAB_ERR_NO_DEVICE, "this build of collab has no CUDA support");
 #endif
     } else {
-      n = encode_frame(*ctx.ptr, x->data, x->dtype, x->shape, x->ndim, *params, static_cast<uint8_t*>(out),
+      n = encode_frame(*ctx.ptr, x->data, collab_dtype(x->dtype), x->shape, x->ndim, *params, static_cast<uint8_t*>(out),
                        capacity);
     }
     *written = n;
@@ -106,7 +98,7 @@ collab_status collab_encode(collab_codec* codec, const collab_tensor* x, const c
 
 collab_status collab_frame_info_get(const void* frame, size_t len, collab_frame_info* info) {
   return guarded([&] {
-    COLLAB_ARG_CHECK(info != nullptr, "info is NULL");
+    require_non_null({{info, "info"}});
     FrameHeader h = parse_frame(static_cast<const uint8_t*>(frame), len);
     std::memset(info, 0, sizeof *info);
     info->version = h.version;
@@ -118,7 +110,7 @@ collab_status collab_frame_info_get(const void* frame, size_t len, collab_frame_
     info->k_keep = h.k_keep;
     info->n_pos = h.n_pos;
     info->n_neg = h.n_neg;
-    info->index_code = collab_index_code(h.index_code);
+    info->index_code = h.index_code;
     info->header_bytes = h.header_bytes;
     info->index_bytes = h.index_bytes;
     info->value_bytes = h.value_bytes;
@@ -128,7 +120,7 @@ collab_status collab_frame_info_get(const void* frame, size_t len, collab_frame_
 
 collab_status collab_frame_block_get(const void* frame, size_t len, uint32_t b, collab_block_info* info) {
   return guarded([&] {
-    COLLAB_ARG_CHECK(info != nullptr, "info is NULL");
+    require_non_null({{info, "info"}});
     FrameHeader h = parse_frame(static_cast<const uint8_t*>(frame), len);
     COLLAB_ARG_CHECK(b < h.blocks.size(), "block %u out of range (frame has %zu)", b, h.blocks.size());
     const BlockMeta& m = h.blocks[b];
@@ -141,12 +133,18 @@ collab_status collab_frame_block_get(const void* frame, size_t len, uint32_t b, 
   });
 }
 
-collab_status collab_decode(collab_codec* codec, const void* frame, size_t len, const collab_tensor* out) {
+collab_status collab_codec_decode(collab_codec* codec, const void* frame, size_t len,
+                                  const collab_codec_decode_params* params, const collab_tensor* out) {
   return guarded([&] {
-    check_tensor(out, "out");
+    require_tensor(out, "out");
+    const uint64_t max_output_bytes = params ? params->max_output_bytes : COLLAB_DEFAULT_MAX_OUTPUT_BYTES;
     FrameHeader h = parse_frame(static_cast<const uint8_t*>(frame), len);
+    const uint64_t nbytes = h.numel * dtype_size(h.dtype);  // numel <= 2^32: no overflow
+    if (nbytes > max_output_bytes)
+      fail(COLLAB_ERR_FRAME, "frame decodes to %llu bytes, more than max_output_bytes=%llu",
+           (unsigned long long)nbytes, (unsigned long long)max_output_bytes);
     COLLAB_ARG_CHECK(out->dtype == h.dtype, "out has dtype %d, frame holds %d", int(out->dtype), int(h.dtype));
-    COLLAB_ARG_CHECK(out->ndim == h.ndim, "out has %d dims, frame holds %d", out->ndim, h.ndim);
+    COLLAB_ARG_CHECK(out->ndim == h.ndim, "out has %d dims, frame holds %d", int(out->ndim), h.ndim);
     for (int i = 0; i < h.ndim; ++i)
       COLLAB_ARG_CHECK(out->shape[i] == h.shape[i], "out shape[%d] is %lld, frame holds %lld", i,
                        (long long)out->shape[i], (long long)h.shape[i]);

@@ -19,5 +19,5 @@ struct collab_codec {
   std::vector<uint32_t> positions;
   std::vector<float> values;
   std::vector<uint16_t> values16;
-  std::shared_ptr<void> cuda;  // device scratch of the CUDA path (kernels/cuda), created on first use
+  std::shared_ptr<void> cuda;  // device scratch of the CUDA path (cuda/), created on first use
 };

@@ -64,6 +64,43 @@ void write_header(const FrameHeader& h, ByteWriter& w) {
   w.varint(h.index_bytes);
 }
 
+namespace {
+
+// The index section the header implies, before anything is decoded or allocated: CSR and
+// bitmap sizes follow from the shape and the block counts alone (exact); a delta+varint
+// position takes at least one byte and a Rice code at least k + 1 bits, each block
+// byte-aligned (lower bounds). So a few bytes cannot declare a payload they do not carry.
+struct IndexBound {
+  uint64_t bytes;
+  bool exact;
+};
+
+IndexBound implied_index_bytes(const FrameHeader& h) {
+  uint64_t total = 0;
+  switch (h.index_code) {
+    case COLLAB_INDEX_CSR: {
+      const CsrView csr = csr_view(h.shape, h.ndim, h.numel);
+      const int wc = csr_col_bits(csr);
+      for (const BlockMeta& b : h.blocks)
+        if (b.count) total += packed_bytes(csr.rows + 1, bit_length(b.count)) + packed_bytes(b.count, wc);
+      return {total, true};
+    }
+    case COLLAB_INDEX_BITMAP: {
+      uint64_t n = 0;
+      for (const BlockMeta& b : h.blocks) n += b.count;
+      return {(h.numel + 7) / 8 + packed_bytes(n, bit_length(h.blocks.size() - 1)), true};
+    }
+    case COLLAB_INDEX_DELTA_VARINT:
+      return {h.n_pos + h.n_neg, false};
+    default:
+      for (const BlockMeta& b : h.blocks)
+        if (b.count) total += packed_bytes(b.count, rice_parameter(h.numel, b.count) + 1);
+      return {total, false};
+  }
+}
+
+}  // namespace
+
 FrameHeader parse_frame(const uint8_t* frame, size_t len) {
   COLLAB_FRAME_CHECK(frame != nullptr || len == 0, "frame is NULL");
   COLLAB_FRAME_CHECK(len >= 12, "frame is too short (%zu bytes)", len);
@@ -149,6 +186,13 @@ FrameHeader parse_frame(const uint8_t* frame, size_t len) {
   h.total_bytes = len;
   COLLAB_FRAME_CHECK(h.header_bytes + h.index_bytes + h.value_bytes + 4 == len,
                      "frame length does not match its sections");
+  const IndexBound implied = implied_index_bytes(h);
+  if (implied.exact)
+    COLLAB_FRAME_CHECK(h.index_bytes == implied.bytes, "index section has %llu bytes, the header implies %llu",
+                       (unsigned long long)h.index_bytes, (unsigned long long)implied.bytes);
+  else
+    COLLAB_FRAME_CHECK(h.index_bytes >= implied.bytes, "index section has %llu bytes, the header implies >= %llu",
+                       (unsigned long long)h.index_bytes, (unsigned long long)implied.bytes);
   return h;
 }
 

@@ -2,6 +2,7 @@
 #include <cstring>
 
 #include "collab/collab.h"
+#include "common/c_api_checks.hpp"
 #include "common/errors.hpp"
 #include "common/thread_pool.hpp"
 #include "simd/kernels.hpp"
@@ -36,15 +37,16 @@ const char* collab_status_string(collab_status status) {
 
 const char* collab_last_error(void) { return collab::last_error(); }
 
-void collab_set_num_threads(int32_t n) { collab::set_default_num_threads(n); }
-int32_t collab_get_num_threads(void) { return collab::default_num_threads(); }
+void collab_num_threads_set(int32_t n) { collab::set_default_num_threads(n); }
+int32_t collab_num_threads_get(void) { return collab::default_num_threads(); }
 
-const char* collab_get_simd(void) { return collab::kernels().name; }
+const char* collab_simd_get(void) { return collab::kernels().name; }
 
-collab_status collab_set_simd(const char* level) {
+collab_status collab_simd_set(const char* level) {
   return collab::guarded([&] {
+    collab::require_non_null({{level, "level"}});
     if (!collab::set_kernels(level))
-      collab::fail(COLLAB_ERR_UNSUPPORTED, "SIMD level '%s' is not available on this CPU/build", level ? level : "(null)");
+      collab::fail(COLLAB_ERR_UNSUPPORTED, "SIMD level '%s' is not available on this CPU/build", level);
   });
 }
 

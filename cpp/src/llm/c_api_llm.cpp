@@ -3,6 +3,7 @@
 #include <cstring>
 #include <string>
 
+#include "common/c_api_checks.hpp"
 #include "common/errors.hpp"
 #include "llm/llm_runner.hpp"
 
@@ -21,7 +22,8 @@ struct collab_llm_session {
 namespace {
 
 void copy_out(const std::string& s, char* buf, size_t capacity, size_t* written) {
-  COLLAB_ARG_CHECK(written != nullptr, "written must not be NULL");
+  require_non_null({{written, "written"}});
+  require_buffer(buf, capacity, "buf");
   *written = s.size();
   if (capacity < s.size()) fail(COLLAB_ERR_BUFFER_TOO_SMALL, "needs %zu bytes, buffer has %zu", s.size(), capacity);
   if (!s.empty()) std::memcpy(buf, s.data(), s.size());
@@ -41,8 +43,8 @@ void collab_llm_session_params_init(collab_llm_session_params* p) {
 
 collab_status collab_llm_model_load(const char* path, collab_llm_model** model) {
   return guarded([&] {
-    COLLAB_ARG_CHECK(path != nullptr && model != nullptr, "path and model must not be NULL");
-    *model = nullptr;
+    if (model) *model = nullptr;
+    require_non_null({{path, "path"}, {model, "model"}});
     *model = new collab_llm_model(path);
   });
 }
@@ -50,9 +52,8 @@ collab_status collab_llm_model_load(const char* path, collab_llm_model** model) 
 collab_status collab_llm_model_load_rpc(const char* path, const char* endpoint, int32_t n_remote_layers,
                                         collab_llm_model** model) {
   return guarded([&] {
-    COLLAB_ARG_CHECK(path != nullptr && endpoint != nullptr && model != nullptr,
-                     "path, endpoint and model must not be NULL");
-    *model = nullptr;
+    if (model) *model = nullptr;
+    require_non_null({{path, "path"}, {endpoint, "endpoint"}, {model, "model"}});
     *model = new collab_llm_model(path, endpoint, n_remote_layers);
   });
 }
@@ -61,15 +62,17 @@ void collab_llm_model_free(collab_llm_model* model) { delete model; }
 
 collab_status collab_llm_model_info_get(const collab_llm_model* model, collab_llm_model_info* info) {
   return guarded([&] {
-    COLLAB_ARG_CHECK(model != nullptr && info != nullptr, "model and info must not be NULL");
+    require_non_null({{model, "model"}, {info, "info"}});
     *info = model->m.info();
   });
 }
 
-collab_status collab_llm_tokenize(const collab_llm_model* model, const char* text, size_t len, int32_t add_special,
+collab_status collab_llm_model_tokenize(const collab_llm_model* model, const char* text, size_t len, int32_t add_special,
                                   int32_t parse_special, int32_t* tokens, size_t capacity, size_t* n_tokens) {
   return guarded([&] {
-    COLLAB_ARG_CHECK(model != nullptr && n_tokens != nullptr, "model and n_tokens must not be NULL");
+    require_non_null({{model, "model"}, {n_tokens, "n_tokens"}});
+    require_buffer(tokens, capacity, "tokens");
+    COLLAB_ARG_CHECK(text != nullptr || len == 0, "text is NULL");
     auto t = model->m.tokenize(text, len, add_special != 0, parse_special != 0);
     *n_tokens = t.size();
     if (capacity < t.size())
@@ -78,22 +81,22 @@ collab_status collab_llm_tokenize(const collab_llm_model* model, const char* tex
   });
 }
 
-collab_status collab_llm_token_to_piece(const collab_llm_model* model, int32_t token, char* buf, size_t capacity,
+collab_status collab_llm_model_token_to_piece(const collab_llm_model* model, int32_t token, char* buf, size_t capacity,
                                         size_t* written) {
   return guarded([&] {
-    COLLAB_ARG_CHECK(model != nullptr, "model must not be NULL");
+    require_non_null({{model, "model"}});
     copy_out(model->m.piece(token), buf, capacity, written);
   });
 }
 
-int32_t collab_llm_token_is_eog(const collab_llm_model* model, int32_t token) {
+int32_t collab_llm_model_token_is_eog(const collab_llm_model* model, int32_t token) {
   return model && model->m.is_eog(token) ? 1 : 0;
 }
 
-collab_status collab_llm_chat_prompt(const collab_llm_model* model, const char* user, char* buf, size_t capacity,
+collab_status collab_llm_model_chat_prompt(const collab_llm_model* model, const char* user, char* buf, size_t capacity,
                                      size_t* written) {
   return guarded([&] {
-    COLLAB_ARG_CHECK(model != nullptr, "model must not be NULL");
+    require_non_null({{model, "model"}, {user, "user"}});
     copy_out(model->m.chat_prompt(user), buf, capacity, written);
   });
 }
@@ -101,9 +104,8 @@ collab_status collab_llm_chat_prompt(const collab_llm_model* model, const char* 
 collab_status collab_llm_session_new(collab_llm_model* model, const collab_llm_session_params* params,
                                      collab_llm_session** session) {
   return guarded([&] {
-    COLLAB_ARG_CHECK(model != nullptr && params != nullptr && session != nullptr,
-                     "model, params and session must not be NULL");
-    *session = nullptr;
+    if (session) *session = nullptr;
+    require_non_null({{model, "model"}, {params, "params"}, {session, "session"}});
     *session = new collab_llm_session(model, *params);
   });
 }
@@ -115,45 +117,51 @@ int32_t collab_llm_session_n_ctx(const collab_llm_session* session) { return ses
 
 collab_status collab_llm_session_truncate(collab_llm_session* session, int32_t n_past) {
   return guarded([&] {
-    COLLAB_ARG_CHECK(session != nullptr, "session must not be NULL");
+    require_non_null({{session, "session"}});
     session->s.truncate(n_past);
   });
 }
 
-collab_status collab_llm_decode_tokens(collab_llm_session* session, const int32_t* tokens, size_t n,
+collab_status collab_llm_session_decode_tokens(collab_llm_session* session, const int32_t* tokens, size_t n,
                                        int32_t n_outputs, float* out, size_t capacity) {
   return guarded([&] {
-    COLLAB_ARG_CHECK(session != nullptr, "session must not be NULL");
+    require_non_null({{session, "session"}});
+    require_buffer(tokens, n, "tokens");
+    require_buffer(out, capacity, "out");
     session->s.decode_tokens(tokens, n, n_outputs, out, capacity);
   });
 }
 
-collab_status collab_llm_decode_rows(collab_llm_session* session, const float* rows, size_t n, int32_t n_outputs,
+collab_status collab_llm_session_decode_rows(collab_llm_session* session, const float* rows, size_t n, int32_t n_outputs,
                                      float* logits, size_t capacity) {
   return guarded([&] {
-    COLLAB_ARG_CHECK(session != nullptr, "session must not be NULL");
+    require_non_null({{session, "session"}});
+    require_buffer(rows, n, "rows");
+    require_buffer(logits, capacity, "logits");
     session->s.decode_rows(rows, n, n_outputs, logits, capacity);
   });
 }
 
-collab_status collab_llm_state_size(collab_llm_session* session, size_t* nbytes) {
+collab_status collab_llm_session_state_size(collab_llm_session* session, size_t* nbytes) {
   return guarded([&] {
-    COLLAB_ARG_CHECK(session != nullptr && nbytes != nullptr, "session and nbytes must not be NULL");
+    require_non_null({{session, "session"}, {nbytes, "nbytes"}});
     *nbytes = session->s.state_size();
   });
 }
 
-collab_status collab_llm_state_get(collab_llm_session* session, void* buf, size_t capacity, size_t* written) {
+collab_status collab_llm_session_state_get(collab_llm_session* session, void* buf, size_t capacity, size_t* written) {
   return guarded([&] {
-    COLLAB_ARG_CHECK(session != nullptr && written != nullptr, "session and written must not be NULL");
+    require_non_null({{session, "session"}, {written, "written"}});
+    require_buffer(buf, capacity, "buf");
     *written = 0;
     *written = session->s.state_get(buf, capacity);
   });
 }
 
-collab_status collab_llm_state_set(collab_llm_session* session, const void* buf, size_t len) {
+collab_status collab_llm_session_state_set(collab_llm_session* session, const void* buf, size_t len) {
   return guarded([&] {
-    COLLAB_ARG_CHECK(session != nullptr, "session must not be NULL");
+    require_non_null({{session, "session"}});
+    require_buffer(buf, len, "buf");
     session->s.state_set(buf, len);
   });
 }

@@ -74,7 +74,8 @@ std::vector<std::pair<std::string, std::vector<uint32_t>>> expected(uint32_t kin
 }  // namespace
 
 Parsed parse(const uint8_t* buf, size_t len, int32_t kind, int32_t n_embd, const uint8_t* model_digest) {
-  COLLAB_ARG_CHECK(buf != nullptr || len == 0, "buffer must not be NULL");
+  // Bytes read from a file, not an argument (as for codec frames): NULL is corrupt input.
+  COLLAB_FRAME_CHECK(buf != nullptr || len == 0, "buf is NULL");
   COLLAB_FRAME_CHECK(len >= 72, "net file truncated (%zu bytes)", len);
   COLLAB_FRAME_CHECK(std::memcmp(buf, "CLFN", 4) == 0, "not a collab net file (bad magic)");
   uint32_t stored;

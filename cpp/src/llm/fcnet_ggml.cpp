@@ -13,6 +13,7 @@
 #include <memory>
 #include <vector>
 
+#include "common/c_api_checks.hpp"
 #include "common/errors.hpp"
 #include "llm/fcnet_format.hpp"
 
@@ -31,6 +32,12 @@ struct collab_fcnet {
 namespace {
 
 constexpr size_t kBlockRows = 256;
+
+// kind is an expectation: ANY, SHORTCUT or CODEC; other values are refused by name.
+void require_kind(collab_fcnet_kind kind) {
+  COLLAB_ARG_CHECK(kind >= COLLAB_FCNET_ANY && kind <= COLLAB_FCNET_CODEC, "kind %d is not a collab_fcnet_kind",
+                   int(kind));
+}
 
 collab_fcnet* build(fcnet::Parsed&& p) {
   size_t bytes = 8 * ggml_tensor_overhead() + 1024;
@@ -97,20 +104,22 @@ void run_block(collab_fcnet* net, int op, const float* in, size_t n, float* out,
 
 extern "C" {
 
-collab_status collab_fcnet_load(const void* buf, size_t len, int32_t kind, int32_t n_embd,
+collab_status collab_fcnet_load(const void* buf, size_t len, collab_fcnet_kind kind, int32_t n_embd,
                                 const uint8_t* model_digest, collab_fcnet** net) {
   return guarded([&] {
-    COLLAB_ARG_CHECK(net != nullptr, "net must not be NULL");
-    *net = nullptr;
+    if (net) *net = nullptr;
+    require_non_null({{net, "net"}});
+    require_kind(kind);
     *net = build(fcnet::parse(static_cast<const uint8_t*>(buf), len, kind, n_embd, model_digest));
   });
 }
 
-collab_status collab_fcnet_load_file(const char* path, int32_t kind, int32_t n_embd, const uint8_t* model_digest,
-                                     collab_fcnet** net) {
+collab_status collab_fcnet_load_file(const char* path, collab_fcnet_kind kind, int32_t n_embd,
+                                     const uint8_t* model_digest, collab_fcnet** net) {
   return guarded([&] {
-    COLLAB_ARG_CHECK(path != nullptr && net != nullptr, "path and net must not be NULL");
-    *net = nullptr;
+    if (net) *net = nullptr;
+    require_non_null({{path, "path"}, {net, "net"}});
+    require_kind(kind);
     std::ifstream f(path, std::ios::binary);
     COLLAB_ARG_CHECK(f.good(), "cannot open net file %s", path);
     f.seekg(0, std::ios::end);
@@ -128,20 +137,19 @@ void collab_fcnet_free(collab_fcnet* net) { delete net; }
 
 collab_status collab_fcnet_info_get(const collab_fcnet* net, collab_fcnet_info* info) {
   return guarded([&] {
-    COLLAB_ARG_CHECK(net != nullptr && info != nullptr, "net and info must not be NULL");
+    require_non_null({{net, "net"}, {info, "info"}});
     *info = net->info;
   });
 }
 
-collab_status collab_fcnet_apply(collab_fcnet* net, int32_t op, const float* in, size_t n_rows, float* out,
+collab_status collab_fcnet_apply(collab_fcnet* net, collab_fcnet_op op, const float* in, size_t n_rows, float* out,
                                  size_t out_len, int32_t n_threads) {
   return guarded([&] {
-    COLLAB_ARG_CHECK(net != nullptr, "net must not be NULL");
+    require_non_null({{net, "net"}, {in, "in"}, {out, "out"}});
     const bool shortcut = net->info.kind == COLLAB_FCNET_SHORTCUT;
     COLLAB_ARG_CHECK(shortcut ? op == COLLAB_FCNET_PROJECT : (op == COLLAB_FCNET_ENCODE || op == COLLAB_FCNET_DECODE),
-                     "op %d does not apply to a %s net", op, shortcut ? "shortcut" : "codec");
+                     "op %d does not apply to a %s net", int(op), shortcut ? "shortcut" : "codec");
     COLLAB_ARG_CHECK(n_rows > 0 && n_rows <= (size_t{1} << 24), "n_rows %zu out of range", n_rows);
-    COLLAB_ARG_CHECK(in != nullptr && out != nullptr, "in and out must not be NULL");
     COLLAB_ARG_CHECK(n_threads >= 0 && n_threads <= 512, "n_threads %d out of range", n_threads);
     const size_t d = net->info.n_embd, k = net->info.code_dim;
     const size_t in_dim = op == COLLAB_FCNET_DECODE ? k : d, out_dim = op == COLLAB_FCNET_ENCODE ? k : d;

@@ -1,6 +1,6 @@
 // C API of the Mercury ViT kernels: argument checks, CPU/CUDA dispatch, exception translation.
-#include <cstring>
 
+#include "common/c_api_checks.hpp"
 #include "common/dtype.hpp"
 #include "common/errors.hpp"
 #include "vit/regional_prune.hpp"
@@ -15,7 +15,7 @@ extern "C" {
 
 collab_status collab_vit_prune_count(int64_t n_patches, int32_t region, double rate, int64_t* n_prune) {
   return guarded([&] {
-    COLLAB_ARG_CHECK(n_prune != nullptr, "n_prune must not be NULL");
+    require_non_null({{n_prune, "n_prune"}});
     *n_prune = vit::n_prune_for_rate(n_patches, region, rate);
   });
 }
@@ -23,13 +23,9 @@ collab_status collab_vit_prune_count(int64_t n_patches, int32_t region, double r
 collab_status collab_vit_regional_prune(const collab_tensor* attn, int32_t region, int32_t has_cls, int64_t n_prune,
                                         int64_t* kept, size_t kept_len) {
   return guarded([&] {
-    COLLAB_ARG_CHECK(attn != nullptr && kept != nullptr, "attn and kept must not be NULL");
-    int dt, dev;
-    std::memcpy(&dt, &attn->dtype, sizeof dt);
-    std::memcpy(&dev, &attn->device, sizeof dev);
-    COLLAB_ARG_CHECK(dtype_valid(dt), "attn has an unknown dtype %d", dt);
-    COLLAB_ARG_CHECK(dev == COLLAB_DEVICE_CPU || dev == COLLAB_DEVICE_CUDA, "attn has an unknown device %d", dev);
-    COLLAB_ARG_CHECK(attn->data != nullptr, "attn data is NULL");
+    require_tensor(attn, "attn");
+    require_non_null({{kept, "kept"}, {attn->data, "attn data"}});
+    const int dev = attn->device;
     const vit::PruneGeometry g = vit::prune_geometry(*attn, region, has_cls, n_prune);
     COLLAB_ARG_CHECK(kept_len == size_t(g.batch * g.n_kept()), "kept holds %zu entries, %lld needed", kept_len,
                      (long long)(g.batch * g.n_kept()));

@@ -118,7 +118,7 @@ void regional_prune_cpu(const collab_tensor& attn, const PruneGeometry& g, int64
       double nn = 0.0;
       double* row = &u[size_t(i * c)];
       for (int64_t ch = 0; ch < c; ++ch) {
-        const float f = load(attn.data, attn.dtype, base + size_t((i + off) * c + ch));
+        const float f = load(attn.data, collab_dtype(attn.dtype), base + size_t((i + off) * c + ch));
         if (!std::isfinite(f)) fail(COLLAB_ERR_NONFINITE_INPUT, "attention outputs contain NaN or Inf (image %lld)", (long long)b);
         row[ch] = double(f);
         nn += row[ch] * row[ch];
@@ -129,7 +129,7 @@ void regional_prune_cpu(const collab_tensor& attn, const PruneGeometry& g, int64
     // CLS is never part of the grid, but NaN there is still bad input
     if (g.has_cls)
       for (int64_t ch = 0; ch < c; ++ch)
-        if (!std::isfinite(load(attn.data, attn.dtype, base + size_t(ch))))
+        if (!std::isfinite(load(attn.data, collab_dtype(attn.dtype), base + size_t(ch))))
           fail(COLLAB_ERR_NONFINITE_INPUT, "attention outputs contain NaN or Inf (image %lld)", (long long)b);
     for (int64_t i = 0; i < n; ++i)
       for (int64_t j = i; j < n; ++j) {

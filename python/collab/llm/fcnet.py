@@ -30,13 +30,19 @@ import numpy as np
 from .. import _native
 from ..errors import InvalidArgument
 from .artifact import KIND_NAMES, ArtifactError, model_digest
-from .protocol import MAX_ROWS, ProtocolError
+from .protocol import DEFAULT_MAX_DECODED_BYTES, MAX_EMBD, MAX_ROWS, ProtocolError
 
-__all__ = ["NativeNet", "load_net", "FcRowPolicy", "FcCodecs", "decode_fc_rows", "find_artifact", "FC_MAGIC", "is_fc_payload"]
+__all__ = ["NativeNet", "load_net", "FcRowPolicy", "FcCodecs", "decode_fc_rows", "inspect_fc_rows", "fc_segments",
+           "find_artifact", "FC_MAGIC", "is_fc_payload"]
 
 FC_MAGIC = b"CLFC"
 _FC_HDR = struct.Struct("<4sBBHIIIII")
 _DT = {"f32": 0, "f16": 1, "int8": 2}
+
+
+def _code_bytes(dt: int, m: int, k: int) -> int:
+    """Bytes of m codes of size k: f32, f16, or int8 with one f32 scale per row."""
+    return (m * k * 4, m * k * 2, m * 4 + m * k)[dt]
 _OPS = {"project": 0, "encode": 1, "decode": 2}
 
 
@@ -91,12 +97,15 @@ def load_net(path, *, kind: str, model=None, n_embd: int = 0, split_at: int | No
 
 
 def find_artifact(kind: str, at: int, ratio: int = 0):
-    """A shipped artifact for the embedded SmolLM2: $COLLAB_LLM_NETS, then ./models/llm; None if absent."""
+    """A shipped artifact for the embedded SmolLM2, None if absent. Looked up in
+    $COLLAB_LLM_NETS, ./models/llm (a source checkout: nets trained there come first), the
+    installed package (collab/llm/nets: the wheel ships the committed models/llm nets), then
+    the checkout this module runs from in place (PYTHONPATH=python)."""
     import os
 
     name = f"smollm2-135m.{kind}-{at}" + (f"-r{ratio}" if ratio else "") + ".clfn"
-    repo = Path(__file__).resolve().parents[3] / "models" / "llm"  # a source checkout run in place
-    for d in (os.environ.get("COLLAB_LLM_NETS"), "models/llm", repo):
+    here = Path(__file__).resolve().parent
+    for d in (os.environ.get("COLLAB_LLM_NETS"), "models/llm", here / "nets", here.parents[2] / "models" / "llm"):
         if d and (Path(d) / name).is_file():
             return Path(d) / name
     return None
@@ -152,28 +161,60 @@ def is_fc_payload(payload) -> bool:
     return bytes(payload[:4]) == FC_MAGIC
 
 
-def decode_fc_rows(payload, codec, n_embd: int | None = None) -> np.ndarray:
-    """Server side: payload -> (n_rows, n_embd) float32 rows, codes through the decoder."""
+def inspect_fc_rows(payload, *, n_embd: int | None = None, max_rows: int = MAX_ROWS,
+                    max_decoded_bytes: int = DEFAULT_MAX_DECODED_BYTES) -> dict:
+    """Check an FC-code payload from its header and length alone (nothing is decoded, the
+    checksum is not yet read): {"n_rows", "n_embd", "code_dim", "dtype", "lo", "hi"}. As for
+    protocol.inspect_rows, a receiver passes the rows it has room for as ``max_rows``; a
+    payload whose length is not exactly what its header implies (trailing bytes included) is
+    refused."""
     if not isinstance(payload, (bytes, bytearray, memoryview)):
         raise ProtocolError("FC payload must be bytes")
-    buf = bytes(payload)
-    if len(buf) < _FC_HDR.size + 4:
+    mv = memoryview(payload).cast("B")
+    if len(mv) < _FC_HDR.size + 4:
         raise ProtocolError("FC payload truncated")
-    magic, ver, dt, _, d, k, n, lo, hi = _FC_HDR.unpack_from(buf, 0)
+    magic, ver, dt, _, d, k, n, lo, hi = _FC_HDR.unpack_from(mv, 0)
     if magic != FC_MAGIC or ver != 1:
         raise ProtocolError("not an FC-code payload (bad magic or version)")
+    if n_embd is not None and d != n_embd:
+        raise ProtocolError(f"FC payload is for width {d}, the model has {n_embd}")
+    if dt not in (0, 1, 2) or not 0 < d <= MAX_EMBD or not 0 < k <= d or not 0 <= lo <= hi <= n:
+        raise ProtocolError("FC payload header out of range")
+    if not 0 < n <= min(max_rows, MAX_ROWS):
+        raise ProtocolError(f"FC payload declares {n} rows: more than the {max_rows} rows the receiver has room for")
+    if n * d * 4 > max_decoded_bytes:
+        raise ProtocolError(f"{n} rows of {d} would decode to more than {max_decoded_bytes} bytes")
+    m = hi - lo
+    want = _FC_HDR.size + 4 * d * (n - m) + _code_bytes(dt, m, k) + 4
+    if len(mv) != want:
+        raise ProtocolError(f"FC payload has {len(mv)} bytes, its header says {want}")
+    return {"n_rows": n, "n_embd": d, "code_dim": k, "dtype": {v: name for name, v in _DT.items()}[dt], "lo": lo, "hi": hi}
+
+
+def fc_segments(info: dict) -> list:
+    """inspect_fc_rows' answer as protocol.inspect_rows' segments: [(kind, n_rows, nbytes)]
+    in payload order, kind "f32" for exact rows and "fc-<code dtype>" for codes."""
+    d, k, n, lo, hi = info["n_embd"], info["code_dim"], info["n_rows"], info["lo"], info["hi"]
+    m = hi - lo
+    code_bytes = _code_bytes(_DT[info["dtype"]], m, k)
+    segs = [("f32", lo, 4 * lo * d), ("fc-" + info["dtype"], m, code_bytes), ("f32", n - hi, 4 * (n - hi) * d)]
+    return [s for s in segs if s[1]]
+
+
+def decode_fc_rows(payload, codec, n_embd: int | None = None, *, max_rows: int = MAX_ROWS,
+                   max_decoded_bytes: int = DEFAULT_MAX_DECODED_BYTES) -> np.ndarray:
+    """Server side: payload -> (n_rows, n_embd) float32 rows, codes through the decoder. The
+    header is checked first (inspect_fc_rows), then the checksum, then the values."""
+    info = inspect_fc_rows(payload, n_embd=n_embd, max_rows=max_rows, max_decoded_bytes=max_decoded_bytes)
+    buf = bytes(payload)
+    d, k, n, lo, hi = info["n_embd"], info["code_dim"], info["n_rows"], info["lo"], info["hi"]
+    if d != codec.n_embd or k != codec.code_dim:
+        raise ProtocolError(f"FC payload is for width {d} / code {k}, the codec has {codec.n_embd} / {codec.code_dim}")
     (crc,) = struct.unpack_from("<I", buf, len(buf) - 4)
     if zlib.crc32(buf[:-4]) != crc:
         raise ProtocolError("FC payload checksum mismatch")
-    if d != codec.n_embd or k != codec.code_dim or (n_embd is not None and d != n_embd):
-        raise ProtocolError(f"FC payload is for width {d} / code {k}, the codec has {codec.n_embd} / {codec.code_dim}")
-    if dt not in (0, 1, 2) or not 0 < n <= MAX_ROWS or not 0 <= lo <= hi <= n:
-        raise ProtocolError("FC payload header out of range")
-    m = hi - lo
-    code_bytes = (m * k * 4, m * k * 2, m * 4 + m * k)[dt]
-    want = _FC_HDR.size + 4 * d * (n - m) + code_bytes + 4
-    if len(buf) != want:
-        raise ProtocolError(f"FC payload has {len(buf)} bytes, its header says {want}")
+    m, dt = hi - lo, _DT[info["dtype"]]
+    code_bytes = _code_bytes(dt, m, k)
     off = _FC_HDR.size
     head = np.frombuffer(buf, "<f4", lo * d, off).reshape(lo, d)
     off += 4 * lo * d
@@ -210,11 +251,9 @@ class FcCodecs:
                 nets.append(load_net(p, kind="codec", model=model, split_at=split_at))
         return cls(nets)
 
-    def decode(self, payload, n_embd: int) -> np.ndarray:
-        buf = bytes(payload)
-        if len(buf) < _FC_HDR.size:
-            raise ProtocolError("FC payload truncated")
-        k = _FC_HDR.unpack_from(buf, 0)[5]
+    def decode(self, payload, n_embd: int, *, max_rows: int = MAX_ROWS) -> np.ndarray:
+        """Header first (rows against max_rows, exact size), then the decoder for its code size."""
+        k = inspect_fc_rows(payload, n_embd=n_embd, max_rows=max_rows)["code_dim"]
         if k not in self.by_k:
             raise ProtocolError(f"no trained FC codec with code size {k} on this server (have {sorted(self.by_k)})")
-        return decode_fc_rows(buf, self.by_k[k], n_embd)
+        return decode_fc_rows(payload, self.by_k[k], n_embd, max_rows=max_rows)

@@ -1,5 +1,11 @@
-"""Networks for collab: mahimahi traces, fixed-rate links, a deterministic transfer simulator,
-and a bandwidth estimator (EWMA of measured transfers) used for re-planning.
+"""Networks for collab: everything that models, emulates or shapes a link.
+
+    trace       mahimahi traces, fixed-rate links, the deterministic transfer simulator
+    synthetic   seeded synthetic cellular-like traces (no recorded trace needed)
+    estimator   bandwidth estimator (EWMA of measured transfers) used for re-planning
+    link        an emulated link (RTT + bandwidth) and its in-process client (LinkClient)
+    proxy       the delaying TCP proxy (RTT for sockets collab does not control)
+    netns       Linux network namespaces + veth + tc shaping that follows a trace (root)
 
     from collab import net
     tr = net.load_trace("ATT-LTE-driving.up")       # any mahimahi trace file
@@ -8,11 +14,15 @@ and a bandwidth estimator (EWMA of measured transfers) used for re-planning.
 from __future__ import annotations
 
 from .estimator import BandwidthEstimator
+from .link import EmulatedLink, LinkClient
+from .proxy import DelayProxy
+from .synthetic import synthetic_trace, write_trace
 from .trace import (PACKET_BYTES, FixedRateLink, Trace, TraceFormatError, load_trace, parse_link,
                     parse_trace)
 
 __all__ = ["PACKET_BYTES", "Trace", "FixedRateLink", "TraceFormatError", "load_trace", "parse_trace",
-           "parse_link", "transfer_time", "BandwidthEstimator", "as_link"]
+           "parse_link", "transfer_time", "BandwidthEstimator", "as_link", "synthetic_trace", "write_trace",
+           "EmulatedLink", "LinkClient", "DelayProxy"]
 
 
 def as_link(link):

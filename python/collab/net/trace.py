@@ -292,7 +292,8 @@ def _float(s, what):
 
 
 def parse_link(spec: str):
-    """A link from a short spec: "fixed:MBPS" (Mbit/s), "trace:PATH", or a path to a trace file.
+    """A link from a short spec: "fixed:MBPS" (Mbit/s), "trace:PATH", a path to a trace file, or
+    "synthetic:MBPS[,SEED]" (a generated 60 s cellular-like trace, see collab.net.synthetic).
     (The epsilon-outage wireless link lives in collab.planner.outage: "outage:W_MHZ,SNR_DB,EPS".)"""
     if not isinstance(spec, str) or not spec:
         raise InvalidArgument(f"link spec must be a non-empty string, got {spec!r}")
@@ -302,6 +303,12 @@ def parse_link(spec: str):
         return FixedRateLink(mbps * 1e6, name=f"fixed {mbps:g} Mbit/s")
     if kind == "trace" and rest:
         return load_trace(rest)
+    if kind == "synthetic" and rest:
+        from .synthetic import synthetic_trace
+
+        mbps, _, seed = rest.partition(",")
+        return synthetic_trace(60.0, _float(mbps, "synthetic-link rate (Mbit/s)"),
+                               seed=int(_float(seed or "0", "synthetic-link seed")))
     if os.path.exists(spec):
         return load_trace(spec)
-    raise InvalidArgument(f"unknown link spec {spec!r}: use fixed:MBPS, trace:PATH or outage:W_MHZ,SNR_DB,EPS")
+    raise InvalidArgument(f"unknown link spec {spec!r}: use fixed:MBPS, trace:PATH, synthetic:MBPS[,SEED] or outage:W_MHZ,SNR_DB,EPS")

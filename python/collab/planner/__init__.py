@@ -24,7 +24,8 @@ __all__ = ["CalibrationError", "CalibrationTable", "load_calibration", "measure_
 
 
 def parse_link(spec: str):
-    """"fixed:MBPS", "trace:PATH" (or a path), or "outage:W_MHZ,SNR_DB,EPS[,RATE_MBPS]"."""
+    """"fixed:MBPS", "trace:PATH" (or a path), "synthetic:MBPS[,SEED]", or
+    "outage:W_MHZ,SNR_DB,EPS[,RATE_MBPS]"."""
     from .. import net
 
     if isinstance(spec, str) and spec.startswith("outage:"):

@@ -18,17 +18,16 @@ import math
 import struct
 import zlib
 
-import ml_dtypes
 import numpy as np
 
+from .._tensors import DTYPE_BF16, DTYPE_NAMES, dtype_code, numpy_dtype
+from .._validate import check_float, check_int, check_int_seq
 from ..errors import FrameError
 
 # ----------------------------------------------------------------------------------------
 # Frame constants (docs/frame_format.md)
 MAGIC = b"CLBF"
 VERSION = 1
-DTYPE_CODES = {np.dtype(np.float32): 0, np.dtype(np.float16): 1, np.dtype(ml_dtypes.bfloat16): 2}
-CODE_DTYPES = {v: k for k, v in DTYPE_CODES.items()}
 INDEX_CSR, INDEX_BITMAP, INDEX_DELTA_VARINT, INDEX_DELTA_RICE = 0, 1, 2, 3
 INDEX_NAMES = {0: "csr", 1: "bitmap", 2: "delta_varint", 3: "delta_rice"}
 MAX_NDIM = 8
@@ -66,20 +65,11 @@ def block_sizes(n: int, m_blocks: int) -> list[int]:
 
 
 def check_params(sparsity, lam, blocks, qbits, delta, seed):
-    if not (isinstance(sparsity, (int, float)) and math.isfinite(sparsity) and 0.0 <= sparsity < 1.0):
-        raise ValueError(f"sparsity must be in [0, 1), got {sparsity!r}")
-    if not (isinstance(lam, (int, float)) and math.isfinite(lam) and 0.0 <= lam < 1.0):
-        raise ValueError(f"lam must be in [0, 1), got {lam!r}")
-    if not (isinstance(delta, (int, float)) and math.isfinite(delta) and delta >= 0.0):
-        raise ValueError(f"delta must be a finite number >= 0, got {delta!r}")
-    if len(blocks) != 2 or any(int(b) != b or not 1 <= b <= MAX_BLOCKS for b in blocks):
-        raise ValueError(f"blocks must be (M+, M-) with each in [1, {MAX_BLOCKS}], got {blocks!r}")
-    if not 1 <= len(qbits) <= max(blocks):
-        raise ValueError(f"qbits must list 1..max(M+, M-)={max(blocks)} bit-widths, got {qbits!r}")
-    if any(int(q) != q or not 1 <= q <= MAX_QBITS for q in qbits):
-        raise ValueError(f"each qbits entry must be an integer in [1, {MAX_QBITS}], got {qbits!r}")
-    if not (isinstance(seed, int) and 0 <= seed <= MASK64):
-        raise ValueError(f"seed must be an integer in [0, 2**64), got {seed!r}")
+    """The validated parameters (same rules and InvalidArgument messages as collab.codec)."""
+    blocks = check_int_seq("blocks", blocks, lo=1, hi=MAX_BLOCKS, min_len=2, max_len=2)
+    qbits = check_int_seq("qbits", qbits, lo=1, hi=MAX_QBITS, min_len=1, max_len=max(blocks), scalar_ok=True)
+    return (check_float("sparsity", sparsity, 0.0, 1.0, hi_open=True), check_float("lam", lam, 0.0, 1.0, hi_open=True),
+            blocks, qbits, check_float("delta", delta, lo=0.0), check_int("seed", seed, 0, MASK64))
 
 
 # ----------------------------------------------------------------------------------------
@@ -373,7 +363,7 @@ def index_sizes(blocks, shape, numel) -> list[int]:
 
 def _as_f32(x) -> tuple[np.ndarray, np.dtype]:
     arr = np.asarray(x)
-    if arr.dtype not in DTYPE_CODES:
+    if dtype_code(arr.dtype) is None:
         raise ValueError(f"dtype must be float32, float16 or bfloat16, got {arr.dtype}")
     x32 = arr.astype(np.float32).reshape(-1)
     if not np.isfinite(x32).all():
@@ -383,9 +373,7 @@ def _as_f32(x) -> tuple[np.ndarray, np.dtype]:
 
 def encode(x, sparsity, *, lam=0.0, blocks=(1, 1), qbits=(8,), delta=0.0, seed=0, index_code=None) -> bytes:
     """Reference encoder. Same contract as collab.codec.encode."""
-    blocks = tuple(int(b) for b in blocks)
-    qbits = tuple(int(q) for q in qbits)
-    check_params(sparsity, lam, blocks, qbits, delta, seed)
+    sparsity, lam, blocks, qbits, delta, seed = check_params(sparsity, lam, blocks, qbits, delta, seed)
     arr = np.asarray(x)
     if arr.ndim > MAX_NDIM:
         raise ValueError(f"at most {MAX_NDIM} dimensions")
@@ -428,7 +416,7 @@ def encode(x, sparsity, *, lam=0.0, blocks=(1, 1), qbits=(8,), delta=0.0, seed=0
     n_pos = sum(len(p) for p, _ in all_blocks[: blocks[0]])
     n_neg = sum(len(p) for p, _ in all_blocks[blocks[0]:])
     head = bytearray(MAGIC)
-    head += bytes([VERSION, DTYPE_CODES[dtype], code, arr.ndim])
+    head += bytes([VERSION, dtype_code(dtype), code, arr.ndim])
     for d in arr.shape:
         head += varint(int(d))
     head += struct.pack("<ddd", float(sparsity), float(lam), float(delta))
@@ -467,7 +455,12 @@ class _Reader:
 
 
 def _dtype_limits(dtype):
-    info = ml_dtypes.finfo(dtype) if dtype == ml_dtypes.bfloat16 else np.finfo(dtype)
+    if dtype_code(dtype) == DTYPE_BF16:
+        import ml_dtypes  # loaded already: the dtype came from it
+
+        info = ml_dtypes.finfo(dtype)
+    else:
+        info = np.finfo(dtype)
     return float(info.smallest_subnormal)
 
 
@@ -486,7 +479,7 @@ def parse_header(buf: bytes) -> dict:
     if version != VERSION:
         raise FrameError(f"unsupported frame version {version}")
     dcode, code, ndim = r.u8(), r.u8(), r.u8()
-    if dcode not in CODE_DTYPES:
+    if dcode not in DTYPE_NAMES:
         raise FrameError(f"unknown dtype code {dcode}")
     if code not in INDEX_NAMES:
         raise FrameError(f"unknown index code {code}")
@@ -512,7 +505,7 @@ def parse_header(buf: bytes) -> dict:
     n_pos, n_neg = r.varint(MAX_ELEMENTS), r.varint(MAX_ELEMENTS)
     if n_pos + n_neg > k:
         raise FrameError("more non-zeros than k_keep")
-    dtype = CODE_DTYPES[dcode]
+    dtype = numpy_dtype(dcode)
     tiny = _dtype_limits(dtype)
     blocks = []
     for sign, count, mb in ((1, n_pos, mp), (-1, n_neg, mn)):
@@ -685,9 +678,7 @@ def predict_bits(shape, sparsity, *, blocks=(1, 1), qbits=(8,)) -> int:
     index bits: the smaller of the bitmap and CSR worst cases (the encoder picks a code no
     larger than either); header/meta: exact for this shape, worst case for the rest.
     """
-    blocks = tuple(int(b) for b in blocks)
-    qbits = tuple(int(q) for q in qbits)
-    check_params(sparsity, 0.0, blocks, qbits, 0.0, 0)
+    sparsity, _, blocks, qbits, _, _ = check_params(sparsity, 0.0, blocks, qbits, 0.0, 0)
     shape = tuple(int(d) for d in shape)
     numel = int(np.prod(shape, dtype=np.int64)) if shape else 1
     k = k_keep_for(numel, sparsity)

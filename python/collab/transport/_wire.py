@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from ._proto import collab_pb2 as pb
-from .handlers import parse_split
+from .common import parse_split
 
 SERVICE = "collab.v1.Collab"
 INFER = f"/{SERVICE}/Infer"
@@ -13,8 +13,6 @@ Frame = pb.Frame
 Timings = pb.Timings
 HealthRequest = pb.HealthRequest
 HealthReply = pb.HealthReply
-
-AUTH_HEADER = "authorization"
 
 
 def make_frame(*, task: str = "", kind: str = "", payload: bytes = b"", meta=None, seq: int = 0) -> pb.Frame:

@@ -31,12 +31,13 @@ import grpc
 
 from ..errors import InvalidArgument
 from . import _wire as w
+from .base import ClientBase, ClientSessionBase
 from .errors import TransportError, from_rpc_error
-from .handlers import OPEN_KIND, OPENED_KIND, check_kind, check_meta, check_payload
+from .common import (AUTH_HEADER, DEFAULT_MAX_MESSAGE_BYTES, OPEN_KIND, OPENED_KIND, check_kind, check_meta,
+                     check_payload)
 
 log = logging.getLogger("collab.transport.client")
 
-DEFAULT_MAX_MESSAGE_BYTES = 64 << 20
 _END = object()
 
 
@@ -56,7 +57,7 @@ def _timings(t, *, total, client_enc, client_dec):
     return d
 
 
-class Client:
+class Client(ClientBase):
     """A connection to a collab server. Thread-safe; one channel shared by all calls."""
 
     def __init__(self, target: str, auth_token: Optional[str] = None, tls_ca=None, *,
@@ -75,7 +76,7 @@ class Client:
             self._channel = grpc.secure_channel(target, creds, options=opts)
         else:
             self._channel = grpc.insecure_channel(target, options=opts)
-        self._md = () if auth_token is None else ((w.AUTH_HEADER, f"Bearer {auth_token}"),)
+        self._md = () if auth_token is None else ((AUTH_HEADER, f"Bearer {auth_token}"),)
         # Identity serializers: we (de)serialize ourselves to time it.
         self._infer = self._channel.unary_unary(w.INFER)
         self._session = self._channel.stream_stream(w.SESSION)
@@ -146,15 +147,8 @@ class Client:
     def close(self) -> None:
         self._channel.close()
 
-    def __enter__(self):
-        return self
 
-    def __exit__(self, *exc):
-        self.close()
-        return False
-
-
-class ClientSession:
+class ClientSession(ClientSessionBase):
     """One bidirectional stream. send() never blocks on the server; recv() returns the next
     server message in order (kind, payload, meta); `last_timings` describes it."""
 
@@ -252,9 +246,6 @@ class ClientSession:
         self._closed = True
         self._out.put(_END)
         self._call.cancel()
-
-    def __enter__(self):
-        return self
 
     def __exit__(self, exc_type, *exc):
         if exc_type is not None:

@@ -14,14 +14,18 @@ be written and tested in-process (see collab.transport.inproc) before any networ
         def close(self) -> None
 
 Errors: raise a ValueError subclass (collab.errors.InvalidArgument / FrameError) for bad
-input: the client gets INVALID_ARGUMENT and the server keeps serving. Any other exception
-becomes INTERNAL (also without stopping the server).
+input: the client gets INVALID_ARGUMENT and the server keeps serving. Raise `ResourceBusy`
+when the request is fine but the task has no room for it now (all slots taken, a memory
+budget full): the client gets RESOURCE_EXHAUSTED (retry later). Any other exception becomes
+INTERNAL (also without stopping the server).
 
 Reserved meta keys. The transport lifts these out of / into the wire Frame's typed fields, so
 tasks see them as ordinary meta entries:
     "model"       Frame.model
     "split"       Frame.split (decimal integer)
     "request_id"  Frame.request_id
+The gRPC server also sets "collab.identity" in open_session's meta: the client's host (what a
+client sends under that key is replaced), for per-client limits such as session quotas.
 A task may report where its time went by putting these keys in its *response* meta (seconds,
 as decimal strings); the transport removes them from the meta and reports them as timings:
     "collab.decode_s"   time spent decoding the request payload
@@ -34,24 +38,25 @@ enforces its per-session memory limit after every message.
 from __future__ import annotations
 
 import time
-from typing import Dict, List, Tuple
+from typing import List, Tuple
 
 from ..errors import InvalidArgument
+from .common import (IDENTITY_META, OPEN_KIND, OPENED_KIND, RESERVED_META, TIMING_DECODE,  # noqa: F401
+                     TIMING_ENCODE, Meta, Reply, check_kind, check_meta, check_payload, parse_split,
+                     wire_meta)
 
-Meta = Dict[str, str]
-Reply = Tuple[str, bytes, Meta]
 
-RESERVED_META = ("model", "split", "request_id")
-TIMING_DECODE = "collab.decode_s"
-TIMING_ENCODE = "collab.encode_s"
-OPEN_KIND = "collab.open"
-OPENED_KIND = "collab.opened"
+class ResourceBusy(Exception):
+    """Raised by a task that cannot take this request now (slots or a budget full): the client
+    gets RESOURCE_EXHAUSTED, the server counts it as rejected."""
 
 
 class TaskSession:
     """State of one bidirectional stream. `close()` is called exactly once when the stream ends
     for any reason (client finished, client disconnected, limit hit, server stopping)."""
 
+    # on_message may also return an iterator of replies: the gRPC server then writes each one as
+    # soon as it is yielded (streaming) and closes the iterator when the client goes away.
     def on_message(self, kind: str, payload: bytes, meta: Meta) -> List[Reply]:
         raise NotImplementedError
 
@@ -72,62 +77,7 @@ class TaskHandler:
         raise InvalidArgument(f"task {self.name!r} has no sessions (use infer)")
 
 
-# ---- helpers shared by the gRPC server and the in-process loopback ------------------------
-
-def check_meta(meta) -> Meta:
-    """Validate a meta mapping (str -> str) and return a plain dict copy."""
-    if meta is None:
-        return {}
-    if not hasattr(meta, "items"):
-        raise InvalidArgument(f"meta must be a mapping of str to str, got {type(meta).__name__}")
-    out = {}
-    for k, v in meta.items():
-        if not isinstance(k, str) or not isinstance(v, str):
-            raise InvalidArgument(f"meta must map str to str, got {k!r}: {v!r}")
-        out[k] = v
-    return out
-
-
-def parse_split(split) -> int:
-    """meta['split'] as an int (-1 when absent/empty); InvalidArgument when not an int32 >= -1."""
-    if split is None or split == "":
-        return -1
-    try:
-        s = int(split)
-    except (TypeError, ValueError):
-        raise InvalidArgument(f"meta['split'] must be an integer, got {split!r}") from None
-    if not -1 <= s < 2**31:
-        raise InvalidArgument(f"meta['split'] out of range: {s}")
-    return s
-
-
-def wire_meta(meta: Meta) -> Meta:
-    """What the other side sees after `meta` crossed the wire: reserved keys normalised the way
-    the Frame's typed fields carry them (empty model/request_id and split -1 vanish)."""
-    out = dict(meta)
-    for key in ("model", "request_id"):
-        if out.get(key, None) == "":
-            del out[key]
-    if "split" in out:
-        s = parse_split(out.pop("split"))
-        if s >= 0:
-            out["split"] = str(s)
-    return out
-
-
-def check_kind(kind) -> str:
-    if not isinstance(kind, str):
-        raise InvalidArgument(f"message kind must be a str, got {type(kind).__name__}")
-    if kind.startswith("collab."):
-        raise InvalidArgument(f"message kinds starting with 'collab.' are reserved: {kind!r}")
-    return kind
-
-
-def check_payload(payload) -> bytes:
-    if isinstance(payload, (bytes, bytearray, memoryview)):
-        return bytes(payload)
-    raise InvalidArgument(f"payload must be bytes, got {type(payload).__name__}")
-
+# ---- checks of what tasks return (server side and the in-process loopback) ---------------
 
 def check_reply(reply, task: str) -> Tuple[bytes, Meta]:
     """Validate what a handler's infer() returned."""
@@ -175,5 +125,5 @@ class Stopwatch:
         return False
 
 
-__all__ = ["TaskHandler", "TaskSession", "Meta", "Reply", "RESERVED_META", "TIMING_DECODE",
+__all__ = ["TaskHandler", "TaskSession", "ResourceBusy", "Meta", "Reply", "RESERVED_META", "TIMING_DECODE",
            "TIMING_ENCODE", "check_meta", "check_kind", "check_payload", "Stopwatch"]

@@ -16,6 +16,27 @@ bounded by `max_sessions` and process one message at a time).
 Sessions: closed (TaskSession.close()) when the client ends the stream, disconnects or is
 cancelled, after `session_idle_s` without a message, after `session_max_s`, when the session
 reports more than `session_max_bytes` through an optional `nbytes()` method, or at shutdown.
+A session's on_message may return an iterator: each reply is written as soon as the task
+yields it (token streaming); a client that takes none for `session_idle_s`, goes away or
+cancels closes the iterator, so the task stops at its next reply.
+One client identity (its network address; with one shared token the address is what tells
+clients apart) holds at most `max_sessions_per_client` sessions (default max_sessions / 4).
+While sessions are being refused (server full), idle sessions are closed after
+`session_idle_busy_s` instead (and a client over its quota has its own idle sessions closed
+that fast): idle sessions cannot lock others out. Unary calls do not
+use session slots and stay available when every slot is taken.
+
+Limits reported truthfully: a reply larger than `max_message_bytes` is refused with
+RESOURCE_EXHAUSTED and counted under `reply_too_large`, not `served`.
+
+Connections (gRPC core options, seconds): the server pings every `keepalive_s` and drops a
+connection whose peer does not answer within `keepalive_timeout_s` (a vanished client, a
+half-open TCP connection, a stopped process: their calls are reaped); a connection without
+calls is closed after `max_connection_idle_s`; a connection that has not finished its HTTP/2
+handshake after `handshake_timeout_s` is dropped; every connection is asked to go away after
+`max_connection_age_s` and its calls get `max_connection_age_grace_s` more (default: the
+session age limit) before it is closed, which bounds how long a stalled call (a truncated
+message that never completes) can hold anything.
 """
 from __future__ import annotations
 
@@ -33,11 +54,13 @@ from grpc import aio
 
 from ..errors import InvalidArgument
 from . import _wire as w
-from .handlers import (OPEN_KIND, OPENED_KIND, TaskHandler, check_replies, check_reply, pop_task_timings)
+from .common import AUTH_HEADER, DEFAULT_MAX_MESSAGE_BYTES
+from .handlers import (IDENTITY_META, OPEN_KIND, OPENED_KIND, ResourceBusy, TaskHandler, check_replies,
+                       check_reply, pop_task_timings)
+from .security import check_port, check_tls_pems, warn_if_exposed
 
 log = logging.getLogger("collab.transport.server")
 
-DEFAULT_MAX_MESSAGE_BYTES = 64 << 20
 
 PemSource = Union[str, bytes, os.PathLike, None]
 
@@ -71,7 +94,11 @@ class Server:
                  max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES, auth_token: Optional[str] = None,
                  tls_cert: PemSource = None, tls_key: PemSource = None, max_sessions: int = 64,
                  session_idle_s: float = 300.0, session_max_s: float = 3600.0,
-                 session_max_bytes: Optional[int] = None, grpc_options=()):
+                 session_max_bytes: Optional[int] = None, max_sessions_per_client: Optional[int] = None,
+                 session_idle_busy_s: float = 15.0, keepalive_s: float = 30.0, keepalive_timeout_s: float = 10.0,
+                 max_connection_idle_s: float = 300.0, max_connection_age_s: float = 3600.0,
+                 max_connection_age_grace_s: Optional[float] = None, handshake_timeout_s: float = 10.0,
+                 grpc_options=()):
         if isinstance(handlers, dict):
             items = list(handlers.items())
         else:
@@ -93,26 +120,53 @@ class Server:
             max_queue = 4 * workers
         if isinstance(max_queue, bool) or not isinstance(max_queue, int) or max_queue < 0:
             raise InvalidArgument(f"max_queue must be an integer >= 0, got {max_queue!r}")
-        for label, v in (("session_idle_s", session_idle_s), ("session_max_s", session_max_s)):
-            if not (isinstance(v, (int, float)) and v > 0):
-                raise InvalidArgument(f"{label} must be > 0, got {v!r}")
+        if max_sessions_per_client is None:
+            max_sessions_per_client = max(1, max_sessions // 4)
+        if isinstance(max_sessions_per_client, bool) or not isinstance(max_sessions_per_client, int) \
+                or max_sessions_per_client < 1:
+            raise InvalidArgument(f"max_sessions_per_client must be an integer >= 1, got {max_sessions_per_client!r}")
+        if max_connection_age_grace_s is None:
+            max_connection_age_grace_s = session_max_s
+        # plain local checks; collab's shared numeric validator replaces them when it lands
+        for label, v in (("session_idle_s", session_idle_s), ("session_max_s", session_max_s),
+                         ("session_idle_busy_s", session_idle_busy_s), ("keepalive_s", keepalive_s),
+                         ("keepalive_timeout_s", keepalive_timeout_s), ("max_connection_idle_s", max_connection_idle_s),
+                         ("max_connection_age_s", max_connection_age_s),
+                         ("max_connection_age_grace_s", max_connection_age_grace_s),
+                         ("handshake_timeout_s", handshake_timeout_s)):
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or not 0 < v <= 1e7:
+                raise InvalidArgument(f"{label} must be a number of seconds in (0, 1e7], got {v!r}")
         if session_max_bytes is not None and (not isinstance(session_max_bytes, int) or session_max_bytes < 0):
             raise InvalidArgument(f"session_max_bytes must be an integer >= 0 or None, got {session_max_bytes!r}")
         if (tls_cert is None) != (tls_key is None):
             raise InvalidArgument("TLS needs both tls_cert and tls_key")
         if auth_token is not None and (not isinstance(auth_token, str) or not auth_token):
             raise InvalidArgument("auth_token must be a non-empty string or None")
-        self.host, self._port_req = host, int(port)
+        self.host, self._port_req = host, check_port(port)
         self.workers, self.max_queue = workers, max_queue
         self.max_message_bytes = max_message_bytes
         self.max_sessions = max_sessions
         self.session_idle_s, self.session_max_s = float(session_idle_s), float(session_max_s)
         self.session_max_bytes = session_max_bytes
+        self.max_sessions_per_client = max_sessions_per_client
+        self.session_idle_busy_s = float(session_idle_busy_s)
+        ms = lambda v: int(v * 1000)  # noqa: E731
+        self._conn_options = [
+            ("grpc.keepalive_time_ms", ms(keepalive_s)), ("grpc.keepalive_timeout_ms", ms(keepalive_timeout_s)),
+            ("grpc.http2.ping_timeout_ms", ms(keepalive_timeout_s)),  # what gRPC core enforces on a ping
+            ("grpc.keepalive_permit_without_calls", 1),
+            ("grpc.http2.max_pings_without_data", 0),  # keep pinging a peer that sends nothing
+            ("grpc.max_connection_idle_ms", ms(max_connection_idle_s)),
+            ("grpc.max_connection_age_ms", ms(max_connection_age_s)),
+            ("grpc.max_connection_age_grace_ms", ms(max_connection_age_grace_s)),
+            ("grpc.server_handshake_timeout_ms", ms(handshake_timeout_s))]
         self._grpc_options = list(grpc_options)  # e.g. ("grpc.keepalive_timeout_ms", 60000) for links with outages
         self._auth = None if auth_token is None else f"Bearer {auth_token}".encode()
         self._tls = None
         if tls_cert is not None:
-            self._tls = (_read_pem(tls_key, "TLS key"), _read_pem(tls_cert, "TLS certificate"))
+            cert, key = check_tls_pems(_read_pem(tls_cert, "TLS certificate"), _read_pem(tls_key, "TLS key"),
+                                       "tls_cert", "tls_key")
+            self._tls = (key, cert)
         self.port: Optional[int] = None
         # runtime state
         self._loop: Optional[asyncio.AbstractEventLoop] = None
@@ -124,8 +178,11 @@ class Server:
         self._inflight = 0       # admitted task calls not finished (loop thread only)
         self._running = 0        # task calls computing now (under _lock)
         self._sessions = 0       # open sessions (loop thread only)
+        self._by_client: Dict[str, int] = {}     # open sessions per client identity (loop thread only)
+        self._pressure: Dict[Optional[str], float] = {}  # identity (None = everyone) -> refused until
         self._stats = {"served": 0, "rejected": 0, "invalid": 0, "internal": 0, "unauthenticated": 0,
-                       "sessions_opened": 0, "sessions_closed": 0}
+                       "reply_too_large": 0, "sessions_opened": 0, "sessions_closed": 0,
+                       "sessions_refused_quota": 0, "sessions_reaped_busy": 0}
         self._stopped = threading.Event()
 
     # ---- lifecycle ---------------------------------------------------------------------
@@ -156,12 +213,15 @@ class Server:
         log.info("collab server on %s (%s) tasks=%s workers=%d max_queue=%d max_message=%dB auth=%s",
                  self.address, "tls" if self._tls else "insecure", ",".join(self.tasks), self.workers,
                  self.max_queue, self.max_message_bytes, "token" if self._auth else "none")
+        warn_if_exposed(self.host, self._tls is not None, self._auth is not None)
         return self
 
     async def _astart(self):
         opts = [("grpc.max_receive_message_length", self.max_message_bytes),
                 ("grpc.max_send_message_length", self.max_message_bytes),
-                ("grpc.so_reuseport", 0)] + self._grpc_options
+                ("grpc.so_reuseport", 0)]
+        given = {k for k, _ in self._grpc_options}  # an explicit grpc_options entry wins
+        opts += [kv for kv in self._conn_options if kv[0] not in given] + self._grpc_options
         self._server = aio.server(options=opts)
         self._server.add_generic_rpc_handlers((self._generic_handler(),))
         bind = f"{self.host if ':' not in self.host else '[' + self.host + ']'}:{self._port_req}"
@@ -237,14 +297,25 @@ class Server:
     async def _check_auth(self, context):
         if self._auth is None:
             return
-        for k, v in context.invocation_metadata() or ():
-            if k == w.AUTH_HEADER:
-                vb = v.encode() if isinstance(v, str) else bytes(v)
-                if hmac.compare_digest(vb, self._auth):
-                    return
-                break
+        values = [v for k, v in (context.invocation_metadata() or ()) if k == AUTH_HEADER]
+        if len(values) == 1:
+            vb = values[0].encode() if isinstance(values[0], str) else bytes(values[0])
+            if hmac.compare_digest(vb, self._auth):
+                return
         self._count("unauthenticated")
-        await context.abort(grpc.StatusCode.UNAUTHENTICATED, "missing or wrong bearer token")
+        # several authorization headers are refused outright: proxies and frameworks disagree on
+        # which one counts, so accepting any of them would let a wrong one ride along a right one
+        await context.abort(grpc.StatusCode.UNAUTHENTICATED,
+                            "several authorization headers" if len(values) > 1 else "missing or wrong bearer token")
+
+    def _identity(self, context) -> str:
+        """Who a session belongs to for quotas: its address (the host, without the port), which
+        with one shared token is the only thing that tells clients apart."""
+        peer = context.peer() or ""
+        kind, _, rest = peer.partition(":")
+        if kind in ("ipv4", "ipv6"):
+            return rest.rsplit(":", 1)[0]
+        return peer
 
     async def _call(self, fn, *, admit: bool):
         """Run fn() on a worker thread. Returns (queue_s, run_s, result). Raises _Reject."""
@@ -268,7 +339,11 @@ class Server:
                     res = fn()
                     err = None
                 except BaseException as e:  # reported on the loop thread
-                    res, err = None, e
+                    if not isinstance(e, (ValueError, ResourceBusy, _Reject)):
+                        log.error("task raised %s: %s", type(e).__name__, e, exc_info=e)
+                    # No traceback kept: its frames would hold the task's locals (a decoded tensor,
+                    # say) in a reference cycle until the garbage collector runs.
+                    res, err = None, e.with_traceback(None)
                 return t_start - t_submit, time.perf_counter() - t_start, res, err
             finally:
                 with self._lock:
@@ -288,11 +363,15 @@ class Server:
             cancelled.set()
             raise
         if err is not None:
+            if isinstance(err, _Reject):  # raised on the worker by _stream_replies
+                raise err
+            if isinstance(err, ResourceBusy):
+                self._count("rejected")
+                raise _Reject(grpc.StatusCode.RESOURCE_EXHAUSTED, str(err))
             if isinstance(err, ValueError):
                 self._count("invalid")
                 raise _Reject(grpc.StatusCode.INVALID_ARGUMENT, f"{type(err).__name__}: {err}")
             self._count("internal")
-            log.error("task raised %s: %s", type(err).__name__, err, exc_info=err)
             raise _Reject(grpc.StatusCode.INTERNAL, f"task failed: {type(err).__name__}: {err}")
         return queue_s, run_s, res
 
@@ -340,26 +419,102 @@ class Server:
         t.queue_s, t.decode_s, t.encode_s = queue_s, dec_s, enc_s
         t.compute_s = max(0.0, run_s - dec_s - enc_s)
         t.server_s = time.perf_counter() - t0
+        await self._check_reply_size(resp, context)
         self._count("served")
         log.info("infer task=%s rid=%s in=%dB out=%dB queue=%.2fms decode=%.2fms compute=%.2fms encode=%.2fms "
                  "server=%.2fms", req.task, req.request_id or "-", len(payload), len(out_payload),
                  1e3 * queue_s, 1e3 * dec_s, 1e3 * t.compute_s, 1e3 * enc_s, 1e3 * t.server_s)
         return resp
 
-    async def _read(self, context, t_open: float):
-        remaining = self.session_max_s - (time.perf_counter() - t_open)
-        if remaining <= 0:
-            raise _Reject(grpc.StatusCode.DEADLINE_EXCEEDED,
-                          f"session older than its {self.session_max_s:g}s limit")
-        timeout = min(self.session_idle_s, remaining)
+    def _reply_too_large(self, msg) -> Optional[str]:
+        """Why a reply cannot be sent (counted), or None: gRPC would fail it with
+        RESOURCE_EXHAUSTED after we had counted it as served."""
+        size = msg.ByteSize()
+        if size <= self.max_message_bytes:
+            return None
+        self._count("reply_too_large")
+        return f"reply of {size} bytes exceeds the server's {self.max_message_bytes}-byte message limit"
+
+    async def _check_reply_size(self, msg, context):
+        why = self._reply_too_large(msg)
+        if why is not None:
+            await context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED, why)
+
+    def _under_pressure(self, identity: str) -> bool:
+        now = time.monotonic()
+        return any(self._pressure.get(k, 0.0) > now for k in (None, identity))
+
+    def _refuse_session(self, identity: Optional[str]):
+        """Remember that a session was refused (for everyone when identity is None): idle
+        sessions of those affected get the short idle limit for a while."""
+        # long enough for every session that is idle now to reach the short limit and be seen
+        self._pressure[identity] = time.monotonic() + 2 * self.session_idle_busy_s + 1.0
+        if len(self._pressure) > 4096:  # bounded: forget expired entries
+            now = time.monotonic()
+            self._pressure = {k: v for k, v in self._pressure.items() if v > now}
+
+    async def _read(self, context, t_open: float, identity: str = ""):
+        """The next message of a session, waiting at most the idle limit (the short one while
+        sessions are being refused) and never past the session's age limit."""
+        read = asyncio.ensure_future(context.read())
+        t_last = time.perf_counter()
         try:
-            return await asyncio.wait_for(context.read(), timeout)
-        except asyncio.TimeoutError:
-            if timeout < self.session_idle_s:
-                raise _Reject(grpc.StatusCode.DEADLINE_EXCEEDED,
-                              f"session older than its {self.session_max_s:g}s limit") from None
-            raise _Reject(grpc.StatusCode.DEADLINE_EXCEEDED,
-                          f"session idle for more than {self.session_idle_s:g}s") from None
+            while True:
+                now = time.perf_counter()
+                remaining = self.session_max_s - (now - t_open)
+                if remaining <= 0:
+                    raise _Reject(grpc.StatusCode.DEADLINE_EXCEEDED,
+                                  f"session older than its {self.session_max_s:g}s limit")
+                busy = self._under_pressure(identity)
+                idle = min(self.session_idle_s, self.session_idle_busy_s) if busy else self.session_idle_s
+                if now - t_last >= idle:
+                    if busy and idle < self.session_idle_s:
+                        self._count("sessions_reaped_busy")
+                        raise _Reject(grpc.StatusCode.DEADLINE_EXCEEDED,
+                                      f"session idle for more than {idle:g}s while other sessions wait for a slot")
+                    raise _Reject(grpc.StatusCode.DEADLINE_EXCEEDED,
+                                  f"session idle for more than {self.session_idle_s:g}s")
+                # wake up at least every 0.5 s: the idle limit shortens when others start waiting
+                done, _ = await asyncio.wait({read}, timeout=min(0.5, remaining, idle - (now - t_last)))
+                if done:
+                    return read.result()
+        finally:
+            if not read.done():
+                read.cancel()
+
+    @staticmethod
+    def _session_frame(kind, payload, meta, req, task):
+        """A session reply as a Frame answering `req`, with the task-reported decode/encode
+        seconds lifted out of its meta. Returns (frame, decode_s, encode_s)."""
+        dec_s, enc_s = pop_task_timings(meta)
+        try:
+            out = w.make_frame(kind=kind, payload=payload, meta=meta, seq=req.seq)
+        except InvalidArgument as e:
+            raise _Reject(grpc.StatusCode.INTERNAL, f"task {task!r} returned bad meta: {e}") from None
+        out.request_id = req.request_id
+        return out, dec_s, enc_s
+
+    def _stream_replies(self, replies, task, req, t0, loop, context):
+        """Worker thread: write each reply of a streaming session message as it comes. A write
+        that fails (client gone, RPC cancelled) closes the iterator, so the task stops there."""
+        t_prev = time.perf_counter()
+        try:
+            for item in replies:
+                (kind, payload, meta), = check_replies([item], task)
+                out, dec_s, enc_s = self._session_frame(kind, payload, meta, req, task)
+                now = time.perf_counter()
+                out.timings.compute_s, out.timings.server_s = max(0.0, now - t_prev - dec_s - enc_s), now - t0
+                out.timings.decode_s, out.timings.encode_s = dec_s, enc_s
+                why = self._reply_too_large(out)
+                if why is not None:
+                    raise _Reject(grpc.StatusCode.RESOURCE_EXHAUSTED, why)
+                # a client that takes no message for session_idle_s is treated as gone
+                asyncio.run_coroutine_threadsafe(context.write(out), loop).result(timeout=self.session_idle_s)
+                t_prev = time.perf_counter()
+        finally:
+            close = getattr(replies, "close", None)
+            if callable(close):
+                close()
 
     def _close_session(self, session, task):
         try:
@@ -370,16 +525,28 @@ class Server:
 
     async def _session(self, _request_iterator, context):
         await self._check_auth(context)
+        identity = self._identity(context)
         if self._sessions >= self.max_sessions:
             self._count("rejected")
+            self._refuse_session(None)
             await context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED,
-                                f"too many open sessions ({self.max_sessions}); retry later")
+                                f"too many open sessions ({self.max_sessions}); idle ones are being closed, retry "
+                                f"in {self.session_idle_busy_s:g}s")
+        if self._by_client.get(identity, 0) >= self.max_sessions_per_client:
+            self._count("rejected")
+            self._count("sessions_refused_quota")
+            self._refuse_session(identity)
+            await context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED,
+                                f"this client already has {self.max_sessions_per_client} open sessions (the "
+                                "per-client limit); close one or retry later")
         self._sessions += 1
+        self._by_client[identity] = self._by_client.get(identity, 0) + 1
+        loop = asyncio.get_running_loop()
         session = None
         task = ""
         t_open = time.perf_counter()
         try:
-            first = await self._read(context, t_open)
+            first = await self._read(context, t_open, identity)
             if first is aio.EOF:
                 return
             if first is None:
@@ -390,6 +557,7 @@ class Server:
             task = first.task
             handler = self._handler(task)
             meta = w.frame_meta(first)
+            meta[IDENTITY_META] = identity  # set here only: a client cannot choose it
             queue_s, run_s, session = await self._call(lambda: handler.open_session(meta), admit=True)
             if not callable(getattr(session, "on_message", None)):
                 bad, session = session, None
@@ -405,7 +573,7 @@ class Server:
             limit = self.session_max_bytes
             nbytes = getattr(session, "nbytes", None)
             while True:
-                req = await self._read(context, t_open)
+                req = await self._read(context, t_open, identity)
                 if req is aio.EOF:
                     break
                 t0 = time.perf_counter()
@@ -416,8 +584,13 @@ class Server:
                 rmeta = w.frame_meta(req)
                 sess = session
 
-                def run():
-                    return check_replies(sess.on_message(req.kind, req.payload, rmeta), task)
+                def run(req=req, rmeta=rmeta, t0=t0):
+                    replies = sess.on_message(req.kind, req.payload, rmeta)
+                    if replies is None or isinstance(replies, (list, tuple)):
+                        return check_replies(replies, task)
+                    # an iterator: each reply is written as soon as the task yields it
+                    self._stream_replies(replies, task, req, t0, loop, context)
+                    return []
                 queue_s, run_s, replies = await self._call(run, admit=False)
                 n += 1
                 if limit is not None and callable(nbytes):
@@ -426,16 +599,12 @@ class Server:
                         raise _Reject(grpc.StatusCode.RESOURCE_EXHAUSTED,
                                       f"session holds {used} bytes, over its {limit}-byte limit")
                 for kind, payload, meta in replies:
-                    dec_s, enc_s = pop_task_timings(meta)
-                    try:
-                        out = w.make_frame(kind=kind, payload=payload, meta=meta, seq=req.seq)
-                    except InvalidArgument as e:
-                        raise _Reject(grpc.StatusCode.INTERNAL, f"task returned bad meta: {e}") from None
-                    out.request_id = req.request_id
+                    out, dec_s, enc_s = self._session_frame(kind, payload, meta, req, task)
                     t = out.timings
                     t.queue_s, t.decode_s, t.encode_s = queue_s, dec_s, enc_s
                     t.compute_s = max(0.0, run_s - dec_s - enc_s)
                     t.server_s = time.perf_counter() - t0
+                    await self._check_reply_size(out, context)
                     await context.write(out)
                 self._count("served")
                 log.info("session msg task=%s seq=%d kind=%s in=%dB replies=%d queue=%.2fms run=%.2fms", task,
@@ -444,6 +613,11 @@ class Server:
             await context.abort(r.code, r.details)
         finally:
             self._sessions -= 1
+            left = self._by_client.get(identity, 1) - 1
+            if left > 0:
+                self._by_client[identity] = left
+            else:
+                self._by_client.pop(identity, None)
             if session is not None:
                 # Not awaited: this also runs when the RPC is being cancelled (client gone).
                 try:

@@ -49,5 +49,6 @@ void bind_common(py::module_& m);
 void bind_codec(py::module_& m);
 void bind_llm(py::module_& m);
 void bind_vit(py::module_& m);
+void bind_fcnet(py::module_& m);
 
 }  // namespace collab_py

@@ -9,4 +9,5 @@ PYBIND11_MODULE(_native, m) {
   collab_py::bind_codec(m);
   collab_py::bind_llm(m);
   collab_py::bind_vit(m);
+  collab_py::bind_fcnet(m);
 }

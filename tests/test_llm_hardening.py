@@ -258,3 +258,23 @@ def _serve_args(argv):
     args = p.parse_args(["serve", *argv])
     args.command = "llm"
     return args
+
+
+def test_fc_rows_declaring_more_than_the_context_are_refused_before_decoding():
+    """The same check for FC-code payloads (CLFC, the trained codec): the declared rows are
+    compared with the room left in the context before the codecs are even loaded."""
+    from collab.llm.protocol import ProtocolError
+    from collab.llm.server import LlmTask
+
+    head, tail = tiny_split(4, 2)
+    task = LlmTask(head=head, tail=tail, n_ctx=256)
+    width = task.tail.n_embd
+    msg = struct.pack("<4sBBHIIIII", b"CLFC", 1, 2, 0, width, width // 8, 450_000, 0, 450_000) + b"\0" * 4
+    s = task.open_session({"mode": "roundtrip"})
+    try:
+        for _ in range(2):
+            with pytest.raises(ProtocolError, match="room"):
+                s.on_message("rows", msg, {})
+        assert task._codecs is None  # refused from the header: no decoder was loaded
+    finally:
+        s.close()

@@ -1,5 +1,5 @@
 """Wire formats of collab.llm (hidden rows with the token-range policy, KV-state frames,
-token ids, shortcut files): round trips, policy ranges, and fuzzed decoders."""
+token ids): round trips, policy ranges, and fuzzed decoders."""
 from __future__ import annotations
 
 import numpy as np
@@ -9,7 +9,6 @@ from hypothesis import strategies as st
 
 from collab.llm import protocol
 from collab.llm.protocol import ProtocolError, RowPolicy
-from collab.llm.shortcut import ShortcutProjection
 
 
 def rows(n=7, d=32, seed=0):
@@ -147,43 +146,4 @@ def test_tokens():
         protocol.decode_tokens(b"\x01\x00\x00")
 
 
-def _ref_projection(p, x):
-    """Independent numpy reference of the shortcut network (exact-erf GELU differs, so tanh form)."""
-    h = x.astype(np.float64)
-    for i, (w, b) in enumerate(p.layers):
-        h = h @ w.astype(np.float64).T + b
-        if i < 3:
-            h = 0.5 * h * (1 + np.tanh(np.sqrt(2 / np.pi) * (h + 0.044715 * h ** 3)))
-    return x + h
-
-
-def test_shortcut_file_roundtrip(tmp_path):
-    p = ShortcutProjection.identity(16, split_at=3, seed=1)
-    rng = np.random.default_rng(0)
-    # make it non-trivial
-    p.layers[3] = (rng.standard_normal((16, 16)).astype(np.float32) * 0.1, np.ones(16, np.float32))
-    q = ShortcutProjection.load(p.save(tmp_path / "s.clsc"))
-    assert q.split_at == 3 and not q.trained and q.dims == [16, 16, 64, 16, 16]
-    x = rng.standard_normal((5, 16)).astype(np.float32)
-    assert np.array_equal(p(x), q(x))
-    assert np.allclose(q(x), _ref_projection(q, x), atol=1e-4)
-    ident = ShortcutProjection.identity(16)
-    assert np.array_equal(ident(x), x)  # untrained init: skips the head's layers
-    with pytest.raises(ValueError):
-        q(np.zeros((2, 15), np.float32))
-
-
-@settings(max_examples=200, deadline=None)
-@given(st.integers(0, 10 ** 6), st.integers(0, 255))
-def test_fuzz_shortcut_file(pos, val):
-    orig = ShortcutProjection.identity(4).to_bytes()
-    assert ShortcutProjection.from_bytes(orig).to_bytes() == orig  # the untouched file loads
-    buf = bytearray(orig)
-    cut = bytes(buf[: pos % (len(buf) + 1)])
-    buf[pos % len(buf)] ^= val or 1
-    for b in (bytes(buf), cut):
-        try:
-            p = ShortcutProjection.from_bytes(b)
-        except ProtocolError:
-            continue
-        assert p.to_bytes() == b  # accepted only when it is exactly a valid file
+# The shortcut file format moved to collab.llm.artifact (CLFN): tests/test_llm_shortcut_artifact.py

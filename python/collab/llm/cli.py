@@ -8,6 +8,9 @@
   collab llm bench     runs benchmarks/llm/bench.py of the source tree (modes x RTT x traces,
                        llama.cpp RPC baseline; separate processes over real gRPC)
   collab llm quality   runs benchmarks/llm/quality.py (compressed hidden states on MMLU prompts)
+  collab llm train-shortcut --at L            train the decoding shortcut (MindFusion Eq. 3;
+                                              needs torch, imported only when it runs)
+  collab llm train-codec --at L --ratio 8     train the FC codec for the early rows (Eq. 1-2)
 """
 from __future__ import annotations
 
@@ -39,6 +42,8 @@ def _add_serve_arguments(p):
                    "without TLS and a token is warned about)")
     p.add_argument("--port", type=port_argument, default=50061, help="port 0..65535 (0 = any free port; default 50061)")
     p.add_argument("--n-ctx", type=int, default=2048, help="context (KV cache) of each session, in tokens")
+    p.add_argument("--load-nets", action="store_true", help="load the trained nets (shortcut, FC codecs) before "
+                   "serving (default: in the background: a request needing them right after start waits)")
     # the LLM task's own session limits: each session holds a llama.cpp context, so they are
     # much tighter than the transport's, and a newcomer may evict an idle session
     p.add_argument("--max-sessions", type=int, default=8, help="LLM sessions open at once (default 8)")
@@ -73,7 +78,11 @@ def add_arguments(p, name: str | None = None):
     d.add_argument("--mode", default="kv-handoff", choices=["server-only", "roundtrip", "kv-handoff", "shortcut"])
     d.add_argument("--max-tokens", type=int, default=48)
     d.add_argument("--keep-last", type=int, default=None,
-                   help="compress all but the last N prompt rows with the SLICER codec (default: send exact)")
+                   help="compress all but the last N prompt rows with the SLICER codec (default: send exact); "
+                        "with --fc-codec: the last N rows stay exact (default: the last quarter)")
+    d.add_argument("--fc-codec", type=int, default=None, choices=(4, 8), metavar="R",
+                   help="send the early prompt rows as codes of the trained FC codec, 1/R of the width "
+                        "(R = 4 or 8; int8 codes; models/llm nets for this split)")
     d.add_argument("--sparsity", type=float, default=0.5)
     d.add_argument("--qbits", type=int, default=8)
     d.add_argument("--no-reference", action="store_true", help="skip the device-only reference run")
@@ -90,13 +99,21 @@ def add_arguments(p, name: str | None = None):
         except InvalidArgument:
             pass  # not in a source checkout: run() says so
 
+    # torch-free argument definitions: `collab llm --help` never imports torch
+    from .train.args import add_codec_arguments, add_shortcut_arguments
+
+    add_shortcut_arguments(sub.add_parser("train-shortcut", help="train the decoding shortcut (MindFusion Eq. 3; "
+                                          "needs torch)"))
+    add_codec_arguments(sub.add_parser("train-codec", help="train the FC codec for the early rows (MindFusion "
+                                       "Eq. 1-2; needs torch)"))
+
 
 def run(args) -> int:
     if args.command == "split-gguf":
         return _split(args)
     cmd = getattr(args, "llm_command", None)
     if cmd is None:
-        print("usage: collab llm {demo,serve,bench,quality} ...", file=sys.stderr)
+        print("usage: collab llm {demo,serve,bench,quality,train-shortcut,train-codec} ...", file=sys.stderr)
         return 2
     try:
         if cmd == "demo":
@@ -105,6 +122,14 @@ def run(args) -> int:
             return _serve(args)
         if cmd in SCRIPTS:
             return int(_load_script(cmd).run(args) or 0)
+        if cmd == "train-shortcut":
+            from .train.shortcut import run_train_shortcut
+
+            return run_train_shortcut(args)
+        if cmd == "train-codec":
+            from .train.codec import run_train_codec
+
+            return run_train_codec(args)
     except InvalidArgument as e:
         print(f"collab llm {cmd}: {e}", file=sys.stderr)
         return 2
@@ -166,7 +191,7 @@ def _serve(args) -> int:
     task = LlmTask(model=args.model, at=args.at, workdir=args.workdir, n_ctx=args.n_ctx, n_threads=args.threads,
                    max_sessions=args.max_sessions, max_sessions_per_identity=args.max_sessions_per_client,
                    busy_idle_s=args.busy_idle_s)
-    task.warm_up()
+    task.warm_up(nets=args.load_nets)
     # Server.start() warns (collab.transport.security.warn_if_exposed) when the address is
     # reachable from other machines without TLS and a token
     srv = Server(handlers=[task], host=args.host, port=args.port, max_message_bytes=256 << 20,
@@ -208,8 +233,11 @@ def _demo(args) -> int:
     t = time.perf_counter()
     head, tail, at = prepare_parts(full, args.at, args.workdir)
     print(f"split at layer {at}: head {head.name}, tail {tail.name} ({time.perf_counter() - t:.1f} s)")
-    policy = RowPolicy.exact() if args.keep_last is None else \
-        RowPolicy(keep_last=args.keep_last, sparsity=args.sparsity, qbits=(args.qbits,))
+    if args.fc_codec:
+        policy = _fc_policy(head, at, args.fc_codec, args.keep_last)
+    else:
+        policy = RowPolicy.exact() if args.keep_last is None else \
+            RowPolicy(keep_last=args.keep_last, sparsity=args.sparsity, qbits=(args.qbits,))
     dev = Device(head=head, full=full, n_threads=args.threads, policy=policy)
     proc = None
     if transport_available():
@@ -218,6 +246,8 @@ def _demo(args) -> int:
         port = _free_port()
         cmd = [sys.executable, "-m", "collab.cli", "llm", "serve", "--model", str(full), "--at", str(at),
                "--port", str(port), "--threads", str(args.threads)]
+        if args.mode == "shortcut" or args.fc_codec:
+            cmd.append("--load-nets")
         if args.workdir:
             cmd += ["--workdir", args.workdir]
         proc = subprocess.Popen(cmd, env=dict(os.environ))
@@ -267,10 +297,30 @@ def _demo(args) -> int:
     print(f"  bytes up           {_fmt_bytes(g.bytes_up)}" + _prefill_note(g.extra))
     print(f"  bytes down         {_fmt_bytes(g.bytes_down)}")
     if ref is not None:
-        same = ref.tokens == g.tokens
+        n = max(len(ref.tokens), len(g.tokens))
+        agree = sum(a == b for a, b in zip(ref.tokens, g.tokens))
+        prefix = next((i for i, (a, b) in enumerate(zip(ref.tokens, g.tokens)) if a != b),
+                      min(len(ref.tokens), len(g.tokens)))
         print(f"\ndevice-only reference: TTFT {ref.ttft_s * 1e3:.1f} ms, decode {ref.decode_tok_s:.1f} tok/s; "
-              f"tokens identical to device-only: {'yes' if same else 'no'}")
+              f"agreement with device-only: {agree}/{n} tokens (same first {prefix})")
     return 0
+
+
+def _fc_policy(head, at: int, ratio: int, keep_last):
+    """FcRowPolicy with the shipped FC codec for this split (checked against the head's model)."""
+    from .artifact import ArtifactError
+    from .fcnet import FcRowPolicy, find_artifact, load_net
+
+    path = find_artifact("codec", at, ratio)
+    if path is None:
+        raise InvalidArgument(f"no trained FC codec for split {at}, ratio 1/{ratio} (models/llm, the installed "
+                              "package or $COLLAB_LLM_NETS); train one with `collab llm train-codec`")
+    try:
+        codec = load_net(path, kind="codec", model=head, split_at=at)
+    except ArtifactError as e:
+        raise InvalidArgument(f"trained FC codec {path}: {e}") from None
+    print(f"FC codec: {path} (1/{ratio} of the width, int8 codes)")
+    return FcRowPolicy(codec, keep_last=0.25 if keep_last is None else keep_last, dtype="int8")
 
 
 def _prefill_note(ex: dict) -> str:
@@ -280,7 +330,12 @@ def _prefill_note(ex: dict) -> str:
         return ""
     segs = ex.get("prefill_segments", [])
     kinds = {k for k, _, _ in segs}
-    if kinds == {"f32"}:
+    if any(k.startswith("fc-") for k in kinds):
+        parts = ", ".join(f"{n} rows {'trained FC codes, ' + k[3:] if k.startswith('fc-') else k}"
+                          for k, n, _ in segs)
+        note = f"  (prefill rows {_fmt_bytes(ex['prefill_payload'])} for {_fmt_bytes(ex['prefill_raw'])} raw " \
+               f"float32: {parts}"
+    elif kinds == {"f32"}:
         note = f"  (prefill rows {_fmt_bytes(ex['prefill_payload'])}: exact float32, not compressed"
     else:
         parts = ", ".join(f"{n} rows {k}" for k, n, _ in segs)

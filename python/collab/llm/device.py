@@ -22,8 +22,12 @@ from dataclasses import asdict, dataclass, field
 
 from ..errors import InvalidArgument
 from . import protocol
+from .fcnet import FcRowPolicy, fc_segments, inspect_fc_rows
 from .runtime import DEFAULT_THREADS, Model, greedy
 from .server import MODES
+
+# A row policy: protocol.RowPolicy (CLHR: f32 / f16 / SLICER) or any object with
+# encode(rows) -> bytes, such as fcnet.FcRowPolicy (CLFC: trained FC codes).
 
 __all__ = ["Device", "Generation", "MODES"]
 
@@ -165,7 +169,7 @@ class Device:
     """The device: a head part (split modes) and optionally the full model (device-only)."""
 
     def __init__(self, head=None, full=None, *, n_ctx: int = 2048, n_threads: int = DEFAULT_THREADS,
-                 policy: protocol.RowPolicy | None = None, task: str = "llm"):
+                 policy: protocol.RowPolicy | FcRowPolicy | None = None, task: str = "llm"):
         if head is None and full is None:
             raise InvalidArgument("give a head part (split modes) and/or the full model (device-only)")
         self.head = Model(head) if head is not None else None
@@ -201,7 +205,7 @@ class Device:
         return text, self.vocab_model.tokenize(text)
 
     def stream(self, prompt: str, *, mode: str = "kv-handoff", client=None, max_tokens: int = 64,
-               policy: protocol.RowPolicy | None = None, chat: bool | None = None,
+               policy: protocol.RowPolicy | FcRowPolicy | None = None, chat: bool | None = None,
                deadline_s: float | None = None, ignore_eog: bool = False) -> TokenStream:
         """Generate, yielding each token's text as it arrives (see the module docstring).
         ignore_eog: go on to max_tokens past end-of-generation tokens (benchmarks: the same
@@ -229,7 +233,7 @@ class Device:
                                                      bool(ignore_eog), done), self.vocab_model)
 
     def generate(self, prompt: str, *, mode: str = "kv-handoff", client=None, max_tokens: int = 64,
-                 policy: protocol.RowPolicy | None = None, chat: bool | None = None,
+                 policy: protocol.RowPolicy | FcRowPolicy | None = None, chat: bool | None = None,
                  deadline_s: float | None = None, ignore_eog: bool = False) -> Generation:
         """stream() collected: the tokens, their text and per-token arrival times."""
         st = self.stream(prompt, mode=mode, client=client, max_tokens=max_tokens, policy=policy, chat=chat,
@@ -306,10 +310,14 @@ class Device:
     def _head_prefill(self, s, toks, policy, run):
         t = time.perf_counter()
         rows = s.decode(toks)
-        payload = protocol.encode_rows(rows, policy)
+        if hasattr(policy, "encode"):  # FcRowPolicy (collab.llm.fcnet): early rows as trained FC codes
+            payload = policy.encode(rows)
+            segments = fc_segments(inspect_fc_rows(payload))
+        else:
+            payload = protocol.encode_rows(rows, policy)
+            segments = protocol.inspect_rows(payload)["segments"]
         run.device_s += time.perf_counter() - t
-        run.extra.update(prefill_payload=len(payload), prefill_raw=rows.nbytes,
-                         prefill_segments=protocol.inspect_rows(payload)["segments"])
+        run.extra.update(prefill_payload=len(payload), prefill_raw=rows.nbytes, prefill_segments=segments)
         return payload
 
     def _roundtrip(self, ch, run, text, toks, policy):

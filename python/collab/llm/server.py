@@ -13,7 +13,12 @@ One TaskSession per device stream; the session meta chooses the decode mode:
     kv-handoff   "state" (head KV cache) + "rows"          "token" per token, streamed: the
                                                            server runs head and tail
     shortcut     "rows"                                    as kv-handoff, but new tokens go
-                                                           through the (untrained) projection
+                                                           through the shortcut projection
+                                                           (the shipped trained net for this
+                                                           model and split, else the identity)
+
+"rows" payloads are CLHR (protocol: f32 / f16 / SLICER segments) or CLFC (fcnet: early rows
+as codes of the trained FC codec, decoded here before the tail).
 
 Streaming: one message per token. A token message is ~40 bytes (int32 id + meta) plus gRPC
 framing, next to >= 10 ms of compute per token on any CPU this runs on, so grouping tokens
@@ -77,6 +82,10 @@ def prepare_parts(model=None, at: int | None = None, out_dir=None) -> tuple[Path
     stem = src.name.removesuffix(".gguf")
     head, tail = out / f"{stem}.head-{at}.gguf", out / f"{stem}.tail-{at}.gguf"
     fresh = head.is_file() and tail.is_file() and min(head.stat().st_mtime, tail.stat().st_mtime) >= src.stat().st_mtime
+    if fresh:  # parts from before they carried the source digest (trained nets check it)
+        from .artifact import has_source_digest
+
+        fresh = has_source_digest(head) and has_source_digest(tail)
     if not fresh:
         head, tail = split_gguf(src, out, at)
     return head, tail, at
@@ -129,6 +138,10 @@ class LlmTask(_HandlerBase):
         self._shortcut_path = shortcut
         self._shortcut = None
         self._embed = None
+        self._codecs = None
+        # loading the trained nets takes seconds: their own lock, so session admission (under
+        # _lock) never waits for it
+        self._nets_lock = threading.Lock()
         self._lock = threading.Lock()
         self._live: list = []   # open _LlmSession objects (under _lock)
         self.max_sessions = max_sessions
@@ -139,22 +152,59 @@ class LlmTask(_HandlerBase):
     def _shortcut_parts(self):
         from .shortcut import ShortcutProjection, TokenEmbedding
 
-        with self._lock:
+        with self._nets_lock:
             if self._shortcut is None:
                 if self._shortcut_path:
-                    self._shortcut = ShortcutProjection.load(self._shortcut_path)
-                else:
-                    self._shortcut = ShortcutProjection.identity(self.tail.n_embd, split_at=self.at)
+                    self._shortcut = ShortcutProjection.load(self._shortcut_path, model=self.tail.path,
+                                                             split_at=self.at)
+                else:  # the shipped trained net for this split, else the untrained identity
+                    self._shortcut = ShortcutProjection.default(self.tail.path, self.at, self.tail.n_embd)
                 if self._shortcut.n_embd != self.tail.n_embd:
                     raise InvalidArgument("shortcut projection width does not match the model")
                 self._embed = TokenEmbedding(self.tail.path)
             return self._shortcut, self._embed
 
-    def warm_up(self) -> None:
+    def decode_rows(self, payload, n_embd: int, max_rows: int) -> np.ndarray:
+        """Hidden-row payload -> rows: CLHR (protocol) or FC codes (the trained codec, fcnet).
+        Either way the header is checked first: a payload declaring more than max_rows rows,
+        or not exactly the bytes its header implies, is refused before anything is decoded
+        (and before the codecs are loaded)."""
+        from .fcnet import inspect_fc_rows, is_fc_payload
+
+        if not is_fc_payload(payload):
+            return protocol.decode_rows(payload, n_embd=n_embd, max_rows=max_rows)
+        inspect_fc_rows(payload, n_embd=n_embd, max_rows=max_rows)
+        return self._fc_codecs().decode(payload, n_embd, max_rows=max_rows)
+
+    def _fc_codecs(self):
+        """The shipped FC codecs for this split (none: FC payloads are refused)."""
+        from .fcnet import FcCodecs
+
+        with self._nets_lock:
+            if self._codecs is None:
+                self._codecs = FcCodecs.default(self.tail.path, self.at)
+            return self._codecs
+
+    def warm_up(self, nets: bool = False) -> None:
         """Run one token through head and tail once (page in the weights, first-graph setup),
-        so the first request does not pay for it."""
+        so the first request does not pay for it. The trained nets (shortcut projection with
+        the token embedding, FC codecs: seconds) are loaded here with nets=True, else in the
+        background: a first request needing them pays only what is left, and other modes never
+        wait for them."""
         from .. import codec  # noqa: F401  (its first import costs seconds: not on the first request)
 
+        def preload():
+            try:
+                self._shortcut_parts()
+                self._fc_codecs()
+            except Exception:  # noqa: BLE001  (a request needing them loads again and reports the error)
+                pass
+
+        if nets:
+            self._shortcut_parts()
+            self._fc_codecs()
+        else:
+            threading.Thread(target=preload, name="llm-nets-preload", daemon=True).start()
         tok = self.head.info["bos"] if self.head.info["bos"] >= 0 else 0
         with self.head.session("head", n_ctx=64, n_threads=self.n_threads) as h, \
                 self.tail.session("tail", n_ctx=64, n_threads=self.n_threads) as t:
@@ -393,7 +443,7 @@ class _LlmSession(_SessionBase):
             if room <= 0:
                 raise InvalidArgument("context full")
             # headers first: a payload declaring more rows than fit is refused before decoding
-            rows = protocol.decode_rows(payload, n_embd=n_embd, max_rows=1 if self.last is not None else room)
+            rows = self.task.decode_rows(payload, n_embd, max_rows=1 if self.last is not None else room)
             if self.last is None and self.mode == "kv-handoff" and self.head.n_past != rows.shape[0]:
                 raise InvalidArgument(f"kv-handoff: the KV state covers {self.head.n_past} tokens but "
                                       f"{rows.shape[0]} prefill rows came (send 'state' first)")

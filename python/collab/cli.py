@@ -20,6 +20,7 @@ SUBCOMMANDS = {
     "serve": ("collab.transport.cli", "serve tasks over gRPC (collab.v1.Collab)"),
     "split-gguf": ("collab.llm.cli_split", "split a GGUF LLM into head/tail parts (issue 4)"),
     "llm": ("collab.llm.cli", "split LLM inference on llama.cpp: demo, serve, bench, quality (issue 4)"),
+    "vlm": ("collab.vlm.cli", "split VLM (DINOv2 + SmolLM2 through llama.cpp's mtmd): demo, ask"),
 }
 
 

@@ -163,7 +163,7 @@ class Device:
         t0 = time.perf_counter()
         out = []
         with model.session("full", n_ctx=self.n_ctx, n_threads=self.n_threads) as s:
-            tok = greedy(s.decode(toks)[-1])
+            tok = greedy(self._full_prefill(s, toks))
             t_first = time.perf_counter()
             out.append(tok)
             while len(out) < max_tokens and not model.is_eog(tok):
@@ -172,6 +172,10 @@ class Device:
         g = self._finish("device-only", toks, out, t0, t_first, time.perf_counter() - t0)
         g.text = model.detokenize([t for t in out if not model.is_eog(t)])
         return g
+
+    def _full_prefill(self, s, toks):
+        """Logits of the prompt's last position in a full session (a VLM adds image rows)."""
+        return s.decode(toks)[-1]
 
     @staticmethod
     def _tokens(payload):

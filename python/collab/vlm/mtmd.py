@@ -297,8 +297,7 @@ class UnsplitVlm:
         cp.n_batch = n_ctx
         cp.n_ubatch = n_ctx
         cp.n_threads = n_threads
-        cp.n_threads_batch = n_threads
-        cp.flash_attn_type = 0
+        cp.n_threads_batch = n_threads  # flash attention as collab's sessions: llama.cpp's default
         self.ctx = ll.llama_init_from_model(self.model.ptr, cp)
         if not self.ctx:
             raise CollabError("llama.cpp could not create a context")
@@ -311,8 +310,8 @@ class UnsplitVlm:
         if getattr(self, "vis", None):
             self.vis.close()
 
-    def ask(self, img: np.ndarray, question: str, max_tokens: int = 16) -> dict:
-        """{"answer": text, "tokens": [ids]} for one image and question (greedy)."""
+    def prefill(self, img: np.ndarray, question: str) -> tuple[np.ndarray, int]:
+        """Clear the context, run the prompt (image included): (last logits, n_past)."""
         ll, mt = self.model.ll, self.vis.mt
         pr = Prompt(self.vis, question, img)
         try:
@@ -324,11 +323,15 @@ class UnsplitVlm:
                 raise CollabError(f"mtmd_helper_eval_chunks failed ({rc})")
         finally:
             pr.close()
-        out = []
-        pos = n_past.value
         logits = ll.llama_get_logits_ith(self.ctx, -1)
+        return np.ctypeslib.as_array(logits, shape=(self.model.n_vocab,)).copy(), int(n_past.value)
+
+    def ask(self, img: np.ndarray, question: str, max_tokens: int = 16) -> dict:
+        """{"answer": text, "tokens": [ids]} for one image and question (greedy)."""
+        ll = self.model.ll
+        row, pos = self.prefill(img, question)
+        out = []
         for _ in range(max_tokens):
-            row = np.ctypeslib.as_array(logits, shape=(self.model.n_vocab,))
             tok = int(row.argmax())
             if self.model.is_eog(tok):
                 break
@@ -339,6 +342,6 @@ class UnsplitVlm:
             if ll.llama_decode(self.ctx, ll.llama_batch_get_one(arr, 1)) != 0:
                 raise CollabError("llama_decode failed")
             pos += 1
-            logits = ll.llama_get_logits_ith(self.ctx, -1)
+            row = np.ctypeslib.as_array(ll.llama_get_logits_ith(self.ctx, -1), shape=(self.model.n_vocab,))
         text = b"".join(self.model.piece(t) for t in out).decode("utf-8", "replace")
         return {"answer": text.strip(), "tokens": out}

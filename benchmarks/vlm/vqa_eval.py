@@ -1,6 +1,7 @@
 """Held-out VQA accuracy of collab-vlm-tiny (Table IV analog, partial): the unsplit VLM run by
-llama.cpp's mtmd helper, the split with exact rows (R = identity) and the split with the
-SLICER codec on the prompt rows before the question (image rows included), exact match.
+llama.cpp's mtmd helper (through llama-cpp-python), collab's own unsplit run (device-only:
+native encoder + one FULL session), the split with exact rows (R = identity) and the split with
+the SLICER codec on the prompt rows before the question (image rows included), exact match.
 
 Questions: collab.vlm.vqa templates over Fashion-MNIST TEST images (training used train
 images only). The split runs device (head) and server (tail) in this process over an
@@ -35,7 +36,7 @@ def main(argv=None) -> int:
     ap.add_argument("--at", type=int, default=None)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--projector", default=None)
-    ap.add_argument("--systems", default="unsplit,split-exact,split-slicer")
+    ap.add_argument("--systems", default="unsplit,device-only,split-exact,split-slicer")
     ap.add_argument("--out", default="benchmarks/results/vlm_vqa_eval.json")
     a = ap.parse_args(argv)
     x, y = load_fmnist("test")
@@ -46,7 +47,7 @@ def main(argv=None) -> int:
     systems = a.systems.split(",")
     res = {}
     dev = client = None
-    if any(s.startswith("split") for s in systems):
+    if any(s.startswith("split") or s == "device-only" for s in systems):
         dev = VlmDevice(mm, head=head, full=full, n_threads=a.threads)
         client = LinkClient([LlmTask(head=head, tail=tail, n_threads=a.threads, n_ctx=512)])
     for sysname in systems:
@@ -58,6 +59,8 @@ def main(argv=None) -> int:
             img = x[s.image]
             if sysname == "unsplit":
                 ans = vlm.ask(img, s.question, max_tokens=8)["answer"]
+            elif sysname == "device-only":  # collab's own unsplit run: native encoder + FULL session
+                ans = dev.ask(img, s.question, mode="device-only", max_tokens=8).text.strip()
             else:
                 _, after = dev.layout(s.question)
                 pol = RowPolicy.exact() if sysname == "split-exact" else RowPolicy(keep_last=len(after))
@@ -78,10 +81,11 @@ def main(argv=None) -> int:
                             answers=answers)
         print(f"{sysname}: accuracy {hits / len(samples):.3f}  " +
               "  ".join(f"{t} {v[0]}/{v[1]}" for t, v in sorted(per_t.items())))
-    if "unsplit" in res and "split-exact" in res:
-        same = sum(p == q for p, q in zip(res["unsplit"]["answers"], res["split-exact"]["answers"]))
-        print(f"split-exact answers identical to unsplit: {same}/{len(samples)}")
-        res["split_exact_identical"] = same
+    for ref in ("unsplit", "device-only"):
+        if ref in res and "split-exact" in res:
+            same = sum(p == q for p, q in zip(res[ref]["answers"], res["split-exact"]["answers"]))
+            print(f"split-exact answers identical to {ref}: {same}/{len(samples)}")
+            res[f"split_exact_identical_to_{ref}"] = same
     save_json(a.out, dict(n=len(samples), seed=a.seed, split_at=at, mmproj=str(mm),
                           questions=[s.to_dict() for s in samples], results=res))
     return 0

@@ -50,5 +50,6 @@ void bind_codec(py::module_& m);
 void bind_llm(py::module_& m);
 void bind_vlm(py::module_& m);
 void bind_vit(py::module_& m);
+void bind_fcnet(py::module_& m);
 
 }  // namespace collab_py

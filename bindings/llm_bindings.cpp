@@ -2,6 +2,7 @@
 #include <pybind11/numpy.h>
 #include <pybind11/stl.h>
 
+#include <exception>
 #include <memory>
 #include <string>
 
@@ -134,6 +135,37 @@ void bind_llm(py::module_& m) {
       .def_property_readonly("n_past", [](const LlmSession& s) { return collab_llm_session_n_past(s.get()); })
       .def_property_readonly("n_ctx", [](const LlmSession& s) { return collab_llm_session_n_ctx(s.get()); })
       .def("close", &LlmSession::close)
+      .def("decode_stream",  // callback(token, piece: bytes) -> truthy to stop; returns tokens generated
+           [](LlmSession& s, const LlmModel& model, I32 tokens, int32_t max_tokens, py::function callback,
+              LlmSession* tail) {
+             struct Ctx {
+               py::function cb;
+               std::exception_ptr err;
+             };
+             Ctx ctx{std::move(callback), nullptr};
+             auto tramp = [](int32_t tok, const char* piece, size_t len, void* ud) -> int32_t {
+               auto* c = static_cast<Ctx*>(ud);
+               py::gil_scoped_acquire gil;
+               try {
+                 return py::bool_(c->cb(tok, py::bytes(piece, len))) ? 1 : 0;
+               } catch (...) {  // re-raised in Python once the native loop has stopped
+                 c->err = std::current_exception();
+                 return 1;
+               }
+             };
+             int32_t n = 0;
+             collab_status st;
+             {
+               py::gil_scoped_release nogil;
+               st = collab_llm_session_decode_stream(s.get(), tail ? tail->get() : nullptr, model.ptr, tokens.data(),
+                                                     size_t(tokens.size()), max_tokens, tramp, &ctx, &n);
+             }
+             if (ctx.err) std::rethrow_exception(ctx.err);
+             check(st);
+             return n;
+           },
+           py::arg("model"), py::arg("tokens"), py::arg("max_tokens"), py::arg("callback"),
+           py::arg("tail") = nullptr)
       .def("truncate", [](LlmSession& s, int32_t n_past) { check(collab_llm_session_truncate(s.get(), n_past)); })
       .def("decode_tokens",
            [](LlmSession& s, I32 tokens, int32_t n_outputs, bool head) {

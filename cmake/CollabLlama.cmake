@@ -58,9 +58,14 @@ endif()
 # Add the LLM sources (or the stubs) to the core library.
 function(collab_add_llm target)
   set(_dir ${PROJECT_SOURCE_DIR}/cpp/src/llm)
+  target_sources(${target} PRIVATE ${_dir}/c_api_llm_stream.cpp)  # public API only: both builds
   if(COLLAB_WITH_LLAMA)
-    target_sources(${target} PRIVATE ${_dir}/llm_runner.cpp ${_dir}/c_api_llm.cpp)
+    target_sources(${target} PRIVATE ${_dir}/llm_runner.cpp ${_dir}/c_api_llm.cpp
+                                      ${_dir}/fcnet_format.cpp ${_dir}/fcnet_ggml.cpp)
     target_link_libraries(${target} PRIVATE llama)
+    if(TARGET ggml::ggml-cpu)  # the FC nets call ggml_graph_compute_with_ctx (ggml-cpu.h)
+      target_link_libraries(${target} PRIVATE ggml::ggml-cpu)
+    endif()
     # The VLM image encoder: libmtmd from the same install as libllama (no CMake package).
     find_library(COLLAB_MTMD_LIB NAMES mtmd PATHS ${COLLAB_LLAMA_RUNTIME_DIR} ${LLAMA_LIB_DIR} NO_DEFAULT_PATH)
     find_path(COLLAB_MTMD_INCLUDE mtmd.h PATHS ${LLAMA_INCLUDE_DIR} NO_DEFAULT_PATH)
@@ -83,6 +88,7 @@ function(collab_add_llm target)
     list(APPEND _rpath ${COLLAB_LLAMA_RUNTIME_DIR})
     set_target_properties(${target} PROPERTIES INSTALL_RPATH "${_rpath}" BUILD_RPATH "${COLLAB_LLAMA_RUNTIME_DIR}")
   else()
-    target_sources(${target} PRIVATE ${_dir}/c_api_llm_stub.cpp ${PROJECT_SOURCE_DIR}/cpp/src/vlm/c_api_vlm_stub.cpp)
+    target_sources(${target} PRIVATE ${_dir}/c_api_llm_stub.cpp ${_dir}/fcnet_stub.cpp
+                                     ${PROJECT_SOURCE_DIR}/cpp/src/vlm/c_api_vlm_stub.cpp)
   endif()
 endfunction()

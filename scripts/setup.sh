@@ -94,6 +94,12 @@ log "pip install . (builds the native core)"
 mkdir -p "$ROOT/build"
 # --no-build-isolation: build against the packages installed above (pybind11,
 # scikit-build-core, and the llama.cpp the native LLM runner links to).
+# The main job computes on the CPU: on a machine with nvcc but no visible GPU it skips the
+# CUDA kernels (about a minute of nvcc); the tests build them whenever nvcc is there, and
+# COLLAB_CUDA set by the caller always wins.
+if [ "$SETUP_KIND" != test ] && [ -z "${COLLAB_CUDA:-}" ] && ! nvidia-smi -L >/dev/null 2>&1; then
+  export COLLAB_CUDA=OFF
+fi
 if ! python -m pip install -v --no-build-isolation --no-deps "$ROOT" > "$ROOT/build/pip-install.log" 2>&1; then
   tail -60 "$ROOT/build/pip-install.log"
   exit 1

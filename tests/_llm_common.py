@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import functools
+import os
 import tempfile
 from pathlib import Path
 
@@ -25,6 +26,7 @@ def smollm2_or_skip() -> Path:
 
 
 _TMP = tempfile.TemporaryDirectory(prefix="collab-llm-tests-")
+os.environ.setdefault("COLLAB_CACHE_DIR", _TMP.name)  # split parts never land in ~/.cache
 
 
 @functools.lru_cache(maxsize=None)
@@ -48,3 +50,12 @@ def tiny_split(n_layer: int, at: int, seed: int = 0):
     from collab.llm import split_gguf
 
     return split_gguf(tiny_model(n_layer, seed), Path(_TMP.name) / f"tiny-{n_layer}-{seed}", at)
+
+
+def tiny_task_and_device(n_ctx: int = 256, **task_kwargs):
+    """(LlmTask, Device) on the 4-layer tiny model split at 2."""
+    from collab.llm.device import Device
+    from collab.llm.server import LlmTask
+
+    head, tail = tiny_split(4, 2)
+    return LlmTask(head=head, tail=tail, n_ctx=n_ctx, **task_kwargs), Device(head=head, full=tiny_model(4), n_ctx=n_ctx)

@@ -56,3 +56,38 @@ def test_deprecated_names_link_against_installed_library(tmp_path):
     assert "deprecated" in build.stderr, "the old names should warn"
     out = subprocess.run([str(exe)], check=True, capture_output=True, text=True).stdout.split()
     assert out[0] == collab.simd_level() and out[1] == out[2] and int(out[1]) > 0
+
+
+STREAM_ARGS_C = r"""
+#include <collab/collab.h>
+#include <stdio.h>
+#include <string.h>
+static int32_t cb(int32_t t, const char* p, size_t n, void* u) { (void)t; (void)p; (void)n; (void)u; return 0; }
+int main(void) {
+  int32_t tok = 1, n = 7;
+  /* every required pointer: refused by name, *n_generated reset, nothing else touched */
+  collab_status st = collab_llm_session_decode_stream(NULL, NULL, NULL, &tok, 1, 4, cb, NULL, &n);
+  printf("%d %d %s\n", (int)st, (int)n, collab_last_error());
+  /* stand-in handles: the callback is checked before either is used */
+  st = collab_llm_session_decode_stream((collab_llm_session*)&tok, NULL, (const collab_llm_model*)&tok, &tok, 1, 4,
+                                        NULL, NULL, NULL);
+  printf("%d %s\n", (int)st, collab_last_error());
+  return 0;
+}
+"""
+
+
+@pytest.mark.skipif(shutil.which("cc") is None, reason="needs a C compiler")
+def test_decode_stream_refuses_null_arguments_by_name(tmp_path):
+    """collab_llm_session_decode_stream follows the header's argument rules: a NULL required
+    pointer is COLLAB_ERR_INVALID_ARGUMENT with "<name> is NULL" (with or without llama.cpp:
+    the checks come before any model call)."""
+    pkg = pathlib.Path(collab.__file__).parent
+    src, exe = tmp_path / "stream_args.c", tmp_path / "stream_args"
+    src.write_text(STREAM_ARGS_C)
+    build = subprocess.run(["cc", str(src), "-o", str(exe), f"-I{pkg / 'include'}", f"-L{pkg / 'lib'}",
+                            "-lcollab_core", f"-Wl,-rpath,{pkg / 'lib'}"], capture_output=True, text=True)
+    assert build.returncode == 0, build.stderr
+    lines = subprocess.run([str(exe)], check=True, capture_output=True, text=True).stdout.splitlines()
+    assert lines[0] == "1 0 session is NULL"
+    assert lines[1] == "1 callback is NULL"

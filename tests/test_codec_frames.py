@@ -111,3 +111,27 @@ def test_frame_types_accepted(rng):
         codec.decode("not bytes")
     with pytest.raises(FrameError):
         codec.inspect(f[:-1])
+
+
+def test_ml_dtypes_is_loaded_only_for_bfloat16(tmp_path, rng):
+    """ml_dtypes takes seconds to import: float32/float16 users never load it, and a bfloat16
+    frame decoded in a process that never imported it still comes back as bfloat16."""
+    import subprocess
+    import sys
+
+    import ml_dtypes
+
+    x = rng.standard_normal((6, 8)).astype(ml_dtypes.bfloat16)
+    frame = codec.encode(x, 0.5)
+    (tmp_path / "bf16.frame").write_bytes(frame)
+    code = (
+        "import sys, numpy as np, collab.codec as c\n"
+        "from collab.reference import slicer as ref\n"
+        "f = c.encode(np.ones((4, 4), np.float16), 0.5); c.decode(f); ref.decode(f); c.inspect(f)\n"
+        "assert 'ml_dtypes' not in sys.modules, 'float16 work loaded ml_dtypes'\n"
+        f"y = c.decode(open({str(tmp_path / 'bf16.frame')!r}, 'rb').read())\n"
+        "print(y.dtype.name, y.shape)\n")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.split() == ["bfloat16", "(6,", "8)"]
+    assert np.array_equal(codec.decode(frame).astype(np.float32), ref.decode(frame).astype(np.float32))

@@ -337,7 +337,9 @@ def test_session_messages_in_order_and_closed_on_exit(tracked_server):
                 assert s.recv(10) == ("step-1", bytes([i]) * i, {"i": str(i)})
                 assert s.recv(10) == ("step-2", b"", {"n": str(i)})
             check_timings(s.last_timings)
-        assert h.sessions[-1].meta == {"model": "m", "k": "v", "request_id": s.request_id}
+        # the server adds who opened the session (the peer host), for per-client quotas
+        assert h.sessions[-1].meta == {"model": "m", "k": "v", "request_id": s.request_id,
+                                       "collab.identity": "127.0.0.1"}
         assert h.sessions[-1].closed.wait(10)
         assert h.sessions[-1].close_calls == 1
         wait_until(lambda: srv.stats()["sessions"] == 0, what="session count back to 0")
@@ -580,6 +582,76 @@ def test_every_client_implements_the_one_interface(server, rng):
             assert e.value.code == "NOT_FOUND", type(c)
     # the emulated link really delays: its transfer time is at least the RTT it emulates
     assert tim["transfer"] >= 0.002
+
+
+class Ticker(TaskHandler):
+    """A streaming task: on_message returns a generator yielding one "tick" per step, up to
+    meta n. Each step first takes a permit from `gate` (the test gives one per tick it has
+    received), so the task is never more than one step ahead of the client whatever the load."""
+
+    name = "ticker"
+
+    def __init__(self):
+        self.steps = 0
+        self.gate = threading.Semaphore(1)
+        self.closed = threading.Event()
+        self.close_calls = 0
+
+    def open_session(self, meta):
+        outer = self
+
+        class S(TaskSession):
+            def __init__(self):
+                self._closed = False
+
+            def on_message(self, kind, payload, meta):
+                def gen():
+                    for i in range(int(meta["n"])):
+                        outer.gate.acquire(timeout=10)
+                        if self._closed:  # like the LLM task: checks for close before each step
+                            return
+                        outer.steps += 1
+                        yield "tick", b"", {"i": str(i)}
+                return gen()
+
+            def close(self):
+                self._closed = True
+                outer.close_calls += 1
+                outer.closed.set()
+                outer.gate.release()  # wake a step waiting for its permit
+        return S()
+
+
+@pytest.mark.parametrize("kind", ["grpc", "link"])
+def test_cancel_stops_a_streaming_task_within_a_step(kind):
+    from collab.net import LinkClient
+
+    h = Ticker()
+    srv = Server([h], port=0, workers=2).start() if kind == "grpc" else None
+    c = collab.Client(srv.address, timeout=20) if srv else LinkClient([h], rtt_s=0.004)
+    try:
+        s = c.session("ticker", {})
+        s.send("go", b"", {"n": "1000"})
+        for i in range(3):
+            assert s.recv(10)[2] == {"i": str(i)}
+            h.gate.release()
+        s.cancel()
+        assert h.closed.wait(10), "cancel() did not close the server session"
+        time.sleep(0.2)
+        # the step the last permit allowed may have run; nothing after the close
+        assert h.steps in (3, 4) and h.close_calls == 1, (h.steps, h.close_calls)
+        if kind == "link":
+            with pytest.raises(TransportError) as e:
+                s.recv(1)
+            assert e.value.code == "CANCELLED"
+            with pytest.raises(ValueError):
+                s.send("go", b"", {"n": "1"})
+            s.close()  # after cancel: nothing more to do
+            assert h.close_calls == 1
+    finally:
+        c.close()
+        if srv:
+            srv.stop()
 
 
 def test_client_does_not_import_server_modules():

@@ -6,7 +6,8 @@ from collab.vit.runtime import tiny_params
 from collab.vit.runtime_model import NumpyViT
 
 torch = pytest.importorskip("torch")
-from collab.vit.torch_vit import TorchViT, tome_merge  # noqa: E402
+from collab.vit.baselines import apply_tome, tome_merge  # noqa: E402
+from collab.vit.torch_vit import TorchViT  # noqa: E402
 
 
 def test_numpy_runtime_matches_torch_tiny(rng):
@@ -18,8 +19,9 @@ def test_numpy_runtime_matches_torch_tiny(rng):
     h, ao = npm.block(e, 0, need_attn=True)
     y = npm.run_blocks(h, 1, npm.depth)
     with torch.no_grad():
-        ht, aot = tm.layer1(torch.from_numpy(x))
-        yt, _ = tm.run_blocks(ht, 1, 3)
+        ht, att = tm.layer1(torch.from_numpy(x))
+        aot = att.out
+        yt = tm.run_blocks(ht, 1, 3)
     np.testing.assert_allclose(h, ht.numpy(), atol=1e-4, rtol=1e-4)
     np.testing.assert_allclose(ao, aot.numpy(), atol=1e-4, rtol=1e-4)
     np.testing.assert_allclose(npm.features(y), tm.features(yt).numpy(), atol=1e-3, rtol=1e-3)
@@ -55,12 +57,17 @@ def test_tome_merge_counts_sizes_and_cls():
 
 def test_tome_schedule_in_model():
     p = tiny_params(depth=3)
-    tm = TorchViT.from_numpy_params(p, grid=4).eval()
+    tm = apply_tome(TorchViT.from_numpy_params(p, grid=4).eval(), 3, "constant")
+    assert tm.tome.schedule == [3, 3, 3]
     x = torch.randn(2, 3, 8, 8)
     with torch.no_grad():
-        h = tm.embed(x)
-        y, size = tm.run_blocks(h, 0, 3, tome=[3, 2, 1])
-    assert y.shape[1] == 17 - 6 and float(size.sum()) == 2 * 17
+        y = tm.run_blocks(tm.embed(x), 0, 3)
+        assert y.shape[1] == 17 - 9 and float(tm.tome.size.sum()) == 2 * 17
+        tm(x)   # a new batch entering block 0 starts from unit sizes again
+        assert float(tm.tome.size.sum()) == 2 * 17
+    tm.clear_hooks()
+    with torch.no_grad():
+        assert tm.run_blocks(tm.embed(x), 0, 3).shape[1] == 17
 
 
 @pytest.mark.slow
@@ -89,8 +96,8 @@ def test_real_onnx_parity_112px():
     tm = TorchViT(w, grid=8).eval()
     with torch.no_grad():
         h, _ = tm.layer1(torch.from_numpy(x))
-        h6, _ = tm.run_blocks(h, 1, 6)
-        y, _ = tm.run_blocks(h6, 6, 12)
+        h6 = tm.run_blocks(h, 1, 6)
+        y = tm.run_blocks(h6, 6, 12)
         fin = tm.norm(y)
     np.testing.assert_allclose(h.numpy(), l1, atol=1e-4)
     np.testing.assert_allclose(h6.numpy(), l6, atol=1e-3, rtol=1e-4)

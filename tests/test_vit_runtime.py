@@ -1,5 +1,4 @@
 """Mercury split runtime: device -> (in-process channel) -> server TaskHandler, tiny ViT."""
-import os
 
 import numpy as np
 import pytest
@@ -9,7 +8,8 @@ from hypothesis import strategies as st
 import collab.vit as cv
 from collab.errors import InvalidArgument
 from collab.transport.inproc import InprocClient
-from collab.vit.runtime import MercuryDevice, MercuryHandler, MetaStore, decode_logits, gather_tokens, tiny_params
+from collab.vit import mercury
+from collab.vit.runtime import MercuryDevice, MercuryHandler, MetaStore, decode_logits, tiny_params
 from collab.vit.runtime_model import NumpyViT
 
 
@@ -30,13 +30,12 @@ def setup(tmp_path):
 
 
 def _direct(vit, store, images, rate, split):
-    x = vit.embed(images)
-    x, ao = vit.block(x, 0, need_attn=True)
-    kept = cv.regional_prune(ao, rate)
-    x = vit.run_blocks(gather_tokens(x, kept), 1, split)
+    """The same model in one process: the numpy ViT patched by mercury.apply, then the head."""
     m, w, b = store.get(int(rate * 100), split)
-    x = np.concatenate([x, np.broadcast_to(m, (x.shape[0],) + m.shape)], 1)
-    return vit.features(vit.run_blocks(x, split, vit.depth)) @ w + b
+    try:
+        return mercury.apply(vit, rate, split=split, meta=m).forward(images) @ w + b
+    finally:
+        mercury.remove(vit)
 
 
 @pytest.mark.parametrize("rate,split", [(0.5, 1), (0.75, 2)])

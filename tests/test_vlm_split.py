@@ -80,6 +80,76 @@ def test_head_takes_image_rows_and_tail_matches_full():
             h.decode_rows(np.full((2, TINY_EMBD), np.nan, np.float32))
 
 
+def test_tail_in_the_full_models_chunks_reproduces_its_logits_exactly():
+    """The full model decodes text, image rows, text as three batches; a tail that decodes the
+    head's rows in the same three batches (the device's "chunks" meta) gives the very same
+    logits, bit for bit. One batch differs by float rounding (llama.cpp's kernels depend on the
+    batch shape), which is what flipped near-tie answers of the trained VLM."""
+    _need_native_vision()
+    from collab.llm.runtime import Model
+    from collab.llm.server import _prefill_chunks
+
+    head, tail = tiny_split(4, 2)
+    rng = np.random.default_rng(3)
+    before, after = rng.integers(3, 200, 7), rng.integers(3, 200, 5)
+    img = rng.standard_normal((4, TINY_EMBD)).astype(np.float32)
+    mf, mh, mt = Model(tiny_llm()), Model(head), Model(tail)
+    with mf.session("full", n_ctx=64) as f, mh.session("head", n_ctx=64) as h:
+        f.decode(before)
+        f.decode_rows(img)
+        want = f.decode(after)[-1]
+        hid = np.concatenate([h.decode(before), h.decode_rows(img), h.decode(after)])
+    spans = _prefill_chunks(f"{len(before)},{len(img)},{len(after)}", hid.shape[0])
+    assert spans == [(0, 7), (7, 11), (11, 16)]
+    with mt.session("tail", n_ctx=64) as t:
+        for a, b in spans:
+            got = t.decode_rows(hid[a:b])[-1]
+    np.testing.assert_array_equal(got, want)
+
+
+@pytest.mark.parametrize("spec", ["7,4", "7,4,6", "0,11,5", "-1,12,5", "a,b", "7;4;5", ",".join(["1"] * 65)])
+def test_bad_prefill_chunks_are_refused(spec):
+    from collab.llm.server import _prefill_chunks
+
+    n = 65 if spec.count(",") == 64 else 16
+    with pytest.raises(InvalidArgument):
+        _prefill_chunks(spec, n)
+    assert _prefill_chunks(None, n) == [(0, n)]
+
+
+def test_split_sends_chunk_boundaries():
+    _need_native_vision()
+    dev = _device()
+    img = np.random.default_rng(4).integers(0, 256, (28, 28, 3), dtype=np.uint8)
+    before, after = dev.layout("Is this a bag?")
+    sent = []
+
+    class Spy:
+        def __init__(self, c):
+            self.c = c
+
+        def session(self, task, meta):
+            s = self.c.session(task, meta)
+            send = s.send
+
+            def spy(kind, payload, m):
+                sent.append((kind, dict(m)))
+                return send(kind, payload, m)
+
+            s.send = spy
+            return s
+
+    client = _client()
+    local = dev.ask(img, "Is this a bag?", mode="device-only", max_tokens=12)
+    for mode in ("roundtrip", "kv-handoff"):
+        sent.clear()
+        g = dev.ask(img, "Is this a bag?", mode=mode, client=Spy(client), max_tokens=12)
+        assert g.tokens == local.tokens, mode
+        rows = [m for k, m in sent if k == "rows"]
+        assert rows[0] == {"chunks": f"{len(before)},4,{len(after)}"}
+        assert all("chunks" not in m for m in rows[1:])
+
+
 def test_split_answer_equals_unsplit_mtmd():
     """R = identity. The chain: llama.cpp's own mtmd_helper_eval_chunks on the whole model and
     collab's native prefill (collab_vlm_vision rows + text tokens in a FULL session) give the

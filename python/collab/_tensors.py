@@ -1,25 +1,54 @@
 """Normalising user tensors (numpy, torch, DLPack producers) into raw native views.
 
-torch stays optional: it is imported only if the caller passes a torch tensor.
+torch stays optional: it is imported only if the caller passes a torch tensor. ml_dtypes
+(numpy's bfloat16) is imported only when a bfloat16 tensor or frame is met: loading it takes
+seconds, and float32/float16 users never need it.
 """
 from __future__ import annotations
 
 import sys
 from dataclasses import dataclass
+from typing import Optional
 
-import ml_dtypes
 import numpy as np
 
 from .errors import InvalidArgument
 
 DTYPE_F32, DTYPE_F16, DTYPE_BF16 = 0, 1, 2
+DTYPE_NAMES = {DTYPE_F32: "float32", DTYPE_F16: "float16", DTYPE_BF16: "bfloat16"}
 DEVICE_CPU, DEVICE_CUDA = 0, 1
-NUMPY_DTYPES = {
-    np.dtype(np.float32): DTYPE_F32,
-    np.dtype(np.float16): DTYPE_F16,
-    np.dtype(ml_dtypes.bfloat16): DTYPE_BF16,
-}
-NUMPY_OF_CODE = {v: k for k, v in NUMPY_DTYPES.items()}
+_F32, _F16 = np.dtype(np.float32), np.dtype(np.float16)
+
+
+def bfloat16() -> np.dtype:
+    """numpy's bfloat16 dtype (ml_dtypes, imported on first use)."""
+    import ml_dtypes
+
+    return np.dtype(ml_dtypes.bfloat16)
+
+
+def dtype_code(dtype) -> Optional[int]:
+    """The native dtype code of a numpy dtype, or None when it is not supported."""
+    dtype = np.dtype(dtype)
+    if dtype == _F32:
+        return DTYPE_F32
+    if dtype == _F16:
+        return DTYPE_F16
+    # an array of this dtype exists, so whatever defines it is loaded already: no import cost
+    if dtype.name == "bfloat16" and dtype == bfloat16():
+        return DTYPE_BF16
+    return None
+
+
+def numpy_dtype(code: int) -> np.dtype:
+    """The numpy dtype of a native dtype code."""
+    if code == DTYPE_F32:
+        return _F32
+    if code == DTYPE_F16:
+        return _F16
+    if code == DTYPE_BF16:
+        return bfloat16()
+    raise InvalidArgument(f"unknown dtype code {code!r}")
 
 
 @dataclass
@@ -62,11 +91,12 @@ def view_of(x) -> View:
     if not isinstance(x, np.ndarray) and hasattr(x, "__dlpack__"):
         x = np.from_dlpack(x)
     arr = np.asarray(x)
-    if arr.dtype not in NUMPY_DTYPES:
+    code = dtype_code(arr.dtype)
+    if code is None:
         raise InvalidArgument(f"dtype must be float32, float16 or bfloat16, got {arr.dtype}")
     if not arr.flags.c_contiguous:
         arr = np.ascontiguousarray(arr).reshape(arr.shape)  # (ascontiguousarray makes 0-d arrays 1-d)
-    return View(arr.ctypes.data, NUMPY_DTYPES[arr.dtype], arr.shape, DEVICE_CPU, 0, arr)
+    return View(arr.ctypes.data, code, arr.shape, DEVICE_CPU, 0, arr)
 
 
 def out_view_of(out, dtype: int, shape: tuple) -> View:
@@ -76,7 +106,7 @@ def out_view_of(out, dtype: int, shape: tuple) -> View:
     dtype code and shape; anything else raises InvalidArgument (a copy would silently
     drop the result, and a read-only buffer must never be written).
     """
-    want = NUMPY_OF_CODE[dtype].name
+    want = numpy_dtype(dtype).name
     if is_torch_tensor(out):
         ok = _torch_dtype_code(out) == dtype and tuple(out.shape) == tuple(shape) and out.is_contiguous()
         if not ok:
@@ -88,7 +118,7 @@ def out_view_of(out, dtype: int, shape: tuple) -> View:
         return View(out.data_ptr(), dtype, tuple(out.shape), dev, out.device.index or 0, out)
     if not isinstance(out, np.ndarray):
         raise InvalidArgument(f"out must be a numpy array or torch tensor, got {type(out).__name__}")
-    if out.dtype != NUMPY_OF_CODE[dtype] or out.shape != tuple(shape):
+    if out.dtype != numpy_dtype(dtype) or out.shape != tuple(shape):
         raise InvalidArgument(f"out must have dtype {want} and shape {tuple(shape)}, got {out.dtype} {out.shape}")
     if not out.flags.c_contiguous:
         raise InvalidArgument("out must be C-contiguous")

@@ -18,8 +18,10 @@ SUBCOMMANDS = {
     "plan": ("collab.planner.cli", "choose split + codec settings and print the latency breakdown"),
     # transport
     "serve": ("collab.transport.cli", "serve tasks over gRPC (collab.v1.Collab)"),
-    "split-gguf": ("collab.llm.cli_split", "split a GGUF LLM into head/tail parts (issue 4)"),
-    "llm": ("collab.llm.cli", "split LLM inference on llama.cpp: demo, serve, bench, quality (issue 4)"),
+    "split-gguf": ("collab.llm.cli", "split a GGUF LLM into head/tail parts"),
+    "fleet": ("collab.fleet.cli", "replicas behind a consistent-hash gRPC proxy: fleet up / down / status"),
+    "llm": ("collab.llm.cli", "split LLM inference on llama.cpp: demo, serve, bench, quality"),
+    "expert": ("collab.expert.cli", "Ask the Expert: edge generalist + near-edge experts: train, export, classify, plan"),
     "vlm": ("collab.vlm.cli", "split VLM (DINOv2 + SmolLM2 through llama.cpp's mtmd): demo, ask"),
 }
 
@@ -35,7 +37,7 @@ def main(argv=None) -> int:
         if argv[:1] == [name] or not argv or argv[0] in ("-h", "--help"):
             modules[name] = importlib.import_module(module)
             p.set_defaults(command=name)
-            modules[name].add_arguments(p)  # modules of the new convention also take (parser, name)
+            modules[name].add_arguments(p, name)
     args = parser.parse_args(argv)
     if not args.command:
         parser.print_help()

@@ -13,7 +13,7 @@ import threading
 import numpy as np
 
 from . import _native
-from ._tensors import NUMPY_OF_CODE, out_view_of, view_of
+from ._tensors import DTYPE_NAMES, numpy_dtype, out_view_of, view_of
 from ._validate import check_int, check_int_seq
 from .errors import FrameError, InvalidArgument
 from .reference.slicer import check_params
@@ -23,7 +23,6 @@ __all__ = ["encode", "decode", "predict_bits", "inspect", "FrameError", "INDEX_C
 
 INDEX_CODES = {"csr": 0, "bitmap": 1, "delta_varint": 2, "delta_rice": 3}
 _INDEX_NAMES = {v: k for k, v in INDEX_CODES.items()}
-DTYPE_NAMES = {0: "float32", 1: "float16", 2: "bfloat16"}
 # decode() refuses frames whose tensor is larger than these unless told otherwise: a few
 # bytes can describe a huge, almost empty tensor, and the output is allocated in full.
 DEFAULT_MAX_ELEMENTS = 1 << 28
@@ -103,7 +102,7 @@ def decode(buf, *, out=None, device=None, max_elements=DEFAULT_MAX_ELEMENTS,
     shape, dtype_code = tuple(info["shape"]), info["dtype"]
     if info["numel"] > max_elements:
         raise FrameError(f"frame describes {info['numel']} elements, more than max_elements={max_elements}")
-    nbytes = info["numel"] * NUMPY_OF_CODE[dtype_code].itemsize
+    nbytes = info["numel"] * numpy_dtype(dtype_code).itemsize
     if nbytes > max_output_bytes:
         raise FrameError(f"frame decodes to {nbytes} bytes, more than max_output_bytes={max_output_bytes}")
     if out is None and device is not None and str(device).startswith("cuda"):
@@ -112,7 +111,7 @@ def decode(buf, *, out=None, device=None, max_elements=DEFAULT_MAX_ELEMENTS,
         tdt = {0: torch.float32, 1: torch.float16, 2: torch.bfloat16}[dtype_code]
         out = torch.empty(shape, dtype=tdt, device=device)
     if out is None:
-        out = np.empty(shape, dtype=NUMPY_OF_CODE[dtype_code])
+        out = np.empty(shape, dtype=numpy_dtype(dtype_code))
     v = out_view_of(out, dtype_code, shape)
     _native.decode_into(_codec(), buf, v.ptr, v.dtype, list(v.shape), v.device, v.device_id, max_output_bytes)
     return out

@@ -25,7 +25,8 @@
  *              with a deprecation attribute, implemented as forwards); see the end of
  *              this file for the list.
  *
- * Sections: common | SLICER feature codec | LLM split execution | Mercury ViT token pruning
+ * Sections: common | SLICER feature codec | LLM split execution | Mercury ViT token pruning |
+ *           MindFusion trained nets | deprecated names
  */
 #ifndef COLLAB_COLLAB_H
 #define COLLAB_COLLAB_H
@@ -335,6 +336,24 @@ COLLAB_API collab_status collab_llm_session_state_get(collab_llm_session* sessio
                                                       size_t* written);
 COLLAB_API collab_status collab_llm_session_state_set(collab_llm_session* session, const void* buf, size_t len);
 
+/* Streaming generation. The callback receives each token as soon as it is decoded: its id, its
+ * text (UTF-8 bytes, not NUL-terminated; one character may span two tokens) and user_data. It
+ * returns 0 to go on, non-zero to stop after this token (cancellation: nothing more is
+ * decoded). */
+typedef int32_t (*collab_llm_token_callback)(int32_t token, const char* piece, size_t piece_len, void* user_data);
+/* Greedy generation from the prompt tokens (n_tokens >= 1, appended at the session's n_past).
+ * session: a FULL session on model, tail NULL; or a HEAD session on model (a head part) with
+ * tail a TAIL session of the same split: head then tail per token, the server side of
+ * kv-handoff. Stops after an end-of-generation token, after max_tokens (>= 1), when the
+ * context is full or when the callback returns non-zero. session, model, tokens and callback
+ * must not be NULL; tail, user_data and n_generated may be. *n_generated: tokens handed to the
+ * callback, also when an error stops the generation (0 when an argument is refused). */
+COLLAB_API collab_status collab_llm_session_decode_stream(collab_llm_session* session, collab_llm_session* tail,
+                                                          const collab_llm_model* model, const int32_t* tokens,
+                                                          size_t n_tokens, int32_t max_tokens,
+                                                          collab_llm_token_callback callback, void* user_data,
+                                                          int32_t* n_generated);
+
 /* ======================================================================================
  * VLM image encoder (llama.cpp's multimodal library, mtmd)
  *
@@ -388,6 +407,66 @@ COLLAB_API collab_status collab_vit_prune_count(int64_t n_patches, int32_t regio
 COLLAB_API collab_status collab_vit_regional_prune(const collab_tensor* attn, int32_t region,
                                                    int32_t has_cls, int64_t n_prune, int64_t* kept,
                                                    size_t kept_len);
+
+/* ======================================================================================
+ * MindFusion trained nets: decoding shortcut projection and representation codec
+ * (run on ggml's CPU backend from the libggml that llama-cpp-python ships)
+ *
+ * A net comes from a "CLFN" file (format: python/collab/llm/artifact.py): a fixed header
+ * (kind, n_embd, split point, layer count, code size, sha256 of the GGUF it was trained
+ * for), a JSON record the runtime skips, fixed-shape f32/f16 tensors, and a CRC-32 trailer.
+ *   SHORTCUT  project: token embeddings (n, d) -> tail input rows (n, d)
+ *             y = x + W4 g(W3 g(W2 g(W1 x + b1) + b2) + b3) + b4   (d -> d -> 4d -> d -> d)
+ *   CODEC     encode: rows (n, d) -> codes (n, k);  decode: codes (n, k) -> rows (n, d)
+ *             (two FC layers each way through d/2)
+ * g is GELU in its tanh form. A net must not be used by two threads at once. Without
+ * llama.cpp in the build (COLLAB_LLAMA=OFF) every function below returns
+ * COLLAB_ERR_UNSUPPORTED.
+ * ==================================================================================== */
+
+typedef struct collab_fcnet collab_fcnet;
+
+typedef enum collab_fcnet_kind {
+  COLLAB_FCNET_ANY = 0, /* as an expectation only: any kind is accepted */
+  COLLAB_FCNET_SHORTCUT = 1,
+  COLLAB_FCNET_CODEC = 2
+} collab_fcnet_kind;
+
+typedef enum collab_fcnet_op {
+  COLLAB_FCNET_PROJECT = 0, /* shortcut: embeddings -> rows */
+  COLLAB_FCNET_ENCODE = 1,  /* codec: rows -> codes         */
+  COLLAB_FCNET_DECODE = 2   /* codec: codes -> rows         */
+} collab_fcnet_op;
+
+typedef struct collab_fcnet_info {
+  int32_t kind;          /* collab_fcnet_kind (never ANY here)          */
+  int32_t n_embd;        /* d                                           */
+  int32_t split_at;      /* layer whose input rows the net produces     */
+  int32_t n_layer_total; /* layers of the full model                    */
+  int32_t code_dim;      /* k (codec), 0 (shortcut)                     */
+  uint8_t model_digest[32]; /* sha256 of the GGUF the net was trained for */
+} collab_fcnet_info;
+
+/* Parse and check a CLFN image. Expectations: kind (COLLAB_FCNET_ANY: not checked), n_embd
+ * (0: not checked) and model_digest, 32 bytes of sha256 (NULL: not checked). buf is bytes
+ * read from a file, not an argument: NULL is an empty image, hence COLLAB_ERR_FRAME, like
+ * corrupt or truncated data and a bad checksum; a net for another kind / width / model is
+ * COLLAB_ERR_INVALID_ARGUMENT; collab_last_error() says which. net must not be NULL; *net
+ * is NULL after any failure. */
+COLLAB_API collab_status collab_fcnet_load(const void* buf, size_t len, collab_fcnet_kind kind, int32_t n_embd,
+                                           const uint8_t* model_digest, collab_fcnet** net);
+/* The same from a file; path and net must not be NULL. */
+COLLAB_API collab_status collab_fcnet_load_file(const char* path, collab_fcnet_kind kind, int32_t n_embd,
+                                                const uint8_t* model_digest, collab_fcnet** net);
+/* collab_fcnet_free(NULL) does nothing. */
+COLLAB_API void collab_fcnet_free(collab_fcnet* net);
+COLLAB_API collab_status collab_fcnet_info_get(const collab_fcnet* net, collab_fcnet_info* info);
+/* Run op (PROJECT for a shortcut, ENCODE / DECODE for a codec) on n_rows >= 1 rows of in
+ * (row-major, width d, or k for DECODE), writing n_rows rows (width k for ENCODE, else d)
+ * to out; out_len is in floats (too small: COLLAB_ERR_BUFFER_TOO_SMALL). net, in and out
+ * must not be NULL. NaN/Inf input: COLLAB_ERR_NONFINITE_INPUT. n_threads 0 = one. */
+COLLAB_API collab_status collab_fcnet_apply(collab_fcnet* net, collab_fcnet_op op, const float* in, size_t n_rows,
+                                            float* out, size_t out_len, int32_t n_threads);
 
 /* ======================================================================================
  * Deprecated names (kept for one release; each forwards to the function named in its

@@ -376,6 +376,10 @@ void Session::state_set(const void* buf, size_t len) {
     llama_memory_clear(mem, true);
     fail(COLLAB_ERR_FRAME, "llama.cpp rejected the KV state (%zu bytes): wrong model, n_ctx or corrupted", len);
   }
+  if (used != len) {  // llama.cpp stops reading at the end of its state: anything after it is not ours
+    llama_memory_clear(mem, true);
+    fail(COLLAB_ERR_FRAME, "KV state has %zu trailing bytes after the %zu llama.cpp reads", len - used, used);
+  }
   const llama_pos pmin = llama_memory_seq_pos_min(mem, 0);
   const llama_pos pmax = llama_memory_seq_pos_max(mem, 0);
   if (pmax >= 0 && (pmin != 0 || pmax >= n_ctx_)) {

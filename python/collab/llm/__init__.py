@@ -4,7 +4,10 @@
   Model / Session (runtime)           native head / tail / full sessions (llama.cpp)
   Device / LlmTask                    device side and server TaskHandler, five decode modes
   protocol.RowPolicy                  hidden-row compression by token range (SLICER codec)
-  shortcut.ShortcutProjection         decoding-shortcut interface + file format (untrained)
+  shortcut.ShortcutProjection         decoding shortcut (trained projection, run natively)
+  fcnet.FcRowPolicy / load_net        trained FC codec for the early rows; CLFN nets via ggml
+  artifact.FcNet                      the CLFN file of trained nets (numpy reader/writer)
+  train.*                             torch mirror + training recipes (training only)
 """
 from .split import GGUFSplitError, SplitInfo, gguf_layer_count, read_split_info, split_gguf
 

@@ -1,10 +1,16 @@
-"""`collab llm ...`: split LLM inference on llama.cpp (MindFusion, issue 4).
+"""`collab llm ...` and `collab split-gguf`: split LLM inference on llama.cpp (MindFusion).
 
+  collab split-gguf MODEL --at L [--at L2 ...] -o DIR    head/tail GGUF parts
   collab llm demo      server process (tail) + this process as the device (head): SmolLM2
-                       answers a prompt over loopback; prints timing and byte breakdown
+                       answers a prompt over loopback, tokens printed as they arrive, then
+                       the timing and byte breakdown
   collab llm serve     host the "llm" task (tail + head copy) on a gRPC port
-  collab llm bench     modes x RTTs (+ traces, + llama.cpp RPC baseline): table, JSON, PNG
-  collab llm quality   compressed hidden states on MMLU prompts: top-1/top-5 agreement, ppl
+  collab llm bench     runs benchmarks/llm/bench.py of the source tree (modes x RTT x traces,
+                       llama.cpp RPC baseline; separate processes over real gRPC)
+  collab llm quality   runs benchmarks/llm/quality.py (compressed hidden states on MMLU prompts)
+  collab llm train-shortcut --at L            train the decoding shortcut (MindFusion Eq. 3;
+                                              needs torch, imported only when it runs)
+  collab llm train-codec --at L --ratio 8     train the FC codec for the early rows (Eq. 1-2)
 """
 from __future__ import annotations
 
@@ -13,18 +19,58 @@ import socket
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 from ..errors import InvalidArgument
 
+# `collab llm bench/quality` run the experiment scripts of the source tree: experiments are not
+# part of the installed library (they only use it).
+SCRIPTS = {"bench": "benchmarks/llm/bench.py", "quality": "benchmarks/llm/quality.py"}
 
-def _add_model_args(p):
+
+def _add_model_args(p, threads=2):
     p.add_argument("--model", default=None, help="full GGUF (default: $COLLAB_LLM_MODEL or the embedded SmolLM2)")
     p.add_argument("--at", type=int, default=None, help="split point l (head = layers [0, l)); default L/2")
-    p.add_argument("--threads", type=int, default=2, help="CPU threads per side (default 2)")
-    p.add_argument("--workdir", default=None, help="where split parts are cached (default ~/.cache/collab/llm)")
+    p.add_argument("--threads", type=int, default=threads, help=f"CPU threads per side (default {threads})")
+    p.add_argument("--workdir", default=None, help="where split parts are cached (default $COLLAB_CACHE_DIR/llm or ~/.cache/collab/llm)")
 
 
-def add_arguments(p):
+def _add_serve_arguments(p):
+    from ..transport.security import add_security_arguments, port_argument
+
+    p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1; anything but loopback "
+                   "without TLS and a token is warned about)")
+    p.add_argument("--port", type=port_argument, default=50061, help="port 0..65535 (0 = any free port; default 50061)")
+    p.add_argument("--n-ctx", type=int, default=2048, help="context (KV cache) of each session, in tokens")
+    p.add_argument("--load-nets", action="store_true", help="load the trained nets (shortcut, FC codecs) before "
+                   "serving (default: in the background: a request needing them right after start waits)")
+    # the LLM task's own session limits: each session holds a llama.cpp context, so they are
+    # much tighter than the transport's, and a newcomer may evict an idle session
+    p.add_argument("--max-sessions", type=int, default=8, help="LLM sessions open at once (default 8)")
+    p.add_argument("--max-sessions-per-client", type=int, default=2,
+                   help="sessions one client (peer host) may hold (default 2)")
+    p.add_argument("--busy-idle-s", type=float, default=10.0, help="when all sessions are taken, a newcomer "
+                   "evicts one idle for longer than this (default 10 s)")
+    p.add_argument("--session-idle-s", type=float, default=120.0,
+                   help="a session with no message for this long is closed (default 120 s)")
+    add_security_arguments(p)
+
+
+def _add_split_arguments(p):
+    p.add_argument("model", nargs="?", default=None,
+                   help="full GGUF model (default: $COLLAB_LLM_MODEL or the embedded SmolLM2)")
+    p.add_argument("--at", type=int, action="append", required=True,
+                   help="split point l: head = layers [0, l), tail = [l, L); repeat for several")
+    p.add_argument("-o", "--out-dir", default=".", help="output directory (default: .)")
+    p.add_argument("--prefix", default=None, help="output file stem (default: the model's)")
+
+
+def add_arguments(p, name: str | None = None):
+    name = name or p.prog.split()[-1]
+    p.set_defaults(command=name)
+    if name == "split-gguf":
+        _add_split_arguments(p)
+        return
     sub = p.add_subparsers(dest="llm_command", metavar="ACTION")
     d = sub.add_parser("demo", help="split generation: server process (tail) + device (head) on loopback")
     _add_model_args(d)
@@ -32,49 +78,98 @@ def add_arguments(p):
     d.add_argument("--mode", default="kv-handoff", choices=["server-only", "roundtrip", "kv-handoff", "shortcut"])
     d.add_argument("--max-tokens", type=int, default=48)
     d.add_argument("--keep-last", type=int, default=None,
-                   help="compress all but the last N prompt rows with the SLICER codec (default: send exact)")
+                   help="compress all but the last N prompt rows with the SLICER codec (default: send exact); "
+                        "with --fc-codec: the last N rows stay exact (default: the last quarter)")
+    d.add_argument("--fc-codec", type=int, default=None, choices=(4, 8), metavar="R",
+                   help="send the early prompt rows as codes of the trained FC codec, 1/R of the width "
+                        "(R = 4 or 8; int8 codes; models/llm nets for this split)")
     d.add_argument("--sparsity", type=float, default=0.5)
     d.add_argument("--qbits", type=int, default=8)
     d.add_argument("--no-reference", action="store_true", help="skip the device-only reference run")
 
     s = sub.add_parser("serve", help="host the 'llm' task over gRPC (collab.transport)")
     _add_model_args(s)
-    s.add_argument("--host", default="127.0.0.1")
-    s.add_argument("--port", type=int, default=50061)
-    s.add_argument("--n-ctx", type=int, default=2048)
+    _add_serve_arguments(s)
 
-    b = sub.add_parser("bench", help="modes x RTT benchmark (table + JSON + PNG)")
-    from . import bench
+    for verb, help_text in (("bench", "modes x RTT benchmark (table + JSON + PNG): runs " + SCRIPTS["bench"]),
+                            ("quality", "hidden-state compression quality (JSON + PNG): runs " + SCRIPTS["quality"])):
+        b = sub.add_parser(verb, help=help_text)
+        try:  # the script's own options, so that --help and errors are the script's
+            _load_script(verb).add_arguments(b)
+        except InvalidArgument:
+            pass  # not in a source checkout: run() says so
 
-    bench.add_arguments(b)
-    q = sub.add_parser("quality", help="hidden-state compression quality on MMLU prompts (JSON)")
-    from . import quality
+    # torch-free argument definitions: `collab llm --help` never imports torch
+    from .train.args import add_codec_arguments, add_shortcut_arguments
 
-    quality.add_arguments(q)
+    add_shortcut_arguments(sub.add_parser("train-shortcut", help="train the decoding shortcut (MindFusion Eq. 3; "
+                                          "needs torch)"))
+    add_codec_arguments(sub.add_parser("train-codec", help="train the FC codec for the early rows (MindFusion "
+                                       "Eq. 1-2; needs torch)"))
 
 
 def run(args) -> int:
+    if args.command == "split-gguf":
+        return _split(args)
     cmd = getattr(args, "llm_command", None)
     if cmd is None:
-        print("usage: collab llm {demo,serve,bench,quality} ...", file=sys.stderr)
+        print("usage: collab llm {demo,serve,bench,quality,train-shortcut,train-codec} ...", file=sys.stderr)
         return 2
     try:
         if cmd == "demo":
             return _demo(args)
         if cmd == "serve":
             return _serve(args)
-        if cmd == "bench":
-            from . import bench
+        if cmd in SCRIPTS:
+            return int(_load_script(cmd).run(args) or 0)
+        if cmd == "train-shortcut":
+            from .train.shortcut import run_train_shortcut
 
-            return bench.run(args)
-        if cmd == "quality":
-            from . import quality
+            return run_train_shortcut(args)
+        if cmd == "train-codec":
+            from .train.codec import run_train_codec
 
-            return quality.run(args)
+            return run_train_codec(args)
     except InvalidArgument as e:
         print(f"collab llm {cmd}: {e}", file=sys.stderr)
         return 2
     return 2
+
+
+def find_script(verb: str) -> Path:
+    """benchmarks/llm/<script> in the current directory or one of its parents (a source checkout)."""
+    rel = SCRIPTS[verb]
+    for d in [Path.cwd(), *Path.cwd().parents]:
+        if (d / rel).is_file():
+            return d / rel
+    raise InvalidArgument(f"{rel} not found from {Path.cwd()}: run `collab llm {verb}` inside a collab source "
+                          f"checkout (or `python {rel}` there)")
+
+
+def _load_script(verb: str):
+    """The experiment script as a module (its add_arguments / run)."""
+    import importlib.util
+
+    path = find_script(verb)
+    spec = importlib.util.spec_from_file_location(f"collab_benchmark_llm_{verb}", path)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def _split(args) -> int:
+    from .models import default_model_path
+    from .split import GGUFSplitError, split_gguf
+
+    try:
+        src = args.model or default_model_path()
+        pairs = split_gguf(src, args.out_dir, list(args.at), prefix=args.prefix)
+    except (GGUFSplitError, ValueError) as e:
+        print(f"collab split-gguf: {e}", file=sys.stderr)
+        return 2
+    for (head, tail), at in zip(pairs, args.at):
+        print(f"at={at}: head {head} ({head.stat().st_size} bytes), tail {tail} ({tail.stat().st_size} bytes)")
+    return 0
 
 
 def transport_available() -> bool:
@@ -88,14 +183,22 @@ def transport_available() -> bool:
 
 
 def _serve(args) -> int:
+    from ..transport import Server
+    from ..transport.security import server_credentials_from_args
     from .server import LlmTask
 
-    from ..transport import Server
-
-    task = LlmTask(model=args.model, at=args.at, workdir=args.workdir, n_ctx=args.n_ctx, n_threads=args.threads)
-    task.warm_up()
-    srv = Server(handlers=[task], host=args.host, port=args.port, max_message_bytes=256 << 20).start()
-    print(f"collab llm serve: task 'llm' (tail + head of split at {task.at}) on {srv.address}", flush=True)
+    sec = server_credentials_from_args(args)  # clear errors for bad token / TLS files before loading the model
+    task = LlmTask(model=args.model, at=args.at, workdir=args.workdir, n_ctx=args.n_ctx, n_threads=args.threads,
+                   max_sessions=args.max_sessions, max_sessions_per_identity=args.max_sessions_per_client,
+                   busy_idle_s=args.busy_idle_s)
+    task.warm_up(nets=args.load_nets)
+    # Server.start() warns (collab.transport.security.warn_if_exposed) when the address is
+    # reachable from other machines without TLS and a token
+    srv = Server(handlers=[task], host=args.host, port=args.port, max_message_bytes=256 << 20,
+                 session_idle_s=args.session_idle_s, auth_token=sec.auth_token, tls_cert=sec.tls_cert,
+                 tls_key=sec.tls_key).start()
+    print(f"collab llm serve: task 'llm' (tail + head of split at {task.at}) on {srv.address} "
+          f"({'TLS' if sec.tls else 'no TLS'}, {'token' if sec.auth_token else 'no token'})", flush=True)
     try:
         srv.wait()
     except KeyboardInterrupt:
@@ -130,8 +233,11 @@ def _demo(args) -> int:
     t = time.perf_counter()
     head, tail, at = prepare_parts(full, args.at, args.workdir)
     print(f"split at layer {at}: head {head.name}, tail {tail.name} ({time.perf_counter() - t:.1f} s)")
-    policy = RowPolicy.exact() if args.keep_last is None else \
-        RowPolicy(keep_last=args.keep_last, sparsity=args.sparsity, qbits=(args.qbits,))
+    if args.fc_codec:
+        policy = _fc_policy(head, at, args.fc_codec, args.keep_last)
+    else:
+        policy = RowPolicy.exact() if args.keep_last is None else \
+            RowPolicy(keep_last=args.keep_last, sparsity=args.sparsity, qbits=(args.qbits,))
     dev = Device(head=head, full=full, n_threads=args.threads, policy=policy)
     proc = None
     if transport_available():
@@ -140,6 +246,8 @@ def _demo(args) -> int:
         port = _free_port()
         cmd = [sys.executable, "-m", "collab.cli", "llm", "serve", "--model", str(full), "--at", str(at),
                "--port", str(port), "--threads", str(args.threads)]
+        if args.mode == "shortcut" or args.fc_codec:
+            cmd.append("--load-nets")
         if args.workdir:
             cmd += ["--workdir", args.workdir]
         proc = subprocess.Popen(cmd, env=dict(os.environ))
@@ -159,7 +267,12 @@ def _demo(args) -> int:
           f"{args.threads} threads each")
     dev.warm_up()  # an app keeps its model loaded: do not time the first page-in
     try:
-        g = dev.generate(args.prompt, mode=args.mode, client=client, max_tokens=args.max_tokens)
+        print(f"\nprompt: {args.prompt}\nanswer ({args.mode}): ", end="", flush=True)
+        st = dev.stream(args.prompt, mode=args.mode, client=client, max_tokens=args.max_tokens)
+        for piece in st:  # each token's text as it arrives
+            print(piece, end="", flush=True)
+        print("\n")
+        g = st.generation
         ref = None if args.no_reference else dev.generate(args.prompt, mode="device-only",
                                                           max_tokens=args.max_tokens)
     finally:
@@ -170,24 +283,66 @@ def _demo(args) -> int:
                 pass
             proc.terminate()
             proc.wait(timeout=30)
-    print(f"\nprompt: {args.prompt}\nanswer ({args.mode}): {g.text.strip()}\n")
     print(f"  prompt tokens      {g.prompt_tokens}")
-    print(f"  generated tokens   {g.n_generated}")
-    print(f"  time to 1st token  {g.ttft_s * 1e3:8.1f} ms   (prefill {g.prefill_tok_s:.1f} tok/s incl. network)")
+    print(f"  generated tokens   {g.n_generated}  (stopped by {g.stop})")
+    print(f"  time to 1st token  {g.ttft_s * 1e3:8.1f} ms   (incl. opening the stream; prefill "
+          f"{g.prefill_tok_s:.1f} tok/s incl. network)")
+    if g.n_generated > 1:
+        gaps = sorted(g.inter_token_s())
+        print(f"  time to 2nd token  {g.ttst_s * 1e3:8.1f} ms   (inter-token median "
+              f"{gaps[len(gaps) // 2] * 1e3:.1f} ms)")
     print(f"  total              {g.total_s * 1e3:8.1f} ms   (decode {g.decode_tok_s:.1f} tok/s)")
     print(f"  device compute     {g.device_s * 1e3:8.1f} ms   server compute {g.server_s * 1e3:.1f} ms")
     print(f"  round trips        {g.round_trips}")
-    ex = g.extra
-    up = f"  bytes up           {_fmt_bytes(g.bytes_up)}"
-    if "prefill_payload" in ex:
-        up += f"  (prefill rows {_fmt_bytes(ex['prefill_payload'])} of {_fmt_bytes(ex['prefill_raw'])} raw f32"
-        if ex.get("state_bytes"):
-            up += f", head KV cache {_fmt_bytes(ex['state_bytes'])}"
-        up += ")"
-    print(up)
+    print(f"  bytes up           {_fmt_bytes(g.bytes_up)}" + _prefill_note(g.extra))
     print(f"  bytes down         {_fmt_bytes(g.bytes_down)}")
     if ref is not None:
-        same = ref.tokens == g.tokens
+        n = max(len(ref.tokens), len(g.tokens))
+        agree = sum(a == b for a, b in zip(ref.tokens, g.tokens))
+        prefix = next((i for i, (a, b) in enumerate(zip(ref.tokens, g.tokens)) if a != b),
+                      min(len(ref.tokens), len(g.tokens)))
         print(f"\ndevice-only reference: TTFT {ref.ttft_s * 1e3:.1f} ms, decode {ref.decode_tok_s:.1f} tok/s; "
-              f"tokens identical to device-only: {'yes' if same else 'no'}")
+              f"agreement with device-only: {agree}/{n} tokens (same first {prefix})")
     return 0
+
+
+def _fc_policy(head, at: int, ratio: int, keep_last):
+    """FcRowPolicy with the shipped FC codec for this split (checked against the head's model)."""
+    from .artifact import ArtifactError
+    from .fcnet import FcRowPolicy, find_artifact, load_net
+
+    path = find_artifact("codec", at, ratio)
+    if path is None:
+        raise InvalidArgument(f"no trained FC codec for split {at}, ratio 1/{ratio} (models/llm, the installed "
+                              "package or $COLLAB_LLM_NETS); train one with `collab llm train-codec`")
+    try:
+        codec = load_net(path, kind="codec", model=head, split_at=at)
+    except ArtifactError as e:
+        raise InvalidArgument(f"trained FC codec {path}: {e}") from None
+    print(f"FC codec: {path} (1/{ratio} of the width, int8 codes)")
+    return FcRowPolicy(codec, keep_last=0.25 if keep_last is None else keep_last, dtype="int8")
+
+
+def _prefill_note(ex: dict) -> str:
+    """What the prefill rows cost, said honestly: exact rows are not 'compressed', and an early
+    segment the codec could not shrink below float16 travels as float16."""
+    if "prefill_payload" not in ex:
+        return ""
+    segs = ex.get("prefill_segments", [])
+    kinds = {k for k, _, _ in segs}
+    if any(k.startswith("fc-") for k in kinds):
+        parts = ", ".join(f"{n} rows {'trained FC codes, ' + k[3:] if k.startswith('fc-') else k}"
+                          for k, n, _ in segs)
+        note = f"  (prefill rows {_fmt_bytes(ex['prefill_payload'])} for {_fmt_bytes(ex['prefill_raw'])} raw " \
+               f"float32: {parts}"
+    elif kinds == {"f32"}:
+        note = f"  (prefill rows {_fmt_bytes(ex['prefill_payload'])}: exact float32, not compressed"
+    else:
+        parts = ", ".join(f"{n} rows {k}" for k, n, _ in segs)
+        note = f"  (prefill rows {_fmt_bytes(ex['prefill_payload'])} for {_fmt_bytes(ex['prefill_raw'])} raw " \
+               f"float32: {parts}"
+        if "slicer" not in kinds:
+            note += "; codec frame was not smaller than float16, float16 sent instead"
+    if ex.get("state_bytes"):
+        note += f", head KV cache {_fmt_bytes(ex['state_bytes'])}"
+    return note + ")"

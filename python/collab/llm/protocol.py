@@ -34,7 +34,7 @@ import numpy as np
 from ..errors import FrameError, InvalidArgument
 
 __all__ = ["ProtocolError", "RowPolicy", "encode_rows", "decode_rows", "encode_state", "decode_state",
-           "encode_tokens", "decode_tokens", "MAX_ROWS", "MAX_STATE_BYTES"]
+           "encode_tokens", "decode_tokens", "inspect_rows", "MAX_ROWS", "MAX_STATE_BYTES"]
 
 ROWS_MAGIC = b"CLHR"
 STATE_MAGIC = b"CLKV"
@@ -43,6 +43,9 @@ KIND_F32, KIND_F16, KIND_SLICER = 0, 1, 2
 MAX_ROWS = 1 << 20
 MAX_EMBD = 1 << 16
 MAX_STATE_BYTES = 1 << 31
+# decode_rows refuses payloads that decode to more than this unless told otherwise: a few bytes
+# of codec frame can declare a huge, all-zero block of rows.
+DEFAULT_MAX_DECODED_BYTES = 1 << 28
 _ROWS_HDR = struct.Struct("<4sBBI")
 _SEG_HDR = struct.Struct("<BII")
 _STATE_HDR = struct.Struct("<4sB3xIIIQI")
@@ -131,7 +134,10 @@ def encode_rows(rows, policy: RowPolicy | None = None) -> bytes:
 
             frame = codec.encode(early, float(policy.sparsity), lam=policy.lam, blocks=tuple(policy.blocks),
                                  qbits=tuple(policy.qbits), **policy.codec_kwargs)
-            segments.append((early.shape[0], KIND_SLICER, frame))
+            if len(frame) < early.shape[0] * early.shape[1] * 2:
+                segments.append((early.shape[0], KIND_SLICER, frame))
+            else:  # a compressed form is never sent when raw float16 rows are not bigger
+                segments.append((early.shape[0], *_raw_segment(early, "f16")))
     if n_full:
         segments.append((n_full, *_raw_segment(rows[n - n_full:], policy.full_dtype)))
     out = [_ROWS_HDR.pack(ROWS_MAGIC, VERSION, len(segments), rows.shape[1])]
@@ -141,11 +147,25 @@ def encode_rows(rows, policy: RowPolicy | None = None) -> bytes:
     return b"".join(out)
 
 
-def decode_rows(buf, *, n_embd: int | None = None, max_rows: int = MAX_ROWS) -> np.ndarray:
-    """Payload bytes -> float32 rows (n, n_embd). Checks n_embd when given."""
+KIND_NAMES = {KIND_F32: "f32", KIND_F16: "f16", KIND_SLICER: "slicer"}
+
+
+def _as_bytes_view(buf, what: str) -> memoryview:
     if not isinstance(buf, (bytes, bytearray, memoryview)):
-        raise ProtocolError(f"hidden rows must be bytes, got {type(buf).__name__}")
-    mv = memoryview(buf).cast("B")
+        raise ProtocolError(f"{what} must be bytes, got {type(buf).__name__}")
+    mv = memoryview(buf)
+    if not mv.c_contiguous:
+        raise ProtocolError(f"{what} must be a contiguous buffer")
+    return mv.cast("B")
+
+
+def inspect_rows(buf, *, n_embd: int | None = None, max_rows: int = MAX_ROWS,
+                 max_decoded_bytes: int = DEFAULT_MAX_DECODED_BYTES) -> dict:
+    """Check a hidden-row payload from its headers alone (nothing is decoded or allocated):
+    {"n_rows", "n_embd", "segments": [(kind name, n_rows, nbytes), ...]}. A receiver passes
+    the rows it has room for as ``max_rows`` so a payload declaring more is refused before any
+    decoding; the decoded float32 rows must also fit max_decoded_bytes."""
+    mv = _as_bytes_view(buf, "hidden rows")
     if len(mv) < _ROWS_HDR.size:
         raise ProtocolError("hidden-row payload truncated (header)")
     magic, version, n_seg, width = _ROWS_HDR.unpack_from(mv, 0)
@@ -157,44 +177,65 @@ def decode_rows(buf, *, n_embd: int | None = None, max_rows: int = MAX_ROWS) -> 
         raise ProtocolError(f"hidden-row width {width} does not match the model (n_embd={n_embd})")
     if n_seg == 0:
         raise ProtocolError("hidden-row payload has no segments")
-    off = _ROWS_HDR.size
-    parts = []
-    total = 0
+    off, total, segs = _ROWS_HDR.size, 0, []
     for _ in range(n_seg):
         if off + _SEG_HDR.size > len(mv):
             raise ProtocolError("hidden-row payload truncated (segment header)")
         kind, n_rows, nbytes = _SEG_HDR.unpack_from(mv, off)
         off += _SEG_HDR.size
+        if kind not in KIND_NAMES:
+            raise ProtocolError(f"unknown segment kind {kind}")
         if n_rows == 0 or total + n_rows > max_rows:
-            raise ProtocolError(f"segment with {n_rows} rows (total limit {max_rows})")
+            raise ProtocolError(f"segment with {n_rows} rows after {total}: more than the {max_rows} rows "
+                                "the receiver has room for")
+        if (total + n_rows) * width * 4 > max_decoded_bytes:
+            raise ProtocolError(f"{total + n_rows} rows of {width} would decode to more than "
+                                f"{max_decoded_bytes} bytes")
         if off + nbytes > len(mv):
             raise ProtocolError("hidden-row payload truncated (segment data)")
-        data = mv[off:off + nbytes]
+        if kind != KIND_SLICER and nbytes != n_rows * width * (4 if kind == KIND_F32 else 2):
+            raise ProtocolError(f"raw segment holds {nbytes} bytes, expected "
+                                f"{n_rows * width * (4 if kind == KIND_F32 else 2)}")
+        segs.append((KIND_NAMES[kind], n_rows, nbytes))
+        total += n_rows
         off += nbytes
-        if kind in (KIND_F32, KIND_F16):
-            item = 4 if kind == KIND_F32 else 2
-            if nbytes != n_rows * width * item:
-                raise ProtocolError(f"raw segment holds {nbytes} bytes, expected {n_rows * width * item}")
-            a = np.frombuffer(data, dtype="<f4" if kind == KIND_F32 else "<f2").reshape(n_rows, width)
+    if off != len(mv):
+        raise ProtocolError(f"{len(mv) - off} trailing bytes after the hidden-row payload")
+    return {"n_rows": total, "n_embd": width, "segments": segs}
+
+
+def decode_rows(buf, *, n_embd: int | None = None, max_rows: int = MAX_ROWS,
+                max_decoded_bytes: int = DEFAULT_MAX_DECODED_BYTES) -> np.ndarray:
+    """Payload bytes -> float32 rows (n, n_embd). Checks n_embd when given; every header is
+    checked (inspect_rows) before anything is decoded."""
+    info = inspect_rows(buf, n_embd=n_embd, max_rows=max_rows, max_decoded_bytes=max_decoded_bytes)
+    mv = _as_bytes_view(buf, "hidden rows")
+    width = info["n_embd"]
+    off = _ROWS_HDR.size
+    parts = []
+    for kind, n_rows, nbytes in info["segments"]:
+        data = mv[off + _SEG_HDR.size:off + _SEG_HDR.size + nbytes]
+        off += _SEG_HDR.size + nbytes
+        if kind != "slicer":
+            a = np.frombuffer(data, dtype="<f4" if kind == "f32" else "<f2").reshape(n_rows, width)
             a = a.astype(np.float32)
-        elif kind == KIND_SLICER:
+        else:
             from .. import codec
 
+            frame = bytes(data)
             try:
-                info = codec.inspect(bytes(data))
+                cinfo = codec.inspect(frame)
             except ValueError as e:
                 raise ProtocolError(f"bad codec frame in hidden-row payload: {e}") from None
-            if tuple(info["shape"]) != (n_rows, width) or info["dtype"] != "float32":
-                raise ProtocolError(f"codec frame shape {tuple(info['shape'])} != ({n_rows}, {width})")
-            a = codec.decode(bytes(data))
-        else:
-            raise ProtocolError(f"unknown segment kind {kind}")
+            if tuple(cinfo["shape"]) != (n_rows, width) or cinfo["dtype"] != "float32":
+                raise ProtocolError(f"codec frame shape {tuple(cinfo['shape'])} != ({n_rows}, {width})")
+            try:
+                a = codec.decode(frame)
+            except ValueError as e:
+                raise ProtocolError(f"bad codec frame in hidden-row payload: {e}") from None
         if not np.all(np.isfinite(a)):
             raise ProtocolError("hidden rows hold NaN/Inf")
         parts.append(a)
-        total += n_rows
-    if off != len(mv):
-        raise ProtocolError(f"{len(mv) - off} trailing bytes after the hidden-row payload")
     return parts[0] if len(parts) == 1 else np.concatenate(parts, axis=0)
 
 
@@ -204,10 +245,9 @@ def encode_state(state: bytes, *, n_layer: int, n_embd: int, n_past: int) -> byt
 
 
 def decode_state(buf, *, n_layer: int, n_embd: int, max_bytes: int = MAX_STATE_BYTES) -> tuple[bytes, int]:
-    """Check a KV-state frame against the receiving model; return (llama state bytes, n_past)."""
-    if not isinstance(buf, (bytes, bytearray, memoryview)):
-        raise ProtocolError(f"KV state must be bytes, got {type(buf).__name__}")
-    mv = memoryview(buf).cast("B")
+    """Check a KV-state frame against the receiving model; return (llama state bytes, n_past).
+    (llama.cpp itself refuses state bytes it does not consume entirely: no trailing junk.)"""
+    mv = _as_bytes_view(buf, "KV state")
     if len(mv) < _STATE_HDR.size:
         raise ProtocolError("KV state truncated (header)")
     magic, version, nl, ne, n_past, nbytes, crc = _STATE_HDR.unpack_from(mv, 0)
@@ -228,9 +268,7 @@ def encode_tokens(tokens) -> bytes:
 
 
 def decode_tokens(buf, *, n_vocab: int | None = None, max_tokens: int = MAX_ROWS) -> np.ndarray:
-    if not isinstance(buf, (bytes, bytearray, memoryview)):
-        raise ProtocolError(f"token ids must be bytes, got {type(buf).__name__}")
-    mv = memoryview(buf).cast("B")
+    mv = _as_bytes_view(buf, "token ids")
     if len(mv) % 4 or len(mv) == 0 or len(mv) // 4 > max_tokens:
         raise ProtocolError(f"token payload of {len(mv)} bytes is not 1..{max_tokens} int32 ids")
     t = np.frombuffer(mv, dtype="<i4").astype(np.int32)

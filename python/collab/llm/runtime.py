@@ -138,6 +138,22 @@ class Session:
             raise InvalidArgument(f"n_outputs must be in [1, {r.shape[0]}], got {n_outputs}")
         return self._s.decode_rows(np.ascontiguousarray(r, dtype=np.float32), int(n_outputs))
 
+    def decode_stream(self, tokens, max_tokens: int, callback, *, tail: "Session | None" = None) -> int:
+        """Greedy generation through the native loop (collab_llm_session_decode_stream): calls
+        ``callback(token, piece_bytes)`` for each token as soon as it is decoded; a truthy return
+        stops it. A full session alone, or a head session with ``tail=`` a tail session of the
+        same split. Returns the number of tokens generated."""
+        if tail is None and self.role != "full":
+            raise InvalidArgument("decode_stream without tail= needs a full session")
+        if tail is not None and (self.role != "head" or tail.role != "tail"):
+            raise InvalidArgument("decode_stream with tail= needs a head session and a tail session")
+        if isinstance(max_tokens, bool) or not isinstance(max_tokens, (int, np.integer)) or max_tokens < 1:
+            raise InvalidArgument(f"max_tokens must be an integer >= 1, got {max_tokens!r}")
+        if not callable(callback):
+            raise InvalidArgument("callback must be callable")
+        return self._s.decode_stream(self.model._m, self._tokens(tokens), int(max_tokens), callback,
+                                     None if tail is None else tail._s)
+
     def truncate(self, n_past: int) -> None:
         self._s.truncate(int(n_past))
 

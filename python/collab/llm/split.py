@@ -145,7 +145,7 @@ def _read_fields(gguf, reader):
 
 
 def _write_part(gguf, reader, fields, arch, dst: Path, part: str, lo: int, hi: int, n_layer: int, at: int,
-                source: str, alignment: int | None):
+                source: str, alignment: int | None, source_digest: str = ""):
     writer = gguf.GGUFWriter(str(dst), arch)
     if alignment is not None:
         writer.data_alignment = alignment
@@ -168,6 +168,8 @@ def _write_part(gguf, reader, fields, arch, dst: Path, part: str, lo: int, hi: i
     writer.add_uint32("collab.split.first_layer", lo)
     writer.add_uint32("collab.split.n_layer", count)
     writer.add_string("collab.split.source", source)
+    if source_digest:  # lets trained nets (collab.llm.artifact) check which model a part came from
+        writer.add_string("collab.split.source_sha256", source_digest)
 
     chosen = []
     for t in reader.tensors:
@@ -221,6 +223,9 @@ def split_gguf(src, out_dir, at, *, prefix: str | None = None, overwrite: bool =
     align = reader.fields.get("general.alignment")
     alignment = int(align.contents()) if align is not None else None
     fields = _read_fields(gguf, reader)
+    from .artifact import gguf_digest
+
+    digest = gguf_digest(src).hex()
     results = []
     for a in points:
         head = out_dir / f"{stem}.head-{a}.gguf"
@@ -232,7 +237,8 @@ def split_gguf(src, out_dir, at, *, prefix: str | None = None, overwrite: bool =
         for dst, part, lo, hi in ((head, "head", 0, a), (tail, "tail", a, n_layer)):
             tmp = dst.with_name(dst.name + f".tmp{os.getpid()}")
             try:
-                _write_part(gguf, reader, fields, arch, tmp, part, lo, hi, n_layer, a, Path(src).name, alignment)
+                _write_part(gguf, reader, fields, arch, tmp, part, lo, hi, n_layer, a, Path(src).name, alignment,
+                            digest)
                 os.replace(tmp, dst)
             finally:
                 if tmp.exists():

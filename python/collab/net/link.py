@@ -9,6 +9,11 @@ Each direction is a FIFO link: a message of B bytes sent at t arrives at
 ``max(t, link_free) + B*8/bandwidth + rtt/2`` (serialisation, then propagation). Delays are
 real sleeps, so wall-clock timings include them. Bytes counted are payload + meta
 (keys and values, UTF-8), the same measure on both sides.
+
+A session's on_message may return an iterator (token streaming): each reply crosses the
+downlink as soon as the task yields it. ``cancel()`` closes the server session at once (the
+task stops at its next step) and drops what is still in flight, as a cancelled RPC does.
+Task errors reach the device as the gRPC client raises them (collab.transport.errors).
 """
 from __future__ import annotations
 
@@ -18,9 +23,10 @@ import time
 
 from ..errors import InvalidArgument
 from ..transport.base import ClientBase, ClientSessionBase
+from ..transport.common import check_session_key
 from ..transport.errors import TransportError
 from ..transport.handlers import check_kind, check_meta, check_payload, check_reply, pop_task_timings
-from ..transport.inproc import call_task, task_timings
+from ..transport.inproc import as_transport_error, call_task, task_timings
 
 __all__ = ["EmulatedLink", "LinkClient", "message_bytes"]
 
@@ -51,17 +57,22 @@ class EmulatedLink:
             return start + ser + self.one_way
 
 
-def _sleep_until(t: float):
+def _sleep_until(t: float, stop: threading.Event | None = None):
+    """Sleep until perf_counter() reaches t, or until `stop` is set."""
     while True:
         d = t - time.perf_counter()
         if d <= 0:
             return
-        time.sleep(min(d, 0.05))
+        if stop is None:
+            time.sleep(min(d, 0.05))
+        elif stop.wait(min(d, 0.05)):
+            return
 
 
 class _LinkSession(ClientSessionBase):
     def __init__(self, handler, meta, rtt_s, bandwidth_bps):
-        self._server = handler.open_session(dict(meta))
+        self._task = handler.name
+        self._server = call_task(lambda: handler.open_session(dict(meta)), f"task {self._task!r} open_session")
         self.up = EmulatedLink(rtt_s, bandwidth_bps)
         self.down = EmulatedLink(rtt_s, bandwidth_bps)
         self._inbox: queue.Queue = queue.Queue()
@@ -71,6 +82,9 @@ class _LinkSession(ClientSessionBase):
         self.messages_up = 0
         self.messages_down = 0
         self._closed = False
+        self._cancelled = threading.Event()
+        self._server_lock = threading.Lock()
+        self._server_closed = False
         self._thread = threading.Thread(target=self._serve, daemon=True)
         self._thread.start()
 
@@ -80,18 +94,27 @@ class _LinkSession(ClientSessionBase):
             if item is None:
                 return
             arrive, kind, payload, meta = item
-            _sleep_until(arrive)
+            _sleep_until(arrive, self._cancelled)
+            if self._cancelled.is_set():
+                continue
+            replies = None
             try:
                 replies = self._server.on_message(kind, payload, meta) or []
+                for rk, rp, rm in replies:
+                    if self._cancelled.is_set():  # nobody takes it any more: stop the task here
+                        break
+                    rp = bytes(rp)
+                    nb = message_bytes(rk, rp, rm)
+                    self.bytes_down += nb
+                    self.messages_down += 1
+                    self._outbox.put((self.down.arrival(nb, time.perf_counter()), rk, rp, dict(rm or {})))
             except Exception as e:  # delivered to the device as an error reply
-                self._outbox.put((time.perf_counter(), "__error__", e, {}))
-                continue
-            for rk, rp, rm in replies:
-                rp = bytes(rp)
-                nb = message_bytes(rk, rp, rm)
-                self.bytes_down += nb
-                self.messages_down += 1
-                self._outbox.put((self.down.arrival(nb, time.perf_counter()), rk, rp, dict(rm or {})))
+                if not self._cancelled.is_set():
+                    self._outbox.put((time.perf_counter(), "__error__", e, {}))
+            finally:
+                close = getattr(replies, "close", None)  # a generator: run its clean-up now
+                if callable(close):
+                    close()
 
     def send(self, kind: str, payload: bytes = b"", meta: dict | None = None):
         if self._closed:
@@ -104,22 +127,50 @@ class _LinkSession(ClientSessionBase):
         return self.messages_up
 
     def recv(self, timeout: float | None = 600.0):
+        if self._cancelled.is_set():
+            raise TransportError("CANCELLED", "session was cancelled")
         try:
             arrive, kind, payload, meta = self._outbox.get(timeout=timeout)
         except queue.Empty:
             raise TimeoutError("no reply from the server") from None
         if kind == "__error__":
-            raise payload
+            err = as_transport_error(payload, f"task {self._task!r}")
+            if err is payload:
+                raise err
+            raise err from payload
         _sleep_until(arrive)
         return kind, payload, meta
 
+    def _close_server(self):
+        with self._server_lock:
+            if self._server_closed:
+                return
+            self._server_closed = True
+        self._server.close()
+
     def close(self):
+        """End the session after the server has handled every message sent."""
         if self._closed:
             return
         self._closed = True
         self._inbox.put(None)
         self._thread.join(timeout=600)
-        self._server.close()
+        self._close_server()
+
+    def cancel(self):
+        """Abort now: the server session is closed first (a streaming task stops within one
+        step), messages not yet handled are dropped and replies in flight are discarded."""
+        self._cancelled.set()
+        self._close_server()
+        if not self._closed:
+            self._closed = True
+            self._inbox.put(None)
+        self._thread.join(timeout=600)
+        while True:  # replies the device will never take
+            try:
+                self._outbox.get_nowait()
+            except queue.Empty:
+                break
 
 
 class LinkClient(ClientBase):
@@ -141,10 +192,12 @@ class LinkClient(ClientBase):
             raise TransportError("NOT_FOUND", f"no task {task!r} (have {sorted(self._handlers)})")
         return self._handlers[task]
 
-    def infer(self, task: str, payload: bytes, meta: dict | None = None, *, timeout: float | None = None):
+    def infer(self, task: str, payload: bytes, meta: dict | None = None, *, timeout: float | None = None,
+              session_key: str | None = None):
         """(payload, meta, timings): the request crosses the uplink, the handler runs, the reply
         crosses the downlink; timings as the gRPC client reports them (transfer = link time)."""
         h = self._handler(task)
+        check_session_key(session_key)  # one replica here: nothing to route
         t0 = time.perf_counter()
         payload, meta = check_payload(payload), check_meta(meta)
         _sleep_until(self._up.arrival(message_bytes("", payload, meta), t0))
@@ -163,7 +216,9 @@ class LinkClient(ClientBase):
         self.served += 1
         return out, out_meta, tim
 
-    def session(self, task: str, meta: dict | None = None, *, timeout: float | None = None) -> _LinkSession:
+    def session(self, task: str, meta: dict | None = None, *, timeout: float | None = None,
+                session_key: str | None = None) -> _LinkSession:
+        check_session_key(session_key)
         return _LinkSession(self._handler(task), check_meta(meta), self.rtt_s, self.bandwidth_bps)
 
     def health(self, timeout: float = 0.0) -> dict:

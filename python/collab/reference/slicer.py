@@ -18,9 +18,9 @@ import math
 import struct
 import zlib
 
-import ml_dtypes
 import numpy as np
 
+from .._tensors import DTYPE_BF16, DTYPE_NAMES, dtype_code, numpy_dtype
 from .._validate import check_float, check_int, check_int_seq
 from ..errors import FrameError
 
@@ -28,8 +28,6 @@ from ..errors import FrameError
 # Frame constants (docs/frame_format.md)
 MAGIC = b"CLBF"
 VERSION = 1
-DTYPE_CODES = {np.dtype(np.float32): 0, np.dtype(np.float16): 1, np.dtype(ml_dtypes.bfloat16): 2}
-CODE_DTYPES = {v: k for k, v in DTYPE_CODES.items()}
 INDEX_CSR, INDEX_BITMAP, INDEX_DELTA_VARINT, INDEX_DELTA_RICE = 0, 1, 2, 3
 INDEX_NAMES = {0: "csr", 1: "bitmap", 2: "delta_varint", 3: "delta_rice"}
 MAX_NDIM = 8
@@ -365,7 +363,7 @@ def index_sizes(blocks, shape, numel) -> list[int]:
 
 def _as_f32(x) -> tuple[np.ndarray, np.dtype]:
     arr = np.asarray(x)
-    if arr.dtype not in DTYPE_CODES:
+    if dtype_code(arr.dtype) is None:
         raise ValueError(f"dtype must be float32, float16 or bfloat16, got {arr.dtype}")
     x32 = arr.astype(np.float32).reshape(-1)
     if not np.isfinite(x32).all():
@@ -418,7 +416,7 @@ def encode(x, sparsity, *, lam=0.0, blocks=(1, 1), qbits=(8,), delta=0.0, seed=0
     n_pos = sum(len(p) for p, _ in all_blocks[: blocks[0]])
     n_neg = sum(len(p) for p, _ in all_blocks[blocks[0]:])
     head = bytearray(MAGIC)
-    head += bytes([VERSION, DTYPE_CODES[dtype], code, arr.ndim])
+    head += bytes([VERSION, dtype_code(dtype), code, arr.ndim])
     for d in arr.shape:
         head += varint(int(d))
     head += struct.pack("<ddd", float(sparsity), float(lam), float(delta))
@@ -457,7 +455,12 @@ class _Reader:
 
 
 def _dtype_limits(dtype):
-    info = ml_dtypes.finfo(dtype) if dtype == ml_dtypes.bfloat16 else np.finfo(dtype)
+    if dtype_code(dtype) == DTYPE_BF16:
+        import ml_dtypes  # loaded already: the dtype came from it
+
+        info = ml_dtypes.finfo(dtype)
+    else:
+        info = np.finfo(dtype)
     return float(info.smallest_subnormal)
 
 
@@ -476,7 +479,7 @@ def parse_header(buf: bytes) -> dict:
     if version != VERSION:
         raise FrameError(f"unsupported frame version {version}")
     dcode, code, ndim = r.u8(), r.u8(), r.u8()
-    if dcode not in CODE_DTYPES:
+    if dcode not in DTYPE_NAMES:
         raise FrameError(f"unknown dtype code {dcode}")
     if code not in INDEX_NAMES:
         raise FrameError(f"unknown index code {code}")
@@ -502,7 +505,7 @@ def parse_header(buf: bytes) -> dict:
     n_pos, n_neg = r.varint(MAX_ELEMENTS), r.varint(MAX_ELEMENTS)
     if n_pos + n_neg > k:
         raise FrameError("more non-zeros than k_keep")
-    dtype = CODE_DTYPES[dcode]
+    dtype = numpy_dtype(dcode)
     tiny = _dtype_limits(dtype)
     blocks = []
     for sign, count, mb in ((1, n_pos, mp), (-1, n_neg, mn)):

@@ -4,6 +4,8 @@ behind an emulated link (collab.net.LinkClient).
 
     client.infer(task, payload, meta) -> (payload, meta, timings)     single shot
     client.session(task, meta) -> ClientSessionBase                   bidirectional stream
+    (both take session_key=: a routing key that sends every call with one key to one replica
+    behind a fleet proxy; clients without replicas check it and otherwise ignore it)
         .send(kind, payload, meta) -> seq;  .recv(timeout) -> (kind, payload, meta);  .close()
     client.health() -> dict                                           status, tasks, counters
     client.close()
@@ -47,12 +49,12 @@ class ClientBase(abc.ABC):
 
     @abc.abstractmethod
     def infer(self, task: str, payload: bytes, meta: Optional[Meta] = None, *,
-              timeout: Optional[float] = None) -> Tuple[bytes, Meta, dict]:
+              timeout: Optional[float] = None, session_key: Optional[str] = None) -> Tuple[bytes, Meta, dict]:
         """Single-shot inference: (payload, meta, timings)."""
 
     @abc.abstractmethod
     def session(self, task: str, meta: Optional[Meta] = None, *,
-                timeout: Optional[float] = None) -> ClientSessionBase:
+                timeout: Optional[float] = None, session_key: Optional[str] = None) -> ClientSessionBase:
         """Open a session on `task`."""
 
     @abc.abstractmethod

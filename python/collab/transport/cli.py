@@ -15,17 +15,16 @@ import importlib
 import json
 import logging
 import os
-import signal
 import sys
 
 from ..errors import InvalidArgument
-from .security import add_security_arguments, check_port, server_credentials_from_args
+from .security import add_security_arguments, port_argument, server_credentials_from_args
 
 
 def add_arguments(p: argparse.ArgumentParser, name: str = "serve") -> None:
     p.add_argument("--host", default="127.0.0.1", help="address to bind (0.0.0.0 / [::] for all; default 127.0.0.1; "
                    "anything but loopback without TLS and a token is warned about)")
-    p.add_argument("--port", type=_port, default=50051, help="port 0..65535 (0 = any free port; printed at start)")
+    p.add_argument("--port", type=port_argument, default=50051, help="port 0..65535 (0 = any free port; printed at start)")
     p.add_argument("--task", action="append", default=[], metavar="NAME[=module:factory]",
                    help="task to host (repeatable); bare NAME = built-in (echo, codec-stats)")
     p.add_argument("--task-arg", action="append", default=[], metavar="NAME.KEY=VALUE",
@@ -49,14 +48,14 @@ def add_arguments(p: argparse.ArgumentParser, name: str = "serve") -> None:
     add_security_arguments(p)
     p.add_argument("--log-level", default="INFO", help="per-request timing lines are logged at INFO")
     p.add_argument("--port-file", help="write the bound port to this file once serving")
+    # fleet: metrics + graceful drain (collab.transport.metrics / drain)
+    p.add_argument("--metrics-port", type=port_argument, default=None,
+                   help="serve Prometheus metrics at http://HOST:PORT/metrics (0 = any free port; default off)")
+    p.add_argument("--drain-timeout", type=float, default=30.0,
+                   help="on SIGTERM: finish in-flight requests and open sessions for up to this many seconds")
+    p.add_argument("--drain-notice-s", type=float, default=0.0,
+                   help="on SIGTERM: seconds with readiness false before the listener closes (Kubernetes)")
     p.set_defaults(command=name)
-
-
-def _port(text: str) -> int:
-    try:
-        return check_port(int(text))
-    except (ValueError, InvalidArgument):
-        raise argparse.ArgumentTypeError(f"must be an integer in 0..65535 (0 = any free port), got {text!r}") from None
 
 
 def _mib(v, what):
@@ -150,9 +149,11 @@ def run(args) -> int:
             f.write(str(srv.port))
         os.replace(tmp, args.port_file)
 
-    def stop(signum, frame):
-        srv.stop(grace=2.0)
-    signal.signal(signal.SIGTERM, stop)
-    signal.signal(signal.SIGINT, stop)
+    if args.metrics_port is not None:  # fleet hook
+        mport = srv.replica.metrics.serve_http(args.metrics_port, args.host)
+        print(f"collab serve: metrics on http://{args.host}:{mport}/metrics", flush=True)
+    from .drain import install_sigterm  # fleet hook: SIGTERM drains (a second one stops at once)
+    install_sigterm(srv, args.drain_timeout, args.drain_notice_s)
     srv.wait()
+    srv.replica.metrics.close()
     return 0

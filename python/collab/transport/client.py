@@ -33,8 +33,8 @@ from ..errors import InvalidArgument
 from . import _wire as w
 from .base import ClientBase, ClientSessionBase
 from .errors import TransportError, from_rpc_error
-from .common import (AUTH_HEADER, DEFAULT_MAX_MESSAGE_BYTES, OPEN_KIND, OPENED_KIND, check_kind, check_meta,
-                     check_payload)
+from .common import (AUTH_HEADER, DEFAULT_MAX_MESSAGE_BYTES, OPEN_KIND, OPENED_KIND, REPLICA_HEADER,
+                     SESSION_HEADER, check_kind, check_meta, check_payload, check_session_key)
 
 log = logging.getLogger("collab.transport.client")
 
@@ -83,8 +83,16 @@ class Client(ClientBase):
         self._health = self._channel.unary_unary(w.HEALTH)
 
     # ---- calls -----------------------------------------------------------------------------
-    def infer(self, task: str, payload: bytes, meta=None, *, timeout: Optional[float] = None):
-        """Single-shot inference. Returns (payload, meta, timings)."""
+    def _metadata(self, session_key):
+        """Call metadata: auth plus x-collab-session (the proxy's consistent-hash key)."""
+        if check_session_key(session_key) is None:
+            return self._md
+        return self._md + ((SESSION_HEADER, session_key),)
+
+    def infer(self, task: str, payload: bytes, meta=None, *, timeout: Optional[float] = None,
+              session_key: Optional[str] = None):
+        """Single-shot inference. Returns (payload, meta, timings). session_key: routing key
+        sent as x-collab-session (requests with one key reach one replica behind the fleet proxy)."""
         t0 = time.perf_counter()
         meta = check_meta(meta)
         meta.setdefault("request_id", uuid.uuid4().hex[:16])
@@ -92,7 +100,8 @@ class Client(ClientBase):
         data = req.SerializeToString()
         t1 = time.perf_counter()
         try:
-            raw = self._infer(data, timeout=timeout if timeout is not None else self.timeout, metadata=self._md)
+            raw = self._infer(data, timeout=timeout if timeout is not None else self.timeout,
+                              metadata=self._metadata(session_key))
         except grpc.RpcError as e:
             raise from_rpc_error(e) from None
         t2 = time.perf_counter()
@@ -122,9 +131,11 @@ class Client(ClientBase):
         tim["request_bytes"] = len(frame)
         return payload, out_meta, tim
 
-    def session(self, task: str, meta=None, *, timeout: Optional[float] = None) -> "ClientSession":
-        """Open a bidirectional session (also a context manager). Raises if the server refuses."""
-        return ClientSession(self, task, check_meta(meta), timeout)
+    def session(self, task: str, meta=None, *, timeout: Optional[float] = None,
+                session_key: Optional[str] = None) -> "ClientSession":
+        """Open a bidirectional session (also a context manager). Raises if the server refuses.
+        session_key: see infer()."""
+        return ClientSession(self, task, check_meta(meta), timeout, self._metadata(session_key))
 
     def health(self, timeout: float = 5.0) -> dict:
         try:
@@ -152,7 +163,7 @@ class ClientSession(ClientSessionBase):
     """One bidirectional stream. send() never blocks on the server; recv() returns the next
     server message in order (kind, payload, meta); `last_timings` describes it."""
 
-    def __init__(self, client: Client, task: str, meta: dict, timeout: Optional[float]):
+    def __init__(self, client: Client, task: str, meta: dict, timeout: Optional[float], metadata=None):
         self.task = task
         self._out: "queue.Queue" = queue.Queue()
         self._in: "queue.Queue" = queue.Queue()
@@ -167,13 +178,21 @@ class ClientSession(ClientSessionBase):
         self._sent[0] = (time.perf_counter(), 0.0)
         self._call = client._session(iter(self._out.get, _END),
                                      timeout=timeout if timeout is not None else client.timeout,
-                                     metadata=client._md)
+                                     metadata=client._md if metadata is None else metadata)
         self._reader = threading.Thread(target=self._read_loop, name="collab-session-reader", daemon=True)
         self._reader.start()
         kind, _, _ = self._next(None)
         if kind != OPENED_KIND:
             self.cancel()
             raise TransportError("DATA_LOSS", f"expected {OPENED_KIND!r} from the server, got {kind!r}")
+
+    @property
+    def replica(self) -> str:
+        """The replica serving this session (its x-collab-replica header; '' if it sent none)."""
+        for k, v in self._call.initial_metadata() or ():
+            if k == REPLICA_HEADER:
+                return v
+        return ""
 
     def _read_loop(self):
         try:

@@ -8,6 +8,9 @@ from ..errors import InvalidArgument
 
 DEFAULT_MAX_MESSAGE_BYTES = 64 << 20   # largest gRPC message either side accepts by default
 AUTH_HEADER = "authorization"          # metadata key of the bearer token
+SESSION_HEADER = "x-collab-session"    # routing key: a fleet proxy hashes it to pick one replica
+REPLICA_HEADER = "x-collab-replica"    # answered by the server: the replica that served the call
+MAX_SESSION_KEY = 256                  # longest session_key a client sends
 
 Meta = Dict[str, str]
 Reply = Tuple[str, bytes, Meta]
@@ -15,6 +18,7 @@ Reply = Tuple[str, bytes, Meta]
 RESERVED_META = ("model", "split", "request_id")
 TIMING_DECODE = "collab.decode_s"
 TIMING_ENCODE = "collab.encode_s"
+IDENTITY_META = "collab.identity"   # open_session meta: the client (peer host), set by the server
 OPEN_KIND = "collab.open"
 OPENED_KIND = "collab.opened"
 
@@ -31,6 +35,17 @@ def check_meta(meta) -> Meta:
             raise InvalidArgument(f"meta must map str to str, got {k!r}: {v!r}")
         out[k] = v
     return out
+
+
+def check_session_key(session_key):
+    """A routing key for SESSION_HEADER (None = none). Every client checks it the same way,
+    also those with nothing to route (in-process, emulated link), so code moves between them."""
+    if session_key is None:
+        return None
+    if not isinstance(session_key, str) or not session_key or len(session_key) > MAX_SESSION_KEY:
+        raise InvalidArgument(f"session_key must be a non-empty string of <= {MAX_SESSION_KEY} chars, "
+                              f"got {session_key!r}")
+    return session_key
 
 
 def parse_split(split) -> int:

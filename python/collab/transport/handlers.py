@@ -24,6 +24,8 @@ tasks see them as ordinary meta entries:
     "model"       Frame.model
     "split"       Frame.split (decimal integer)
     "request_id"  Frame.request_id
+The gRPC server also sets "collab.identity" in open_session's meta: the client's host (what a
+client sends under that key is replaced), for per-client limits such as session quotas.
 A task may report where its time went by putting these keys in its *response* meta (seconds,
 as decimal strings); the transport removes them from the meta and reports them as timings:
     "collab.decode_s"   time spent decoding the request payload
@@ -39,8 +41,9 @@ import time
 from typing import List, Tuple
 
 from ..errors import InvalidArgument
-from .common import (OPEN_KIND, OPENED_KIND, RESERVED_META, TIMING_DECODE, TIMING_ENCODE, Meta,  # noqa: F401
-                     Reply, check_kind, check_meta, check_payload, parse_split, wire_meta)
+from .common import (IDENTITY_META, OPEN_KIND, OPENED_KIND, RESERVED_META, TIMING_DECODE,  # noqa: F401
+                     TIMING_ENCODE, Meta, Reply, check_kind, check_meta, check_payload, parse_split,
+                     wire_meta)
 
 
 class ResourceBusy(Exception):
@@ -52,6 +55,8 @@ class TaskSession:
     """State of one bidirectional stream. `close()` is called exactly once when the stream ends
     for any reason (client finished, client disconnected, limit hit, server stopping)."""
 
+    # on_message may also return an iterator of replies: the gRPC server then writes each one as
+    # soon as it is yielded (streaming) and closes the iterator when the client goes away.
     def on_message(self, kind: str, payload: bytes, meta: Meta) -> List[Reply]:
         raise NotImplementedError
 

@@ -19,23 +19,32 @@ import uuid
 from typing import Dict, Iterable, Optional, Union
 
 from .base import ClientBase, ClientSessionBase
+from .common import check_session_key
 from .errors import InvalidRequest, ServerBusy, TransportError
 from .handlers import (OPEN_KIND, ResourceBusy, TaskHandler, check_kind, check_meta, check_payload, check_replies,
                        check_reply, pop_task_timings, wire_meta)
+
+
+def as_transport_error(e: Exception, what: str) -> TransportError:
+    """What the gRPC client raises when a task call fails with `e` (e itself if it is one)."""
+    if isinstance(e, TransportError):
+        return e
+    if isinstance(e, ResourceBusy):
+        return ServerBusy("RESOURCE_EXHAUSTED", str(e))
+    if isinstance(e, ValueError):
+        return InvalidRequest("INVALID_ARGUMENT", f"{type(e).__name__}: {e}")
+    return TransportError("INTERNAL", f"{what} failed: {type(e).__name__}: {e}")
 
 
 def call_task(fn, what: str):
     """Run a task call and raise what the gRPC client would raise for its failure."""
     try:
         return fn()
-    except TransportError:
-        raise
-    except ResourceBusy as e:
-        raise ServerBusy("RESOURCE_EXHAUSTED", str(e)) from e
-    except ValueError as e:
-        raise InvalidRequest("INVALID_ARGUMENT", f"{type(e).__name__}: {e}") from e
     except Exception as e:
-        raise TransportError("INTERNAL", f"{what} failed: {type(e).__name__}: {e}") from e
+        err = as_transport_error(e, what)
+        if err is e:
+            raise
+        raise err from e
 
 
 def task_timings(run_s, dec, enc, total):
@@ -56,8 +65,10 @@ class InprocClient(ClientBase):
             raise TransportError("NOT_FOUND", f"unknown task {task!r}; hosted: {', '.join(sorted(self._handlers))}")
         return h
 
-    def infer(self, task: str, payload: bytes, meta=None, *, timeout: Optional[float] = None):
+    def infer(self, task: str, payload: bytes, meta=None, *, timeout: Optional[float] = None,
+              session_key: Optional[str] = None):
         t0 = time.perf_counter()
+        check_session_key(session_key)  # one replica here: nothing to route
         h = self._handler(task)
         meta = check_meta(meta)
         meta.setdefault("request_id", uuid.uuid4().hex[:16])
@@ -79,7 +90,9 @@ class InprocClient(ClientBase):
         self.served += 1
         return out_payload, out_meta, task_timings(run_s, dec, enc, time.perf_counter() - t0)
 
-    def session(self, task: str, meta=None, *, timeout: Optional[float] = None) -> "InprocSession":
+    def session(self, task: str, meta=None, *, timeout: Optional[float] = None,
+                session_key: Optional[str] = None) -> "InprocSession":
+        check_session_key(session_key)
         return InprocSession(self._handler(task), task, check_meta(meta))
 
     def health(self, timeout: float = 0.0) -> dict:
@@ -147,4 +160,4 @@ class InprocSession(ClientSessionBase):
         self._close_session()
 
 
-__all__ = ["InprocClient", "InprocSession", "call_task", "task_timings"]
+__all__ = ["InprocClient", "InprocSession", "as_transport_error", "call_task", "task_timings"]

@@ -29,7 +29,7 @@ log = logging.getLogger("collab.transport.security")
 TOKEN_ENV = "COLLAB_AUTH_TOKEN"
 
 __all__ = ["SecurityConfig", "add_security_arguments", "server_credentials_from_args", "check_token",
-           "check_port", "check_tls_pems", "load_tls_pair", "is_loopback", "exposure_warning", "warn_if_exposed", "TOKEN_ENV"]
+           "check_port", "port_argument", "check_tls_pems", "load_tls_pair", "is_loopback", "exposure_warning", "warn_if_exposed", "TOKEN_ENV"]
 
 
 @dataclass(frozen=True)
@@ -71,6 +71,14 @@ def check_port(port) -> int:
     if isinstance(port, bool) or not isinstance(port, int) or not 0 <= port <= 65535:
         raise InvalidArgument(f"port must be an integer in 0..65535 (0 = any free port), got {port!r}")
     return port
+
+
+def port_argument(text: str) -> int:
+    """argparse type of a --port option: check_port on the integer, a usage error otherwise."""
+    try:
+        return check_port(int(text))
+    except (ValueError, InvalidArgument):
+        raise argparse.ArgumentTypeError(f"must be an integer in 0..65535 (0 = any free port), got {text!r}") from None
 
 
 def _read(path: str, what: str) -> bytes:

@@ -16,6 +16,9 @@ bounded by `max_sessions` and process one message at a time).
 Sessions: closed (TaskSession.close()) when the client ends the stream, disconnects or is
 cancelled, after `session_idle_s` without a message, after `session_max_s`, when the session
 reports more than `session_max_bytes` through an optional `nbytes()` method, or at shutdown.
+A session's on_message may return an iterator: each reply is written as soon as the task
+yields it (token streaming); a client that takes none for `session_idle_s`, goes away or
+cancels closes the iterator, so the task stops at its next reply.
 One client identity (its network address; with one shared token the address is what tells
 clients apart) holds at most `max_sessions_per_client` sessions (default max_sessions / 4).
 While sessions are being refused (server full), idle sessions are closed after
@@ -52,8 +55,8 @@ from grpc import aio
 from ..errors import InvalidArgument
 from . import _wire as w
 from .common import AUTH_HEADER, DEFAULT_MAX_MESSAGE_BYTES
-from .handlers import (OPEN_KIND, OPENED_KIND, ResourceBusy, TaskHandler, check_replies, check_reply,
-                       pop_task_timings)
+from .handlers import (IDENTITY_META, OPEN_KIND, OPENED_KIND, ResourceBusy, TaskHandler, check_replies,
+                       check_reply, pop_task_timings)
 from .security import check_port, check_tls_pems, warn_if_exposed
 
 log = logging.getLogger("collab.transport.server")
@@ -181,6 +184,9 @@ class Server:
                        "reply_too_large": 0, "sessions_opened": 0, "sessions_closed": 0,
                        "sessions_refused_quota": 0, "sessions_reaped_busy": 0}
         self._stopped = threading.Event()
+        # -- fleet hooks: grpc.health.v1, Prometheus metrics, drain, routing headers (replica.py)
+        from .replica import ReplicaHooks
+        self.replica = ReplicaHooks(self)
 
     # ---- lifecycle ---------------------------------------------------------------------
     @property
@@ -221,6 +227,7 @@ class Server:
         opts += [kv for kv in self._conn_options if kv[0] not in given] + self._grpc_options
         self._server = aio.server(options=opts)
         self._server.add_generic_rpc_handlers((self._generic_handler(),))
+        await self.replica.on_start(self._server)  # fleet hook: standard health service
         bind = f"{self.host if ':' not in self.host else '[' + self.host + ']'}:{self._port_req}"
         if self._tls:
             port = self._server.add_secure_port(bind, grpc.ssl_server_credentials([self._tls]))
@@ -229,6 +236,7 @@ class Server:
         if port == 0:
             raise OSError(f"cannot bind {bind}")
         self.port = port
+        self.replica.on_bound(port)  # fleet hook: replica id
         await self._server.start()
 
     def stop(self, grace: Optional[float] = 1.0) -> None:
@@ -257,6 +265,11 @@ class Server:
         self._thread = self._loop = None
         self._stopped.set()
 
+    def drain(self, timeout: float = 30.0, notice_s: float = 0.0) -> float:
+        """Fleet hook: readiness false, refuse new work, finish in-flight up to timeout, stop."""
+        from .drain import drain
+        return drain(self, timeout, notice_s)
+
     def wait(self, timeout: Optional[float] = None) -> bool:
         """Block until stop() (from another thread or a signal handler). True if stopped."""
         return self._stopped.wait(timeout)
@@ -278,11 +291,12 @@ class Server:
 
     # ---- gRPC plumbing -------------------------------------------------------------------
     def _generic_handler(self):
+        infer, session = self.replica.wrap("Infer", self._infer), self.replica.wrap("Session", self._session)  # fleet
         return grpc.method_handlers_generic_handler(w.SERVICE, {
             "Infer": grpc.unary_unary_rpc_method_handler(
-                self._infer, request_deserializer=w.parse_frame, response_serializer=w.serialize),
+                infer, request_deserializer=w.parse_frame, response_serializer=w.serialize),
             "Session": grpc.stream_stream_rpc_method_handler(
-                self._session, request_deserializer=w.parse_frame, response_serializer=w.serialize),
+                session, request_deserializer=w.parse_frame, response_serializer=w.serialize),
             "Health": grpc.unary_unary_rpc_method_handler(
                 self._health, request_deserializer=w.parse_health, response_serializer=w.serialize),
         })
@@ -336,7 +350,7 @@ class Server:
                     res = fn()
                     err = None
                 except BaseException as e:  # reported on the loop thread
-                    if not isinstance(e, (ValueError, ResourceBusy)):
+                    if not isinstance(e, (ValueError, ResourceBusy, _Reject)):
                         log.error("task raised %s: %s", type(e).__name__, e, exc_info=e)
                     # No traceback kept: its frames would hold the task's locals (a decoded tensor,
                     # say) in a reference cycle until the garbage collector runs.
@@ -360,6 +374,8 @@ class Server:
             cancelled.set()
             raise
         if err is not None:
+            if isinstance(err, _Reject):  # raised on the worker by _stream_replies
+                raise err
             if isinstance(err, ResourceBusy):
                 self._count("rejected")
                 raise _Reject(grpc.StatusCode.RESOURCE_EXHAUSTED, str(err))
@@ -384,13 +400,15 @@ class Server:
     async def _health(self, req, context):
         s = self.stats()
         from .. import __version__
-        return w.HealthReply(status="SERVING", version=__version__, tasks=self.tasks, workers=self.workers,
+        status = await self.replica.health_status(context)  # fleet hook: tag the replica; NOT_SERVING if draining
+        return w.HealthReply(status=status, version=__version__, tasks=self.tasks, workers=self.workers,
                              running=s["running"], queued=s["queued"], sessions=s["sessions"],
                              served=s["served"], rejected=s["rejected"])
 
     async def _infer(self, req, context):
         t0 = time.perf_counter()
         await self._check_auth(context)
+        await self.replica.admit(context)  # fleet hook: refuse while draining
         if req is None:
             self._count("invalid")
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "request is not a valid collab.v1.Frame")
@@ -421,14 +439,19 @@ class Server:
                  1e3 * queue_s, 1e3 * dec_s, 1e3 * t.compute_s, 1e3 * enc_s, 1e3 * t.server_s)
         return resp
 
-    async def _check_reply_size(self, msg, context):
-        """Refuse (and count) a reply gRPC could not send: it would fail with RESOURCE_EXHAUSTED
-        after we had counted it as served."""
+    def _reply_too_large(self, msg) -> Optional[str]:
+        """Why a reply cannot be sent (counted), or None: gRPC would fail it with
+        RESOURCE_EXHAUSTED after we had counted it as served."""
         size = msg.ByteSize()
-        if size > self.max_message_bytes:
-            self._count("reply_too_large")
-            await context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED,
-                                f"reply of {size} bytes exceeds the server's {self.max_message_bytes}-byte message limit")
+        if size <= self.max_message_bytes:
+            return None
+        self._count("reply_too_large")
+        return f"reply of {size} bytes exceeds the server's {self.max_message_bytes}-byte message limit"
+
+    async def _check_reply_size(self, msg, context):
+        why = self._reply_too_large(msg)
+        if why is not None:
+            await context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED, why)
 
     def _under_pressure(self, identity: str) -> bool:
         now = time.monotonic()
@@ -472,6 +495,44 @@ class Server:
             if not read.done():
                 read.cancel()
 
+    @staticmethod
+    def _session_frame(kind, payload, meta, req, task):
+        """A session reply as a Frame answering `req`, with the task-reported decode/encode
+        seconds lifted out of its meta. Returns (frame, decode_s, encode_s)."""
+        dec_s, enc_s = pop_task_timings(meta)
+        try:
+            out = w.make_frame(kind=kind, payload=payload, meta=meta, seq=req.seq)
+        except InvalidArgument as e:
+            raise _Reject(grpc.StatusCode.INTERNAL, f"task {task!r} returned bad meta: {e}") from None
+        out.request_id = req.request_id
+        return out, dec_s, enc_s
+
+    def _stream_replies(self, replies, task, req, t0, loop, context):
+        """Worker thread: write each reply of a streaming session message as it comes. A write
+        that fails (client gone, RPC cancelled) closes the iterator, so the task stops there.
+        Returns (replies written, payload bytes written)."""
+        t_prev = time.perf_counter()
+        n = n_bytes = 0
+        try:
+            for item in replies:
+                (kind, payload, meta), = check_replies([item], task)
+                out, dec_s, enc_s = self._session_frame(kind, payload, meta, req, task)
+                now = time.perf_counter()
+                out.timings.compute_s, out.timings.server_s = max(0.0, now - t_prev - dec_s - enc_s), now - t0
+                out.timings.decode_s, out.timings.encode_s = dec_s, enc_s
+                why = self._reply_too_large(out)
+                if why is not None:
+                    raise _Reject(grpc.StatusCode.RESOURCE_EXHAUSTED, why)
+                # a client that takes no message for session_idle_s is treated as gone
+                asyncio.run_coroutine_threadsafe(context.write(out), loop).result(timeout=self.session_idle_s)
+                t_prev = time.perf_counter()
+                n, n_bytes = n + 1, n_bytes + len(payload)
+        finally:
+            close = getattr(replies, "close", None)
+            if callable(close):
+                close()
+        return n, n_bytes
+
     def _close_session(self, session, task):
         try:
             session.close()
@@ -481,6 +542,7 @@ class Server:
 
     async def _session(self, _request_iterator, context):
         await self._check_auth(context)
+        await self.replica.admit(context)  # fleet hook: refuse while draining
         identity = self._identity(context)
         if self._sessions >= self.max_sessions:
             self._count("rejected")
@@ -497,6 +559,7 @@ class Server:
                                 "per-client limit); close one or retry later")
         self._sessions += 1
         self._by_client[identity] = self._by_client.get(identity, 0) + 1
+        loop = asyncio.get_running_loop()
         session = None
         task = ""
         t_open = time.perf_counter()
@@ -508,19 +571,22 @@ class Server:
                 raise _Reject(grpc.StatusCode.INVALID_ARGUMENT, "message is not a valid collab.v1.Frame")
             if first.kind != OPEN_KIND:
                 raise _Reject(grpc.StatusCode.FAILED_PRECONDITION,
-                              f"a session starts with a {OPEN_KIND!r} frame, got kind {first.kind!r}")
+                              self.replica.session_unknown(context, first.kind))  # fleet hook
             task = first.task
             handler = self._handler(task)
             meta = w.frame_meta(first)
+            meta[IDENTITY_META] = identity  # set here only: a client cannot choose it
             queue_s, run_s, session = await self._call(lambda: handler.open_session(meta), admit=True)
             if not callable(getattr(session, "on_message", None)):
                 bad, session = session, None
                 raise _Reject(grpc.StatusCode.INTERNAL,
                               f"task {task!r}: open_session() returned {type(bad).__name__}, not a TaskSession")
             self._count("sessions_opened")
+            self.replica.session_opened(context, task)  # fleet hook
             ack = w.Frame(kind=OPENED_KIND, request_id=first.request_id, seq=first.seq)
             ack.timings.queue_s, ack.timings.compute_s = queue_s, run_s
             ack.timings.server_s = time.perf_counter() - t_open
+            await self.replica.tag(context)  # fleet hook: x-collab-replica with the headers
             await context.write(ack)
             log.info("session open task=%s rid=%s", task, first.request_id or "-")
             n = 0
@@ -538,9 +604,15 @@ class Server:
                 rmeta = w.frame_meta(req)
                 sess = session
 
-                def run():
-                    return check_replies(sess.on_message(req.kind, req.payload, rmeta), task)
-                queue_s, run_s, replies = await self._call(run, admit=False)
+                def run(req=req, rmeta=rmeta, t0=t0):
+                    replies = sess.on_message(req.kind, req.payload, rmeta)
+                    if replies is None or isinstance(replies, (list, tuple)):
+                        replies = check_replies(replies, task)
+                        return replies, (len(replies), sum(len(r[1]) for r in replies))
+                    # an iterator: each reply is written as soon as the task yields it (the
+                    # session's headers, x-collab-replica included, went out with the open ack)
+                    return [], self._stream_replies(replies, task, req, t0, loop, context)
+                queue_s, run_s, (replies, (n_out, bytes_out)) = await self._call(run, admit=False)
                 n += 1
                 if limit is not None and callable(nbytes):
                     used = int(nbytes())
@@ -548,12 +620,7 @@ class Server:
                         raise _Reject(grpc.StatusCode.RESOURCE_EXHAUSTED,
                                       f"session holds {used} bytes, over its {limit}-byte limit")
                 for kind, payload, meta in replies:
-                    dec_s, enc_s = pop_task_timings(meta)
-                    try:
-                        out = w.make_frame(kind=kind, payload=payload, meta=meta, seq=req.seq)
-                    except InvalidArgument as e:
-                        raise _Reject(grpc.StatusCode.INTERNAL, f"task returned bad meta: {e}") from None
-                    out.request_id = req.request_id
+                    out, dec_s, enc_s = self._session_frame(kind, payload, meta, req, task)
                     t = out.timings
                     t.queue_s, t.decode_s, t.encode_s = queue_s, dec_s, enc_s
                     t.compute_s = max(0.0, run_s - dec_s - enc_s)
@@ -561,8 +628,9 @@ class Server:
                     await self._check_reply_size(out, context)
                     await context.write(out)
                 self._count("served")
-                log.info("session msg task=%s seq=%d kind=%s in=%dB replies=%d queue=%.2fms run=%.2fms", task,
-                         req.seq, req.kind, len(req.payload), len(replies), 1e3 * queue_s, 1e3 * run_s)
+                self.replica.message(task, time.perf_counter() - t0, len(req.payload), bytes_out)  # fleet hook
+                log.info("session msg task=%s seq=%d kind=%s in=%dB replies=%d out=%dB queue=%.2fms run=%.2fms",
+                         task, req.seq, req.kind, len(req.payload), n_out, bytes_out, 1e3 * queue_s, 1e3 * run_s)
         except _Reject as r:
             await context.abort(r.code, r.details)
         finally:

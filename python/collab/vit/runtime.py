@@ -23,18 +23,10 @@ import numpy as np
 
 from ..errors import InvalidArgument
 from ..transport.handlers import TaskHandler, TaskSession
+from . import mercury, prune_count
 from .runtime_model import NumpyViT
 
 TASK_NAME = "mercury-vit"
-
-
-def _regional_prune(ao, rate, region):
-    from . import regional_prune
-    return regional_prune(ao, rate, region)
-
-
-def gather_tokens(x: np.ndarray, kept: np.ndarray) -> np.ndarray:
-    return np.take_along_axis(x, kept[:, :, None], axis=1)
 
 
 def artifact_name(rate: float, split: int) -> str:
@@ -42,7 +34,7 @@ def artifact_name(rate: float, split: int) -> str:
 
 
 class MetaStore:
-    """Meta tokens and heads saved by benchmarks/mercury_train.py: {(rate%, split): (M, W, b)}
+    """Meta tokens and heads saved by benchmarks/mercury/train.py: {(rate%, split): (M, W, b)}
     plus the full model's head under key (0, 0)."""
 
     def __init__(self, directory: str):
@@ -74,8 +66,7 @@ class MercuryDevice:
         t0 = time.perf_counter()
         x = self.vit.embed(images)
         x, ao = self.vit.block(x, 0, need_attn=True)
-        kept = _regional_prune(ao, self.rate, self.region)
-        x = gather_tokens(x, kept)
+        x, _ = mercury.prune(x, ao, self.rate, self.region)   # Algorithm 1 on layer 1's O_f
         x = self.vit.run_blocks(x, 1, self.split)
         t1 = time.perf_counter()
         if self.codec is not None:
@@ -107,7 +98,6 @@ def _parse_meta(meta: dict, vit: NumpyViT):
         raise InvalidArgument(f"bad token shape {shape}")
     if enc not in ("slicer", "f16"):
         raise InvalidArgument(f"unknown encoding {enc!r}")
-    from . import prune_count
     n = vit.grid * vit.grid
     k = prune_count(n, rate, region)
     if shape[1] != 1 + n - k:
@@ -127,7 +117,7 @@ class MercuryHandler(TaskHandler):
         if self.reconstruct and k > 0 and m is not None:
             if m.shape != (k, self.vit.dim):
                 raise InvalidArgument(f"meta tokens {m.shape} do not match {k} pruned tokens")
-            x = np.concatenate([x, np.broadcast_to(m, (x.shape[0],) + m.shape)], 1)
+            x = mercury.pad(x, m)   # X' (+) M
         x = self.vit.run_blocks(x, split, self.vit.depth)
         return self.vit.features(x) @ w + b
 

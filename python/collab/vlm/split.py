@@ -102,13 +102,12 @@ class VlmDevice(Device):
         # head: hidden rows of every input; full: logits of the last one (only the last is used)
         return [s.decode(before), s.decode_rows(rows), s.decode(after)]
 
-    def _head_prefill(self, s, toks, policy):
-        from ..llm import protocol
+    def _head_rows(self, s, toks):
+        return np.concatenate(self._prefill(s), 0)
 
-        t = time.perf_counter()
-        hidden = np.concatenate(self._prefill(s), 0)
-        payload = protocol.encode_rows(hidden, policy)
-        return payload, time.perf_counter() - t, hidden.nbytes
+    def _prefill_meta(self) -> dict:
+        before, rows, after = self._pending
+        return {"chunks": f"{len(before)},{rows.shape[0]},{len(after)}"}
 
     def _full_prefill(self, s, toks):
         return self._prefill(s)[-1][-1]

@@ -1,0 +1,120 @@
+"""Recipe for models/mercury/: full-model head and per-(rate, split) meta tokens + head.
+
+    python benchmarks/mercury/cache.py          # once: frozen-backbone features (build/)
+    python benchmarks/mercury/train.py          # default configs (see CONFIGS)
+    python benchmarks/mercury/train.py --configs ours:75:1,topk:75:1 --epochs 2
+
+A config is method:rate%:split with method in
+    ours    regional pruning + meta tokens M (Mercury)
+    topk    attention top-k pruning + meta tokens (reconstruction on the ATS-like baseline)
+    deconv  regional pruning + deconvolution generator (Table II alternative)
+Training freezes the transformer and trains M (or the generator) and the linear head with
+cross-entropy on the first MERCURY_N_META cached training images (Eq. 19, collab.vit.mercury.train_step).
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import pathlib
+import sys
+import time
+
+import numpy as np
+import torch
+
+from collab.vit import experiments as ex
+from collab.vit import mercury
+from collab.vit.baselines import DeconvGenerator, n_params
+
+S = ex.Settings.from_env(pathlib.Path(__file__).resolve().parents[2])
+CONFIGS = "ours:75:1,ours:50:1,topk:75:1,ours:25:1,topk:50:1,ours:75:3,deconv:75:3,ours:50:3,ours:75:6"
+
+
+def artifact(method, rate_pct, split):
+    return f"meta_r{rate_pct:02d}_s{split}.npz" if method == "ours" else f"{method}_r{rate_pct:02d}_s{split}.npz"
+
+
+def train_config(m, c, full_head, method, rate_pct, split, epochs, lr):
+    rate = rate_pct / 100
+    torch.manual_seed(ex.SEED)
+    tr_kept = ex.kept_for(method, rate, c, "train", m, S)[:S.n_meta]
+    te_kept = ex.kept_for(method, rate, c, "test", m, S)
+    xtr = ex.device_side(m, c["train_l1"][:S.n_meta], tr_kept, split)
+    xte = ex.device_side(m, c["test_l1"], te_kept, split)
+    ytr = torch.from_numpy(c["train_y"][:S.n_meta])
+    k = ex.GRID * ex.GRID + 1 - xtr.shape[1]
+    head = torch.nn.Linear(full_head.in_features, 10)
+    with torch.no_grad():
+        head.weight.copy_(full_head.weight); head.bias.copy_(full_head.bias)
+    params = [{"params": head.parameters(), "lr": lr / 10}]
+    meta = gen = None
+    if method in ("ours", "topk"):
+        meta = mercury.init_meta(xtr, k)
+        params.append({"params": [meta], "lr": lr * float(mercury.token_stats(xtr)[1].mean())})
+        extra = k * xtr.shape[-1]
+    else:
+        gen = DeconvGenerator(xtr.shape[-1])
+        params.append({"params": gen.parameters(), "lr": lr / 10})
+        extra = n_params(gen)
+    opt = torch.optim.Adam(params)
+    bs = 25
+    steps = epochs * ((len(xtr) + bs - 1) // bs)
+    it = 0
+    t0 = time.time()
+    g = torch.Generator().manual_seed(ex.SEED)
+    for ep in range(epochs):
+        perm = torch.randperm(len(xtr), generator=g)
+        for s in range(0, len(xtr), bs):
+            b = perm[s:s + bs]
+            kb = tr_kept[b.numpy()]
+            fill = None if gen is None else (lambda xb, kb=kb: gen(xb, kb, ex.GRID))
+            loss = mercury.train_step(m, xtr[b], ytr[b], split, head, opt, meta, fill)
+            it += 1
+            el = time.time() - t0
+            sys.stdout.write(f"\r{method} {rate_pct}% split {split}: epoch {ep + 1}/{epochs} step {it}/{steps} "
+                             f"loss {loss:.3f} [{el:.0f}s, {el / it * (steps - it):.0f}s left]")
+            sys.stdout.flush()
+    sys.stdout.write("\n")
+    with torch.no_grad():
+        acc = ex.accuracy(ex.server_logits(m, xte, split, head, meta, gen, te_kept), c["test_y"])
+    print(f"  test accuracy {acc:.4f} ({len(xte)} images), extra parameters {extra}")
+    extra_arrays = {"meta": meta.detach().numpy().astype(np.float32)} if meta is not None else {}
+    if gen is not None:  # 3 MB of generator weights: kept out of models/ (build/ cache), shapes recorded
+        np.savez(os.path.join(S.cache, f"deconv_gen_r{rate_pct:02d}_s{split}.npz"),
+                 **{k_: v.detach().numpy() for k_, v in gen.state_dict().items()})
+        extra_arrays["gen_hidden"] = np.int64(gen.down.out_channels)
+    ex.save_head(os.path.join(S.models, artifact(method, rate_pct, split)), head, rate_pct=rate_pct, split=split,
+                 method=method, test_acc=acc, extra_params=extra, n_train=len(xtr), n_test=len(xte), epochs=epochs,
+                 **extra_arrays)
+    return acc
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--configs", default=CONFIGS)
+    ap.add_argument("--epochs", type=int, default=2)
+    ap.add_argument("--lr", type=float, default=3e-2)
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--skip-existing", action="store_true")
+    a = ap.parse_args()
+    torch.set_num_threads(a.threads)
+    os.makedirs(S.models, exist_ok=True)
+    c = ex.load_cache(S)
+    print(f"subsets: train {len(c['train_y'])} (meta-token training uses {S.n_meta}), test {len(c['test_y'])}; "
+          f"{ex.IMG}px -> {ex.GRID}x{ex.GRID} grid")
+    lin, acc, tr = ex.train_full_head(c)
+    print(f"full model (frozen DINOv2 ViT-S/14 + linear head): test accuracy {acc:.4f}, train {tr:.4f}")
+    ex.save_head(os.path.join(S.models, "head_full.npz"), lin, rate_pct=0, split=0, method="full", test_acc=acc,
+                 n_train=S.n_train, n_test=S.n_test, extra_params=0)
+    m = ex.load_model()
+    full_head = ex.load_head(os.path.join(S.models, "head_full.npz"))
+    for cfg in a.configs.split(","):
+        method, r, s = cfg.split(":")
+        if a.skip_existing and os.path.exists(os.path.join(S.models, artifact(method, int(r), int(s)))):
+            print("exists:", artifact(method, int(r), int(s)))
+            continue
+        train_config(m, c, full_head, method, int(r), int(s), a.epochs, a.lr)
+
+
+if __name__ == "__main__":
+    main()

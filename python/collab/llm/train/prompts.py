@@ -1,0 +1,124 @@
+"""Prompts that ship offline: lm-eval's MMLU chain-of-thought exemplars and templated questions.
+
+Each prompt has a *context* part (the rows MindFusion's codec compresses: in a multimodal
+model the image tokens, here an exemplar or a short passage placed before the question) and
+a *question* part (kept exact). The split into train and held-out is by a hash of the
+subject/template, so no held-out subject or template is ever trained on.
+"""
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import json
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+__all__ = ["Prompt", "mmlu_items", "templated", "all_prompts", "is_heldout"]
+
+SYSTEM = "You are a helpful AI assistant named SmolLM, trained by Hugging Face"
+
+
+@dataclass
+class Prompt:
+    pid: str
+    source: str       # "mmlu" | "templated"
+    group: str        # subject / template family (the held-out split is per group)
+    context: str      # compressible part, placed before the question
+    question: str
+    gold: str = ""    # MMLU answer letter
+
+    def chat(self) -> tuple[str, int]:
+        """SmolLM2 chat text and the character offset where the question starts."""
+        head = f"<|im_start|>system\n{SYSTEM}<|im_end|>\n<|im_start|>user\n{self.context}"
+        return head + f"{self.question}<|im_end|>\n<|im_start|>assistant\n", len(head)
+
+
+def is_heldout(group: str, fraction: float = 0.25) -> bool:
+    h = int.from_bytes(hashlib.sha256(group.encode()).digest()[:4], "little")
+    return (h % 1000) < fraction * 1000
+
+
+def _cot_path() -> Path:
+    spec = importlib.util.find_spec("lm_eval")
+    if spec is None or not spec.submodule_search_locations:
+        raise FileNotFoundError("lm-eval is not installed: pip install --no-deps lm-eval==0.4.13")
+    return Path(spec.submodule_search_locations[0]) / "tasks" / "mmlu" / "flan_cot_fewshot" / "_cot_prompts.json"
+
+
+_Q = re.compile(r"Q: (.*?)\nA: (.*?)(?=\n\nQ: |\Z)", re.S)
+
+
+def mmlu_items():
+    """{subject: [(question with options, worked answer, gold letter)]} from the CoT exemplars."""
+    data = json.loads(_cot_path().read_text())
+    out = {}
+    for subject, text in sorted(data.items()):
+        items = []
+        for q, a in _Q.findall(text):
+            m = re.search(r"answer is \(([A-D])\)", a)
+            if m:
+                items.append((q.strip(), a.strip(), m.group(1)))
+        if items:
+            out[subject] = items
+    return out
+
+
+def _mmlu_prompts():
+    out = []
+    for subject, items in mmlu_items().items():
+        for i, (q, _, gold) in enumerate(items):
+            j = (i + 1) % len(items)  # one other exemplar of the subject, with its worked answer, as context
+            ctx = f"Example question about {subject.replace('_', ' ')}:\nQ: {items[j][0]}\nA: {items[j][1]}\n\n"
+            out.append(Prompt(f"mmlu/{subject}/{i}", "mmlu", f"mmlu/{subject}", ctx,
+                              f"Now answer this one. Q: {q}\nGive the letter of the answer first, then explain.",
+                              gold))
+    return out
+
+
+_FACTS = [
+    ("France", "Paris", "Europe"), ("Japan", "Tokyo", "Asia"), ("Kenya", "Nairobi", "Africa"),
+    ("Peru", "Lima", "South America"), ("Canada", "Ottawa", "North America"), ("Egypt", "Cairo", "Africa"),
+    ("Norway", "Oslo", "Europe"), ("India", "New Delhi", "Asia"), ("Chile", "Santiago", "South America"),
+    ("Australia", "Canberra", "Oceania"), ("Spain", "Madrid", "Europe"), ("Vietnam", "Hanoi", "Asia"),
+    ("Mexico", "Mexico City", "North America"), ("Ghana", "Accra", "Africa"), ("Poland", "Warsaw", "Europe"),
+    ("Brazil", "Brasilia", "South America"), ("Italy", "Rome", "Europe"), ("Turkey", "Ankara", "Asia"),
+]
+_TOPICS = ["photosynthesis", "gravity", "the water cycle", "volcanoes", "rainbows", "electricity", "the moon",
+           "earthquakes", "vaccines", "the internet", "batteries", "clouds", "magnets", "bees", "tides",
+           "the heart", "computers", "bread", "airplanes", "glaciers", "coffee", "music", "chess", "soap"]
+_TEMPLATES = {
+    "explain": ("", "Explain {t} in a few sentences."),
+    "kid": ("", "How would you describe {t} to a ten-year-old?"),
+    "facts": ("", "Give three interesting facts about {t}."),
+    "why": ("I am reading about {t} for a school project.\n", "Why does {t} matter in everyday life?"),
+    "history": ("", "Write a short paragraph on the history of {t}."),
+    "capital": ("{c} is a country in {r}.\n", "What is the capital of {c}? Answer in one sentence."),
+    "travel": ("I am planning a trip to {c}.\n", "Suggest three things to see in {k}."),
+    "continent": ("", "Which continent is {c} in, and what are its neighbours?"),
+}
+
+
+def _templated():
+    out = []
+    for fam, (ctx, q) in sorted(_TEMPLATES.items()):
+        if "{c}" in q or "{c}" in ctx or "{k}" in q:
+            for c, k, r in _FACTS:
+                out.append(Prompt(f"tpl/{fam}/{c}", "templated", f"tpl/{fam}", ctx.format(c=c, k=k, r=r),
+                                  q.format(c=c, k=k, r=r)))
+        else:
+            for t in _TOPICS:
+                out.append(Prompt(f"tpl/{fam}/{t}", "templated", f"tpl/{fam}", ctx.format(t=t), q.format(t=t)))
+    return out
+
+
+def templated():
+    return _templated()
+
+
+def all_prompts():
+    """(train, heldout) lists of Prompt."""
+    ps = _mmlu_prompts() + _templated()
+    train = [p for p in ps if not is_heldout(p.group)]
+    held = [p for p in ps if is_heldout(p.group)]
+    return train, held

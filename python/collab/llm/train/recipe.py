@@ -1,0 +1,62 @@
+"""The recipe behind the shipped nets (models/llm/*.clfn): one job list, resumable.
+
+    python -m collab.llm.train.recipe [--jobs shortcut|codec|all] [--data DIR]
+
+Each job is skipped when its artifact exists; an interrupted job resumes from its
+checkpoint (<artifact>.ckpt). Budgets are per job (steps and minutes), sized for a shared
+2-core CPU: the regression stage on cached rows for every split point, the loss-through-
+the-tail stage (Eq. 3 / Eq. 2) for the demo's split point.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from types import SimpleNamespace
+
+from . import common
+from .codec import run_train_codec
+from .shortcut import run_train_shortcut
+
+DEMO_AT = 15
+SHORTCUT_JOBS = [  # (at, fit steps, eq3 minutes)
+    (15, 500, 8.0), (2, 500, 0.0), (4, 500, 0.0), (1, 500, 0.0), (8, 500, 0.0)]
+CODEC_JOBS = [  # (at, ratio, fit steps, eq2 minutes)
+    (15, 8, 800, 4.0), (15, 4, 800, 0.0), (2, 8, 800, 0.0), (4, 8, 800, 0.0), (8, 8, 800, 0.0), (1, 8, 800, 0.0)]
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description="train the shipped MindFusion nets (resumable)")
+    ap.add_argument("--jobs", choices=("shortcut", "codec", "all", "cache"), default="all")
+    ap.add_argument("--data", default=str(common.DEFAULT_DATA))
+    ap.add_argument("--out-dir", default=str(common.DEFAULT_MODELS))
+    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--batch", type=int, default=128)
+    a = ap.parse_args(argv)
+    common.set_threads(a.threads)
+    if a.jobs == "cache":
+        from .data import load
+
+        common.cache_rows(a.data, load(a.data, "train"))
+        return 0
+    base = dict(data=a.data, model=None, batch=a.batch, lr=1e-3, threads=a.threads, fresh=False)
+    if a.jobs in ("shortcut", "all"):
+        for at, fit, minutes in SHORTCUT_JOBS:
+            out = common.artifact_path("shortcut", at, out_dir=a.out_dir)
+            if out.exists():
+                print(f"[recipe] {out} exists, skipped", file=sys.stderr)
+                continue
+            run_train_shortcut(SimpleNamespace(**base, at=at, out=str(out), fit_steps=fit,
+                                               eq3_steps=10000 if minutes else 0, eq3_minutes=minutes))
+    if a.jobs in ("codec", "all"):
+        for at, ratio, fit, minutes in CODEC_JOBS:
+            out = common.artifact_path("codec", at, ratio, out_dir=a.out_dir)
+            if out.exists():
+                print(f"[recipe] {out} exists, skipped", file=sys.stderr)
+                continue
+            run_train_codec(SimpleNamespace(**base, at=at, ratio=ratio, out=str(out), fit_steps=fit,
+                                            eq2_steps=10000 if minutes else 0, eq2_minutes=minutes))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

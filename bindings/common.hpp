@@ -48,6 +48,7 @@ collab_tensor make_tensor(uintptr_t ptr, int dtype, const std::vector<int64_t>& 
 void bind_common(py::module_& m);
 void bind_codec(py::module_& m);
 void bind_llm(py::module_& m);
+void bind_vlm(py::module_& m);
 void bind_vit(py::module_& m);
 void bind_fcnet(py::module_& m);
 

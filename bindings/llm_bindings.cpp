@@ -34,7 +34,7 @@ struct LlmModel {
 
 struct LlmSession {
   LlmSession(std::shared_ptr<LlmModel> m, int role, uint32_t n_ctx, uint32_t n_batch, int n_threads)
-      : model(std::move(m)) {
+      : model(std::move(m)), role(role) {
     collab_llm_session_params p;
     collab_llm_session_params_init(&p);
     p.role = role;
@@ -62,6 +62,7 @@ struct LlmSession {
   LlmSession(const LlmSession&) = delete;
   LlmSession& operator=(const LlmSession&) = delete;
   std::shared_ptr<LlmModel> model;
+  int role;
   collab_llm_session* ptr = nullptr;
 };
 
@@ -189,13 +190,16 @@ void bind_llm(py::module_& m) {
              if (rows.ndim() != 2 || rows.shape(1) != info.n_embd)
                throw py::value_error("rows must have shape (n, n_embd=" + std::to_string(info.n_embd) + ")");
              const size_t n = size_t(rows.shape(0));
-             const size_t nout = size_t(n_outputs > 0 ? n_outputs : 0);
-             py::array_t<float> out({py::ssize_t(nout), py::ssize_t(info.n_vocab)});
+             // HEAD: hidden rows of every input row; otherwise logits of the last n_outputs
+             const bool head = s.role == COLLAB_LLM_HEAD;
+             const size_t nout = head ? n : size_t(n_outputs > 0 ? n_outputs : 0);
+             const size_t width = size_t(head ? info.n_embd : info.n_vocab);
+             py::array_t<float> out({py::ssize_t(nout), py::ssize_t(width)});
              collab_status st;
              {
                py::gil_scoped_release nogil;
                st = collab_llm_session_decode_rows(s.get(), rows.data(), n, n_outputs, out.mutable_data(),
-                                           nout * size_t(info.n_vocab));
+                                           nout * width);
              }
              check(st);
              return out;

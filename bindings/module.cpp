@@ -8,6 +8,7 @@ PYBIND11_MODULE(_native, m) {
   collab_py::bind_common(m);
   collab_py::bind_codec(m);
   collab_py::bind_llm(m);
+  collab_py::bind_vlm(m);
   collab_py::bind_vit(m);
   collab_py::bind_fcnet(m);
 }

@@ -29,3 +29,17 @@ function(collab_install_llm_nets)
     install(FILES ${_nets} DESTINATION collab/llm/nets)
   endif()
 endfunction()
+
+# collab-vlm-tiny's trained projector (models/vlm/projector.npz, ~2 MB) goes into the wheel as
+# collab/vlm/projector.npz, so `collab vlm demo` works from any directory
+# (collab.vlm.models.projector_path). The mmproj GGUF is written from it on first use.
+function(collab_install_vlm_projector)
+  if(NOT COLLAB_WITH_LLAMA)  # the VLM runs on llama.cpp's mtmd
+    return()
+  endif()
+  set(_f ${PROJECT_SOURCE_DIR}/models/vlm/projector.npz)
+  if(EXISTS ${_f})
+    message(STATUS "collab: shipping the trained VLM projector in the wheel (collab/vlm/projector.npz)")
+    install(FILES ${_f} DESTINATION collab/vlm)
+  endif()
+endfunction()

@@ -22,6 +22,7 @@ SUBCOMMANDS = {
     "fleet": ("collab.fleet.cli", "replicas behind a consistent-hash gRPC proxy: fleet up / down / status"),
     "llm": ("collab.llm.cli", "split LLM inference on llama.cpp: demo, serve, bench, quality"),
     "expert": ("collab.expert.cli", "Ask the Expert: edge generalist + near-edge experts: train, export, classify, plan"),
+    "vlm": ("collab.vlm.cli", "split VLM (DINOv2 + SmolLM2 through llama.cpp's mtmd): demo, ask"),
 }
 
 

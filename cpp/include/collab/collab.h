@@ -322,7 +322,9 @@ COLLAB_API collab_status collab_llm_session_truncate(collab_llm_session* session
  * capacity is in floats. */
 COLLAB_API collab_status collab_llm_session_decode_tokens(collab_llm_session* session, const int32_t* tokens,
                                                           size_t n, int32_t n_outputs, float* out, size_t capacity);
-/* TAIL: rows (n x n_embd floats, finite) in; logits of the last n_outputs rows out. */
+/* TAIL / FULL: rows (n x n_embd floats, finite) in; logits of the last n_outputs rows out.
+ * HEAD: input embedding rows (a VLM's image rows) in; hidden rows of all n rows out (n x n_embd
+ * floats; n_outputs is ignored). */
 COLLAB_API collab_status collab_llm_session_decode_rows(collab_llm_session* session, const float* rows, size_t n,
                                                         int32_t n_outputs, float* logits, size_t capacity);
 
@@ -351,6 +353,38 @@ COLLAB_API collab_status collab_llm_session_decode_stream(collab_llm_session* se
                                                           size_t n_tokens, int32_t max_tokens,
                                                           collab_llm_token_callback callback, void* user_data,
                                                           int32_t* n_generated);
+
+/* ======================================================================================
+ * VLM image encoder (llama.cpp's multimodal library, mtmd)
+ *
+ * An mmproj GGUF (ViT + projector, projector type "internvl") turns an RGB image into rows
+ * of the text model's width. Those rows enter a HEAD, TAIL or FULL session through
+ * collab_llm_session_decode_rows (llama_batch.embd) between the prompt's text tokens: a
+ * HEAD session returns the hidden rows after its layers for them, as for tokens.
+ * ==================================================================================== */
+
+typedef struct collab_vlm_vision collab_vlm_vision;
+
+typedef struct collab_vlm_vision_info {
+  int32_t image_size; /* the encoder takes image_size x image_size RGB images */
+  int32_t n_tokens;   /* rows per image */
+  int32_t n_embd;     /* row width (= the text model's n_embd) */
+} collab_vlm_vision_info;
+
+/* 1 if this core was built with libmtmd, else 0 (the functions below then report
+ * COLLAB_ERR_UNSUPPORTED). */
+COLLAB_API int32_t collab_vlm_available(void);
+/* Load an mmproj for a text model (any part of it: its n_embd must equal the mmproj's
+ * projection width, else COLLAB_ERR_INVALID_ARGUMENT). The model must outlive the vision.
+ * Truncated or foreign files are COLLAB_ERR_INVALID_ARGUMENT. *vision is NULL after any failure. */
+COLLAB_API collab_status collab_vlm_vision_load(const char* mmproj_path, const collab_llm_model* model,
+                                                int32_t n_threads, collab_vlm_vision** vision);
+COLLAB_API void collab_vlm_vision_free(collab_vlm_vision* vision);
+COLLAB_API collab_status collab_vlm_vision_info_get(const collab_vlm_vision* vision, collab_vlm_vision_info* info);
+/* rgb: ny rows of nx pixels x 3 bytes, nx = ny = image_size (resize before: other sizes are
+ * COLLAB_ERR_INVALID_ARGUMENT). rows: n_tokens x n_embd floats (capacity in floats). */
+COLLAB_API collab_status collab_vlm_vision_encode(collab_vlm_vision* vision, const uint8_t* rgb, int32_t nx,
+                                                  int32_t ny, float* rows, size_t capacity);
 
 /* ======================================================================================
  * Mercury ViT token pruning (Mercury paper, Algorithm 1, Eq. 11-18)

@@ -5,19 +5,10 @@
 
 #include "common/c_api_checks.hpp"
 #include "common/errors.hpp"
-#include "llm/llm_runner.hpp"
+#include "llm/c_api_llm_types.hpp"
 
 using namespace collab;
 
-struct collab_llm_model {
-  explicit collab_llm_model(const char* path, const char* rpc = nullptr, int32_t n_remote = 0) : m(path, rpc, n_remote) {}
-  llm::Model m;
-};
-
-struct collab_llm_session {
-  collab_llm_session(collab_llm_model* model, const collab_llm_session_params& p) : s(model->m, p) {}
-  llm::Session s;
-};
 
 namespace {
 

@@ -289,31 +289,38 @@ void Session::decode_tokens(const int32_t* tokens, size_t n, int32_t n_outputs, 
     COLLAB_ARG_CHECK(tokens[i] >= 0 && tokens[i] < info.n_vocab, "token %d at %zu out of range [0, %d)", tokens[i],
                      i, info.n_vocab);
   if (role_ == COLLAB_LLM_HEAD) {
-    COLLAB_ARG_CHECK(out != nullptr && capacity >= n * size_t(info.n_embd),
-                     "out must hold n x n_embd = %zu floats", n * size_t(info.n_embd));
-    for (size_t done = 0; done < n;) {
-      const size_t m = std::min(n - done, size_t(n_batch_));
-      capture_dst_ = out + done * size_t(info.n_embd);
-      capture_rows_ = 0;
-      capture_expect_ = m;
-      try {
-        run_batch(tokens + done, nullptr, m, 0, nullptr);  // all tokens are outputs: keep every row
-      } catch (...) {
-        capture_dst_ = nullptr;
-        throw;
-      }
-      const bool ok = capture_dst_ != nullptr && capture_rows_ == m;
-      capture_dst_ = nullptr;
-      if (!ok) {
-        truncate(n_past_ - int32_t(m));
-        fail(COLLAB_ERR_INTERNAL, "captured %zu of %zu rows of %s (unexpected graph for this architecture)",
-             capture_rows_, m, capture_name_.c_str());
-      }
-      done += m;
-    }
+    head_capture(tokens, nullptr, n, out, capacity);
     return;
   }
   run_chunked(tokens, nullptr, n, n_outputs, out, capacity);
+}
+
+// HEAD: rows after the part's last layer for every input (token ids or embedding rows).
+void Session::head_capture(const int32_t* tokens, const float* rows, size_t n, float* out, size_t capacity) {
+  const auto& info = model_.info();
+  COLLAB_ARG_CHECK(out != nullptr && capacity >= n * size_t(info.n_embd),
+                   "out must hold n x n_embd = %zu floats", n * size_t(info.n_embd));
+  for (size_t done = 0; done < n;) {
+    const size_t m = std::min(n - done, size_t(n_batch_));
+    capture_dst_ = out + done * size_t(info.n_embd);
+    capture_rows_ = 0;
+    capture_expect_ = m;
+    try {
+      // all inputs are outputs: keep every row
+      run_batch(tokens ? tokens + done : nullptr, rows ? rows + done * size_t(info.n_embd) : nullptr, m, 0, nullptr);
+    } catch (...) {
+      capture_dst_ = nullptr;
+      throw;
+    }
+    const bool ok = capture_dst_ != nullptr && capture_rows_ == m;
+    capture_dst_ = nullptr;
+    if (!ok) {
+      truncate(n_past_ - int32_t(m));
+      fail(COLLAB_ERR_INTERNAL, "captured %zu of %zu rows of %s (unexpected graph for this architecture)",
+           capture_rows_, m, capture_name_.c_str());
+    }
+    done += m;
+  }
 }
 
 // Decode n inputs in n_batch chunks; the last n_outputs produce logits into out.
@@ -335,13 +342,16 @@ void Session::run_chunked(const int32_t* tokens, const float* rows, size_t n, in
 }
 
 void Session::decode_rows(const float* rows, size_t n, int32_t n_outputs, float* out, size_t capacity) {
-  COLLAB_ARG_CHECK(role_ == COLLAB_LLM_TAIL, "only a TAIL session takes hidden rows");
   COLLAB_ARG_CHECK(rows != nullptr, "rows is NULL");
   check_room(n);
   const auto& info = model_.info();
   const size_t n_embd = size_t(info.n_embd);
   for (size_t i = 0; i < n * n_embd; ++i)
     if (!std::isfinite(rows[i])) fail(COLLAB_ERR_NONFINITE_INPUT, "hidden rows hold NaN/Inf (row %zu)", i / n_embd);
+  if (role_ == COLLAB_LLM_HEAD) {  // input embeddings (image rows of a VLM) -> hidden rows
+    head_capture(nullptr, rows, n, out, capacity);
+    return;
+  }
   run_chunked(nullptr, rows, n, n_outputs, out, capacity);
 }
 

@@ -48,7 +48,8 @@ class Session {
 
   // FULL: logits of the last n_outputs tokens; HEAD: hidden rows of all tokens.
   void decode_tokens(const int32_t* tokens, size_t n, int32_t n_outputs, float* out, size_t capacity);
-  // TAIL: rows in, logits of the last n_outputs rows out.
+  // TAIL: rows in, logits of the last n_outputs rows out. HEAD: input embedding rows (e.g.
+  // a VLM's image rows) in, hidden rows of all of them out (n x n_embd).
   void decode_rows(const float* rows, size_t n, int32_t n_outputs, float* out, size_t capacity);
 
   size_t state_size();
@@ -63,6 +64,7 @@ class Session {
   void run_chunked(const int32_t* tokens, const float* rows, size_t n, int32_t n_outputs, float* out,
                    size_t capacity);
   void check_room(size_t n) const;
+  void head_capture(const int32_t* tokens, const float* rows, size_t n, float* out, size_t capacity);
 
   Model& model_;
   llama_context* ctx_ = nullptr;

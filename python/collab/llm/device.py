@@ -270,7 +270,7 @@ class Device:
         run = _Run(time.perf_counter(), deadline_s)
         try:
             with model.session("full", n_ctx=self.n_ctx, n_threads=self.n_threads) as s:
-                tok = greedy(s.decode(toks)[-1])
+                tok = greedy(self._full_prefill(s, toks))
                 while True:
                     yield run.token(tok)
                     if model.is_eog(tok) and not ignore_eog:
@@ -285,6 +285,20 @@ class Device:
         finally:
             run.device_s = time.perf_counter() - run.t0
             done(run.result("device-only", toks, model))
+
+    # prefill hooks: collab.vlm's device puts image rows between the prompt's text tokens
+    def _full_prefill(self, s, toks):
+        """Logits of the prompt's last position in a full session."""
+        return s.decode(toks)[-1]
+
+    def _head_rows(self, s, toks):
+        """Hidden rows of every prompt position from a head session."""
+        return s.decode(toks)
+
+    def _prefill_meta(self) -> dict:
+        """Meta of the prefill rows message: {"chunks": "n1,n2,..."} when the prompt is decoded
+        in several batches (the server's tail then decodes in the same ones), else {}."""
+        return {}
 
     @staticmethod
     def _recv_stream(ch, run):
@@ -309,7 +323,7 @@ class Device:
 
     def _head_prefill(self, s, toks, policy, run):
         t = time.perf_counter()
-        rows = s.decode(toks)
+        rows = self._head_rows(s, toks)
         if hasattr(policy, "encode"):  # FcRowPolicy (collab.llm.fcnet): early rows as trained FC codes
             payload = policy.encode(rows)
             segments = fc_segments(inspect_fc_rows(payload))
@@ -322,7 +336,7 @@ class Device:
 
     def _roundtrip(self, ch, run, text, toks, policy):
         with self.head.session("head", n_ctx=self.n_ctx, n_threads=self.n_threads) as s:
-            ch.send("rows", self._head_prefill(s, toks, policy, run), {})
+            ch.send("rows", self._head_prefill(s, toks, policy, run), self._prefill_meta())
             while True:
                 _, p, m = ch.recv(timeout=run.remaining())
                 tok = int(protocol.decode_tokens(p)[0])
@@ -350,7 +364,7 @@ class Device:
                 run.device_s += time.perf_counter() - t
                 run.extra["state_bytes"] = len(frame)
                 ch.send("state", frame, {})
-            ch.send("rows", payload, {})
+            ch.send("rows", payload, self._prefill_meta())
         yield from self._recv_stream(ch, run)
 
     def _kv_handoff(self, ch, run, text, toks, policy):

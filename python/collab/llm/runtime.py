@@ -127,9 +127,8 @@ class Session:
         return self._s.decode_tokens(t, int(n_outputs), self.role == "head")
 
     def decode_rows(self, rows, n_outputs: int = 1) -> np.ndarray:
-        """tail: hidden rows (n, n_embd) in, logits (n_outputs, n_vocab) of the last rows out."""
-        if self.role != "tail":
-            raise InvalidArgument("only a tail session takes hidden rows")
+        """tail / full: rows (n, n_embd) in, logits (n_outputs, n_vocab) of the last rows out.
+        head: input embedding rows (a VLM's image rows) in, hidden rows (n, n_embd) out."""
         r = np.asarray(rows)
         if r.ndim == 1:
             r = r.reshape(1, -1)

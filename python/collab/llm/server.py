@@ -19,6 +19,9 @@ One TaskSession per device stream; the session meta chooses the decode mode:
 
 "rows" payloads are CLHR (protocol: f32 / f16 / SLICER segments) or CLFC (fcnet: early rows
 as codes of the trained FC codec, decoded here before the tail).
+The prefill "rows" message may carry meta "chunks" ("n1,n2,..."): the batches the device's
+own model decoded the prompt in (a VLM: text, image rows, text); the tail decodes in the
+same ones, which reproduces the unsplit logits bit for bit.
 
 Streaming: one message per token. A token message is ~40 bytes (int32 id + meta) plus gRPC
 framing, next to >= 10 ms of compute per token on any CPU this runs on, so grouping tokens
@@ -299,6 +302,29 @@ def _identity_of(x) -> str:
     return x if isinstance(x, str) else x.identity
 
 
+MAX_PREFILL_CHUNKS = 64
+
+
+def _prefill_chunks(spec, n_rows: int) -> list:
+    """Row ranges of a prefill. A device whose own model saw the prompt in several batches
+    (a VLM: text, image rows, text) names their lengths in the "chunks" meta ("5,64,12"):
+    decoding in the same batches reproduces its logits exactly (llama.cpp's results depend
+    on the batch shape). Absent: one batch."""
+    if spec is None:
+        return [(0, n_rows)]
+    parts = str(spec).split(",")
+    if len(parts) > MAX_PREFILL_CHUNKS:
+        raise InvalidArgument(f"meta chunks: {len(parts)} chunks, at most {MAX_PREFILL_CHUNKS}")
+    try:
+        sizes = [int(x) for x in parts]
+    except ValueError:
+        raise InvalidArgument(f"meta chunks={str(spec)[:64]!r} is not a comma-separated list of integers") from None
+    if any(n <= 0 for n in sizes) or sum(sizes) != n_rows:
+        raise InvalidArgument(f"meta chunks {sizes[:8]}: positive sizes summing to the {n_rows} rows sent")
+    ends = np.cumsum(sizes)
+    return [(int(e - n), int(e)) for e, n in zip(ends, sizes)]
+
+
 class _LlmSession(_SessionBase):
     def __init__(self, task: LlmTask, mode: str, max_tokens: int, identity: str, deadline_s: float | None,
                  ignore_eog: bool = False):
@@ -393,7 +419,7 @@ class _LlmSession(_SessionBase):
                 if kind == "end":
                     self._close_locked()
                     return []
-                first = self._step(kind, payload)
+                first = self._step(kind, payload, meta or {})
                 streaming = first is not None and self.mode in STREAM_MODES and not self.done
             finally:
                 if not streaming:
@@ -402,7 +428,7 @@ class _LlmSession(_SessionBase):
             return self._stream(first)
         return [] if first is None else [first]
 
-    def _step(self, kind: str, payload: bytes):
+    def _step(self, kind: str, payload: bytes, meta: dict):
         t0 = time.perf_counter()
         n_embd = self.task.tail.n_embd
         if kind == "prompt":
@@ -447,7 +473,10 @@ class _LlmSession(_SessionBase):
             if self.last is None and self.mode == "kv-handoff" and self.head.n_past != rows.shape[0]:
                 raise InvalidArgument(f"kv-handoff: the KV state covers {self.head.n_past} tokens but "
                                       f"{rows.shape[0]} prefill rows came (send 'state' first)")
-            return self._token(self._emit(self.tail.decode_rows(rows)), t0)
+            logits = None
+            for a, b in _prefill_chunks(meta.get("chunks"), rows.shape[0]):
+                logits = self.tail.decode_rows(rows[a:b])
+            return self._token(self._emit(logits), t0)
         raise InvalidArgument(f"unknown message kind {kind!r}")
 
     def _close_locked(self) -> None:

@@ -1,0 +1,25 @@
+// The VLM section of the C API in a core built without llama.cpp's mtmd: every call reports
+// COLLAB_ERR_UNSUPPORTED with the reason.
+#include "common/errors.hpp"
+
+namespace {
+collab_status unsupported() {
+  collab::set_last_error("this collab core was built without llama.cpp's mtmd library (libmtmd)");
+  return COLLAB_ERR_UNSUPPORTED;
+}
+}  // namespace
+
+extern "C" {
+
+int32_t collab_vlm_available(void) { return 0; }
+collab_status collab_vlm_vision_load(const char*, const collab_llm_model*, int32_t, collab_vlm_vision** vision) {
+  if (vision) *vision = nullptr;
+  return unsupported();
+}
+void collab_vlm_vision_free(collab_vlm_vision*) {}
+collab_status collab_vlm_vision_info_get(const collab_vlm_vision*, collab_vlm_vision_info*) { return unsupported(); }
+collab_status collab_vlm_vision_encode(collab_vlm_vision*, const uint8_t*, int32_t, int32_t, float*, size_t) {
+  return unsupported();
+}
+
+}  // extern "C"

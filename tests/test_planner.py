@@ -439,12 +439,13 @@ def test_search_matches_brute_force_on_the_measured_dinov2_profile():
 
 def test_planner_imports_no_model_package():
     # the planner receives profiles; the profilers live with their models (collab.vit.profile,
-    # collab.llm.profile) and only the `collab profile` command loads them
+    # collab.llm.profile) and only the `collab profile` command loads them; `collab plan` loads
+    # a model kind's own planner (collab.expert.planner) only for a profile of that kind
     import subprocess
     import sys
 
     code = ("import sys, collab.planner, collab.planner.cli; "
-            "bad = sorted(m for m in sys.modules if m.startswith(('collab.llm', 'collab.vit'))); "
+            "bad = sorted(m for m in sys.modules if m.startswith(('collab.llm', 'collab.vit', 'collab.expert'))); "
             "assert not bad, bad; print('ok')")
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert r.returncode == 0, r.stderr

@@ -148,7 +148,14 @@ class ExpertPlanner:
     def from_json(cls, text: str) -> "ExpertPlanner":
         try:
             d = json.loads(text)
-            if d.get("kind") != "expert":
+        except ValueError as e:
+            raise InvalidArgument(f"bad planner profile: {e}") from None
+        return cls.from_dict(d)
+
+    @classmethod
+    def from_dict(cls, d) -> "ExpertPlanner":
+        try:
+            if not isinstance(d, dict) or d.get("kind") != "expert":
                 raise InvalidArgument("not an expert planner profile (kind != 'expert')")
             return cls(Profile(d["t_edge"]), Profile(d["t_server"]), Profile(d["t_comm"]),
                        OffloadCurve(**d["curve"]), d["batch"])
@@ -156,3 +163,31 @@ class ExpertPlanner:
             if isinstance(e, InvalidArgument):
                 raise
             raise InvalidArgument(f"bad planner profile: {e}") from None
+
+
+def plan_profile(profile: dict, args) -> int:
+    """`collab plan --profile P.json` for an expert planner profile (the dict ExpertPlanner.to_json
+    wrote): prints the chosen tau with its predicted batch latency, accuracy and offload fraction.
+    args.deadline_ms (latency target; inf = none) or args.min_accuracy (accuracy target; None =
+    none): exactly one. Raises InvalidArgument for a bad profile or target, or when no tau meets it."""
+    deadline = getattr(args, "deadline_ms", math.inf)
+    min_acc = getattr(args, "min_accuracy", None)
+    has_deadline = deadline is not None and not math.isinf(deadline)
+    if has_deadline == (min_acc is not None):
+        raise InvalidArgument("an expert profile needs exactly one target: --deadline-ms (batch latency) or "
+                              "--min-accuracy (co-inference accuracy)")
+    if has_deadline and not deadline > 0:
+        raise InvalidArgument(f"--deadline-ms must be > 0, got {deadline}")
+    if min_acc is not None and not 0.0 <= min_acc <= 1.0:
+        raise InvalidArgument(f"--min-accuracy must be in [0, 1], got {min_acc}")
+    planner = ExpertPlanner.from_dict(profile)
+    best = planner.choose(latency_s=deadline / 1e3 if has_deadline else None, accuracy=min_acc)
+    if getattr(args, "json", False):
+        print(json.dumps({"kind": "expert", "choice": best}, indent=1))
+    else:
+        target = f"deadline {deadline:g} ms" if has_deadline else f"accuracy >= {min_acc:g}"
+        print(f"expert planner profile: batch {planner.batch}, {len(planner.curve.conf)} calibration samples; "
+              f"target {target}")
+        print(f"tau {best['tau']:g}: offload fraction {best['alpha']:.3f} ({best['offloaded']} of {planner.batch} "
+              f"images), predicted latency {best['latency_s'] * 1e3:.2f} ms per batch, accuracy {best['accuracy']:.4f}")
+    return 0

@@ -114,15 +114,34 @@ def _run_calibrate(args):
 
 
 # ---------------------------------------------------------------------------------- plan
+# Profiles of other model kinds (their JSON "kind") are planned by the model package's own
+# function, "module:function" taking (profile dict, args) and returning the exit status. It is
+# imported only when such a profile is given, so that collab.planner imports no model package.
+PLAN_KINDS = {"expert": "collab.expert.planner:plan_profile"}
+
+_PLAN_EPILOG = """profile kinds:
+  single_shot, autoregressive (collab profile): choose the split and codec settings; needs
+      --calibration and --link; --deadline-ms is the latency budget D.
+  expert (collab expert plan --save): choose the confidence threshold tau of Ask the Expert from
+      the offload curve alpha(tau); give --deadline-ms (batch latency) for the most accurate tau
+      that fits, or --min-accuracy for the fastest tau that reaches it. Other options are unused."""
+
+
 def _plan_arguments(p: argparse.ArgumentParser):
-    p.add_argument("--profile", required=True, help="device profile (collab profile)")
-    p.add_argument("--calibration", required=True, help="codec calibration (collab calibrate)")
-    p.add_argument("--link", required=True,
-                   help="fixed:MBPS | outage:W_MHZ,SNR_DB,EPS[,RATE_MBPS] | trace:PATH (mahimahi) | PATH | "
+    p.formatter_class = argparse.RawDescriptionHelpFormatter
+    p.epilog = _PLAN_EPILOG
+    p.add_argument("--profile", required=True,
+                   help="device profile (collab profile) or expert planner profile (collab expert plan --save)")
+    p.add_argument("--calibration", help="codec calibration (collab calibrate); required for split profiles")
+    p.add_argument("--link",
+                   help="required for split profiles: fixed:MBPS | outage:W_MHZ,SNR_DB,EPS[,RATE_MBPS] | trace:PATH (mahimahi) | PATH | "
                         "synthetic:MBPS[,SEED]")
     p.add_argument("--rtt-ms", type=float, default=0.0)
     p.add_argument("--start-ms", type=float, default=0.0, help="request start time on a trace")
-    p.add_argument("--deadline-ms", type=float, default=math.inf, help="latency budget D")
+    p.add_argument("--deadline-ms", type=float, default=math.inf,
+                   help="latency budget D (expert profiles: latency target of a batch)")
+    p.add_argument("--min-accuracy", type=float, default=None,
+                   help="expert profiles: accuracy target (instead of --deadline-ms)")
     p.add_argument("--memory-mb", type=float, default=math.inf, help="device memory budget M (MiB)")
     p.add_argument("--ar-kbits", type=float, default=math.inf, help="AR offload cap M_ar (kbit)")
     p.add_argument("--include-server", action="store_true",
@@ -143,10 +162,29 @@ def _plan_arguments(p: argparse.ArgumentParser):
     p.add_argument("--json", action="store_true", help="print the plan as JSON")
 
 
+def _profile_kind(path):
+    """The "kind" of a JSON profile file, or None (unreadable files are reported by load_profile)."""
+    try:
+        with open(path) as f:
+            d = json.load(f)
+    except (OSError, ValueError):
+        return None, None
+    return (d.get("kind"), d) if isinstance(d, dict) else (None, None)
+
+
 @_errors
 def _run_plan(args):
     from . import Budget, Planner, SearchSpace, load_calibration, load_profile, parse_link
 
+    kind, d = _profile_kind(args.profile)
+    if kind in PLAN_KINDS:
+        module, _, function = PLAN_KINDS[kind].partition(":")
+        return getattr(importlib.import_module(module), function)(d, args)
+    if args.min_accuracy is not None:
+        raise InvalidArgument("--min-accuracy applies to expert profiles only (kinds: " + ", ".join(PLAN_KINDS) + ")")
+    for opt in ("calibration", "link"):
+        if getattr(args, opt) is None:
+            raise InvalidArgument(f"--{opt} is required for a split-planner profile")
     prof = load_profile(args.profile)
     cal = load_calibration(args.calibration)
     link = parse_link(args.link)

@@ -412,6 +412,8 @@ def run(args) -> int:
                "--port", str(port), "--threads", str(args.threads), "--n-ctx", "1024", "--max-sessions", "4"]
         if args.workdir:
             cmd += ["--workdir", args.workdir]
+        if "shortcut" in modes:
+            cmd.append("--load-nets")   # the trained nets load before the port opens, not on the first request
         srv = subprocess.Popen(cmd, preexec_fn=_pin(srv_cores), stdout=subprocess.DEVNULL)
         procs.append(srv)
         gproxy = Proxy(f"127.0.0.1:{port}", srv_cores)

@@ -165,3 +165,17 @@ def test_fc_payload_is_checked_from_its_header_first():
         inspect_fc_rows(bomb, n_embd=8, max_rows=256)
     with pytest.raises(ProtocolError, match="bytes"):
         inspect_fc_rows(bomb, n_embd=8)  # no room given: its length does not match its header
+
+
+def test_server_has_no_fc_codec_for_another_model():
+    """The shipped codecs are bound to the embedded model: a server of another model (a tiny
+    random GGUF) starts with none (it used to fail to start with --load-nets) and refuses FC
+    payloads with a clear error instead of decoding them with the wrong net."""
+    from _llm_common import require_llama, tiny_model
+    from collab.llm.fcnet import FcCodecs, find_artifact
+
+    require_llama()
+    if find_artifact("codec", 15, 8) is None:
+        pytest.skip("no shipped codec for split 15 in this install (built without llama.cpp?)")
+    codecs = FcCodecs.default(tiny_model(), 15)
+    assert codecs.by_k == {}

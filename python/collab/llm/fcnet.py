@@ -244,11 +244,20 @@ class FcCodecs:
 
     @classmethod
     def default(cls, model, split_at: int, ratios=(8, 4)) -> "FcCodecs":
-        nets = []
+        """The shipped codecs trained for this model and split point (the shipped nets are for
+        the embedded SmolLM2): none for another model, whose FC payloads are then refused by
+        decode(). A corrupt shipped file is an error, as in ShortcutProjection.default."""
+        from .artifact import FcNet, model_digest
+
+        nets, digest = [], None
         for r in ratios:
             p = find_artifact("codec", split_at, r)
-            if p is not None:
-                nets.append(load_net(p, kind="codec", model=model, split_at=split_at))
+            if p is None:
+                continue
+            digest = model_digest(model) if digest is None else digest
+            if FcNet.load(p).model_digest != digest:
+                continue  # trained for another model
+            nets.append(load_net(p, kind="codec", model=model, split_at=split_at))
         return cls(nets)
 
     def decode(self, payload, n_embd: int, *, max_rows: int = MAX_ROWS) -> np.ndarray:

@@ -15,29 +15,22 @@ import os
 
 import numpy as np
 
-from ..errors import InvalidArgument
+from .._validate import check_float
 from .trace import PACKET_BYTES, Trace
 
 __all__ = ["synthetic_trace", "write_trace"]
-
-
-def _check(name, v, lo, hi):
-    # one numeric check per argument; collab's shared validator replaces this when it lands
-    if isinstance(v, bool) or not isinstance(v, (int, float)) or not lo <= v <= hi:
-        raise InvalidArgument(f"{name} must be a number in [{lo}, {hi}], got {v!r}")
-    return v
 
 
 def synthetic_trace(duration_s: float = 30.0, mean_mbps: float = 8.0, *, seed: int = 0, step_ms: int = 100,
                     variability: float = 0.5, outage_rate_per_min: float = 2.0, name: str = "") -> Trace:
     """A looping Trace of `duration_s` seconds whose long-run mean is close to mean_mbps.
     variability: standard deviation of the log capacity (0 = fixed rate)."""
-    _check("duration_s", duration_s, 1.0, 3600.0)
-    _check("mean_mbps", mean_mbps, 0.1, 10_000.0)
-    _check("step_ms", step_ms, 1, 60_000)
-    _check("variability", variability, 0.0, 3.0)
-    _check("outage_rate_per_min", outage_rate_per_min, 0.0, 60.0)
-    _check("seed", seed, 0, 2**63 - 1)
+    check_float("duration_s", duration_s, 1.0, 3600.0)
+    check_float("mean_mbps", mean_mbps, 0.1, 10_000.0)
+    check_float("step_ms", step_ms, 1, 60_000)
+    check_float("variability", variability, 0.0, 3.0)
+    check_float("outage_rate_per_min", outage_rate_per_min, 0.0, 60.0)
+    check_float("seed", seed, 0, 2**63 - 1)
     rng = np.random.default_rng(int(seed))
     n_ms = int(duration_s * 1000)
     steps = -(-n_ms // int(step_ms))

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from .._validate import check_float
 from ..errors import InvalidArgument
 
 __all__ = ["PACKET_BYTES", "TraceFormatError", "Trace", "FixedRateLink", "load_trace", "parse_trace",
@@ -49,14 +50,6 @@ def _check_times(start_ms):
     if a.size and (not np.all(np.isfinite(a)) or np.any(a < 0)):
         raise InvalidArgument("start times must be finite and >= 0 ms")
     return a
-
-
-def _check_rtt(rtt_ms):
-    if isinstance(rtt_ms, bool) or not isinstance(rtt_ms, (int, float, np.integer, np.floating)):
-        raise InvalidArgument(f"rtt_ms must be a number, got {rtt_ms!r}")
-    if not math.isfinite(rtt_ms) or rtt_ms < 0:
-        raise InvalidArgument(f"rtt_ms must be finite and >= 0, got {rtt_ms!r}")
-    return float(rtt_ms)
 
 
 @dataclass(frozen=True)
@@ -165,7 +158,7 @@ class Trace:
     def transfer_time(self, nbytes, start_ms=0.0, rtt_ms=0.0):
         """Milliseconds from start_ms until the sender sees the transfer complete: the
         time to drain nbytes through the trace plus one round trip (request/ack delay)."""
-        rtt = _check_rtt(rtt_ms)
+        rtt = check_float("rtt_ms", rtt_ms, 0)
         out = np.asarray(self.delivery_times(nbytes, start_ms)) - _check_times(start_ms) + rtt
         return out if out.ndim else float(out)
 
@@ -222,7 +215,7 @@ class FixedRateLink:
         return out if np.ndim(out) else float(out)
 
     def transfer_time(self, nbytes, start_ms=0.0, rtt_ms=0.0):
-        rtt = _check_rtt(rtt_ms)
+        rtt = check_float("rtt_ms", rtt_ms, 0)
         b, t = np.broadcast_arrays(_check_nbytes(nbytes), _check_times(start_ms))
         out = b * 8 * 1000.0 / self.bps + rtt
         return out if out.ndim else float(out)

@@ -16,17 +16,10 @@
 """
 from __future__ import annotations
 
-import numpy as np
-
 from .. import _native
 from .._tensors import is_torch_tensor, view_of
+from .._validate import check_int
 from ..errors import InvalidArgument
-
-
-def _int(name, v):
-    if isinstance(v, bool) or not isinstance(v, (int, np.integer)):
-        raise InvalidArgument(f"{name} must be an integer, got {v!r}")
-    return int(v)
 
 
 def prune_count(n_patches: int, rate: float, region: int = 2) -> int:
@@ -35,7 +28,7 @@ def prune_count(n_patches: int, rate: float, region: int = 2) -> int:
         rate = float(rate)
     except (TypeError, ValueError):
         raise InvalidArgument(f"rate must be a number, got {rate!r}") from None
-    return int(_native.vit_prune_count(_int("n_patches", n_patches), _int("region", region), rate))
+    return int(_native.vit_prune_count(check_int("n_patches", n_patches), check_int("region", region), rate))
 
 
 def regional_prune(attn_out, rate: float, region: int = 2, has_cls: bool = True):
@@ -48,7 +41,7 @@ def regional_prune(attn_out, rate: float, region: int = 2, has_cls: bool = True)
     Returns the kept token indices, ascending, (T - K,) or (B, T - K) int64, as a numpy array
     (or a torch tensor on the input's device when the input is a torch tensor).
     """
-    region = _int("region", region)
+    region = check_int("region", region)
     v = view_of(attn_out)
     if len(v.shape) not in (2, 3):
         raise InvalidArgument(f"attn_out must be (T, C) or (B, T, C), got shape {tuple(v.shape)}")

@@ -6,13 +6,14 @@ import sys
 from pathlib import Path
 
 from ..errors import InvalidArgument
+from ..transport.security import port_argument
 
 
 def add_arguments(p: argparse.ArgumentParser, name: str = "fleet") -> None:
     sub = p.add_subparsers(dest="fleet_verb", metavar="VERB")
     up = sub.add_parser("up", help="start N replicas + nginx on 127.0.0.1:PORT; return when healthy")
     up.add_argument("--replicas", type=int, default=2)
-    up.add_argument("--port", type=int, default=8080, help="the proxy's port on 127.0.0.1")
+    up.add_argument("--port", type=port_argument, default=8080, help="the proxy's port on 127.0.0.1")
     up.add_argument("--task", action="append", default=[], metavar="NAME[=module:factory]",
                     help="task every replica hosts (repeatable; as in collab serve; default echo)")
     up.add_argument("--task-arg", action="append", default=[], metavar="NAME.KEY=VALUE")
@@ -26,7 +27,7 @@ def add_arguments(p: argparse.ArgumentParser, name: str = "fleet") -> None:
     for v, h in (("down", "drain and stop the fleet, remove its state directory"),
                  ("status", "print the fleet's processes and whether each is alive")):
         sp = sub.add_parser(v, help=h)
-        sp.add_argument("--port", type=int, default=8080)
+        sp.add_argument("--port", type=port_argument, default=8080)
         if v == "down":
             sp.add_argument("--timeout", type=float, default=30.0, help="then SIGKILL what still runs")
             sp.add_argument("--keep", action="store_true", help="keep the state directory (logs)")

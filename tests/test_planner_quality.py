@@ -123,3 +123,19 @@ def test_chooser_can_fail():
         kw.update(bad)
         with pytest.raises(ValueError):
             choose(t, **kw)
+
+
+def test_cli_plan_with_a_quality_table(tmp_path, capsys):
+    from collab import cli
+
+    p = write(tmp_path, table_dict())
+    base = ["plan", "--quality-table", str(p), "--split", "4", "--items", "100", "--link", "fixed:1"]
+    assert cli.main(base + ["--max-loss", "1"]) == 0
+    assert "chose slicer(qbits=8,sparsity=0.5)" in capsys.readouterr().out
+    assert cli.main(base + ["--max-loss", "3", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["entry"]["policy"] == "fc"
+    assert cli.main(base + ["--max-loss", "3", "--deadline-ms", "1"]) == 2  # nothing that fast
+    assert "no row policy at split 4" in capsys.readouterr().err
+    assert cli.main(base) == 2  # no --max-loss
+    assert "--max-loss" in capsys.readouterr().err
+    assert cli.main(["plan"]) == 2  # neither a profile nor a table

@@ -237,21 +237,27 @@ class Choice:
         return "\n".join(lines)
 
 
-def choose(table: QualityTable | None, *, split: int, items: int, bandwidth_bps: float, rtt_ms: float = 0.0,
-           max_loss: float, latency_target_ms: float | None = None, fixed_bytes: float = 0.0,
-           policies=None) -> Choice:
+def choose(table: QualityTable | None, *, split: int, items: int, bandwidth_bps: float | None = None,
+           rtt_ms: float = 0.0, max_loss: float, latency_target_ms: float | None = None, fixed_bytes: float = 0.0,
+           policies=None, link=None, start_ms: float = 0.0) -> Choice:
     """The entry at ``split`` with the least expected latency whose measured loss is at most
     ``max_loss`` (pp for a fraction metric) and, when given, whose latency meets the target.
-    Expected latency = (fixed_bytes + items * bytes_per_item) * 8 / bandwidth + RTT + items *
-    (encode + decode ms per item). policies: only these policy names (the ones the caller can run).
-    Raises NoTableError without a table and BoundError when nothing qualifies."""
+    Expected latency = transfer of (fixed_bytes + items * bytes_per_item) + RTT + items *
+    (encode + decode ms per item); the transfer at ``bandwidth_bps``, or on ``link`` (a
+    collab.net link: fixed rate or trace, its transfer_time from ``start_ms``). policies: only
+    these policy names (the ones the caller can run). Raises NoTableError without a table and
+    BoundError when nothing qualifies."""
     if table is None:
         raise NoTableError("no measured quality table: the quality loss of a compressed row policy cannot be "
                            "bounded; give one (measured by the benchmark) or pick the policy yourself")
     check_int("split", split, lo=0)
     items = check_int("items", items, lo=0)
-    bw = check_float("bandwidth_bps", bandwidth_bps, lo=0.0, lo_open=True)
     rtt = check_float("rtt_ms", rtt_ms, lo=0.0)
+    if link is None:
+        bw = check_float("bandwidth_bps", bandwidth_bps, lo=0.0, lo_open=True)
+        transfer = lambda b: b * 8.0 / bw * 1e3 + rtt  # noqa: E731
+    else:
+        transfer = lambda b: float(link.transfer_time(b, start_ms, rtt))  # noqa: E731
     bound = check_float("max_loss", max_loss, lo=0.0)
     fixed = check_float("fixed_bytes", fixed_bytes, lo=0.0)
     if latency_target_ms is not None:
@@ -260,7 +266,7 @@ def choose(table: QualityTable | None, *, split: int, items: int, bandwidth_bps:
     for e in table.at(split):
         loss = table.loss(e)
         b = fixed + items * e.bytes_per_item
-        lat = b * 8.0 / bw * 1e3 + rtt + items * (e.encode_ms_per_item + e.decode_ms_per_item)
+        lat = transfer(b) + items * (e.encode_ms_per_item + e.decode_ms_per_item)
         why = ""
         if policies is not None and e.policy not in policies:
             why = "not available here"

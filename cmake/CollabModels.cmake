@@ -1,5 +1,6 @@
-# MindFusion's trained nets (models/llm/*.clfn) go into the wheel as collab/llm/nets, so an
-# installed package finds them from any directory (collab.llm.fcnet.find_artifact). Only
+# MindFusion's trained nets (models/llm/*.clfn) and the measured quality table of the early-row
+# policies (*.quality.json) go into the wheel as collab/llm/nets, so an installed package finds
+# them from any directory (collab.llm.fcnet.find_shipped). Only
 # committed nets: in a git checkout the list comes from git, so nets trained locally (ignored
 # by .gitignore) stay out of the wheel; without git (an sdist) every .clfn there is shipped.
 # Only with llama.cpp in the build: the nets run on its ggml.
@@ -11,7 +12,7 @@ function(collab_install_llm_nets)
   set(_nets)
   find_package(Git QUIET)
   if(GIT_FOUND AND EXISTS ${PROJECT_SOURCE_DIR}/.git)
-    execute_process(COMMAND ${GIT_EXECUTABLE} ls-files -- "*.clfn" WORKING_DIRECTORY ${_dir}
+    execute_process(COMMAND ${GIT_EXECUTABLE} ls-files -- "*.clfn" "*.quality.json" WORKING_DIRECTORY ${_dir}
                     OUTPUT_VARIABLE _listed RESULT_VARIABLE _rc OUTPUT_STRIP_TRAILING_WHITESPACE ERROR_QUIET)
     if(_rc EQUAL 0 AND _listed)
       string(REPLACE "\n" ";" _listed "${_listed}")
@@ -21,7 +22,7 @@ function(collab_install_llm_nets)
     endif()
   endif()
   if(NOT _nets)
-    file(GLOB _nets ${_dir}/*.clfn)
+    file(GLOB _nets ${_dir}/*.clfn ${_dir}/*.quality.json)
   endif()
   list(LENGTH _nets _n)
   message(STATUS "collab: shipping ${_n} trained LLM nets from models/llm in the wheel (collab/llm/nets)")

@@ -22,6 +22,7 @@ import argparse
 import json
 import math
 import re
+import sys
 import time
 from pathlib import Path
 
@@ -146,6 +147,8 @@ def run_prompt(sp: Split, p, full, ref, args, table3=False):
         sl[lo:hi] = s_rows
         cfgs["SLICER=R"] = (sl, "head", s_bytes + (n - (hi - lo)) * d * ROW)
         res["slicer_setting"] = s_set
+    if args.quality_table:
+        res["policies"] = policy_rows(sp, rows, fed_exact, ref_toks, q0, n_ctx)
     for name, (pre, dec, up) in cfgs.items():
         if args.configs and name not in args.configs:
             continue
@@ -180,6 +183,92 @@ def run_prompt(sp: Split, p, full, ref, args, table3=False):
         res["table3"] = table3_prompt(sp, rows, fed_exact, ref_toks, q0, n_ctx)
     res.update(n=n, q_start=q0, raw_prefill=n * d * ROW)
     return res
+
+
+SLICER_FIXED = ((0.5, 8), (0.75, 8), (0.9, 8), (0.9, 4), (0.95, 4))
+
+
+def policy_rows(sp, rows, fed, ref_toks, q0, n_ctx):
+    """The row policies a device can run for the early rows (1 .. q_start-1), each measured
+    teacher forced on y-hat: bytes per early row, codec time per row, TF top-1, NLL. Feeds the
+    measured quality table (collab.planner.quality)."""
+    n, d = rows.shape
+    lo, hi = 1, q0
+    if hi - lo < 1:
+        return {}
+    pols = {"exact": ({}, None)}
+    for s_, q in SLICER_FIXED:
+        pols[f"slicer-s{s_}-q{q}"] = ({"sparsity": s_, "qbits": q}, protocol.RowPolicy(keep_last=n - hi, sparsity=s_,
+                                                                                       qbits=(q,)))
+    for r, codec in sp.codecs.items():
+        pols[f"fc-r{r}-int8"] = ({"ratio": r, "dtype": "int8"}, FcRowPolicy(codec, keep_last=n - hi, dtype="int8"))
+    out = {}
+    for name, (cfg, pol) in pols.items():
+        t0 = time.perf_counter()
+        if pol is None:
+            rr, nbytes = rows, (hi - lo) * d * ROW
+        else:
+            payload = pol.encode(rows)
+            t1 = time.perf_counter()
+            rr = decode_fc_rows(payload, pol.codec) if name.startswith("fc") else \
+                protocol.decode_rows(payload, n_embd=d)
+            nbytes = len(payload) - (n - (hi - lo)) * d * ROW
+        t2 = time.perf_counter()
+        lg = sp.teacher_forced(rr, fed, ref_toks, n_ctx)
+        nll = -log_softmax(lg)[np.arange(len(ref_toks)), ref_toks]
+        out[name] = {"policy": name.split("-")[0], "config": cfg, "bytes_per_row": nbytes / (hi - lo),
+                     "codec_ms_per_row": 0.0 if pol is None else (t2 - t0) * 1e3 / (hi - lo),
+                     "encode_ms_per_row": 0.0 if pol is None else (t1 - t0) * 1e3 / (hi - lo),
+                     "tf_top1": float(np.mean(lg.argmax(-1) == np.array(ref_toks))), "nll": float(nll.mean()),
+                     "rows": hi - lo}
+    return out
+
+
+def quality_entries(at, per_prompt):
+    """collab.quality/1 entries of one split point from the per-prompt policy measurements."""
+    from collab.planner.quality import QualityEntry
+
+    names = sorted({k for r in per_prompt for k in r.get("policies", {})})
+    out = []
+    for name in names:
+        rs = [r["policies"][name] for r in per_prompt if name in r.get("policies", {})]
+        enc = float(np.mean([x["encode_ms_per_row"] for x in rs]))
+        out.append(QualityEntry(split=int(at), policy=rs[0]["policy"], config=rs[0]["config"],
+                                reference=name == "exact", bytes_per_item=float(np.mean([x["bytes_per_row"] for x in rs])),
+                                quality=float(np.mean([x["tf_top1"] for x in rs])), encode_ms_per_item=enc,
+                                decode_ms_per_item=max(0.0, float(np.mean([x["codec_ms_per_row"] for x in rs])) - enc),
+                                extra={"ppl": float(math.exp(np.mean([x["nll"] for x in rs]))), "prompts": len(rs),
+                                       "rows_per_prompt": float(np.mean([x["rows"] for x in rs]))}))
+    return out
+
+
+def write_quality_table(path, result, src, argv):
+    import datetime
+
+    from collab.llm.artifact import model_digest
+    from collab.planner.quality import QualityTable
+
+    entries = [e for at, sp in sorted(result["splits"].items(), key=lambda kv: int(kv[0]))
+               for e in quality_entries(at, sp["per_prompt"])]
+    if not entries:
+        return None
+    t = QualityTable(
+        system="llm", model_name=Path(src).name, model_sha256=model_digest(src).hex(),
+        metric={"name": "tf_top1", "unit": "fraction", "higher_is_better": True,
+                "description": "teacher forced on the full model's greedy answer (y-hat): fraction of positions "
+                               "whose argmax is y-hat's token; the exact split is the reference (its own value is "
+                               "below 1 only by llama.cpp's batched vs single-token rounding)"},
+        item="early row (a prompt row before the question, row 0 excluded; the question rows stay exact)",
+        measured={"by": "benchmarks/llm/mindfusion_quality.py", "command": " ".join(["python"] + argv),
+                  "items": f"{len(result['prompts'])} held-out prompts (collab.llm.train.prompts), "
+                           f"{result['tokens']} y-hat tokens each",
+                  "n": len(result["prompts"]), "engine": "llama.cpp split runner + native FC nets + SLICER codec",
+                  "codec_time": "wall-clock on the measuring machine (1 thread)",
+                  "created": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")},
+        entries=entries)
+    t.save(path)
+    print(f"wrote quality table {path} ({len(entries)} entries)")
+    return t
 
 
 def table3_prompt(sp, rows, fed, ref_toks, q0, n_ctx):
@@ -253,7 +342,12 @@ def main():
     ap.add_argument("--out", default="benchmarks/results/mindfusion_quality.json")
     ap.add_argument("--resummarize", action="store_true", help="rescore and reprint --out without running")
     ap.add_argument("--refs-only", action="store_true", help="only compute the full model's reference answers")
-    ap.add_argument("--merge", action="store_true", help="add these split points to an existing --out file")
+    ap.add_argument("--merge", action="store_true",
+                    help="add to an existing --out file (same prompts): new split points, or new configurations of "
+                         "a split point already there")
+    ap.add_argument("--quality-table", default=None,
+                    help="also measure the early-row policies (exact, SLICER settings, FC codecs) and write their "
+                         "collab.quality/1 table here (the LLM demo's --rows auto reads it)")
     args = ap.parse_args()
     if args.resummarize:
         return resummarize(args.out)
@@ -280,12 +374,19 @@ def main():
             per.append(run_prompt(sp, p, full, refs[i], args, table3=args.table3 and bool(sp.codecs)))
             print(f"[l={at}] {i + 1}/{len(prompts)} " + " ".join(
                 f"{k}:{v['agree']:.2f}" for k, v in per[-1].items() if isinstance(v, dict) and "agree" in v), flush=True)
+        prev = result["splits"].get(str(at))
+        if args.merge and prev is not None:  # keep the configurations measured before, replace the ones rerun
+            for old_r, new_r in zip(prev["per_prompt"], per):
+                old_r.update(new_r)
+            per = prev["per_prompt"]
         s = summarize(per, refs, prompts)
         result["splits"][str(at)] = {"summary": s, "per_prompt": per,
                                      "shortcut": sp.shortcut.source if sp.shortcut else None,
                                      "codecs": sorted(sp.codecs)}
         print_table(at, s)
         save_json(args.out, result)
+        if args.quality_table:
+            write_quality_table(args.quality_table, result, src, sys.argv)
     plot(result, args.out)
 
 

@@ -85,6 +85,20 @@ def add_arguments(p, name: str | None = None):
                         "(R = 4 or 8; int8 codes; models/llm nets for this split)")
     d.add_argument("--sparsity", type=float, default=0.5)
     d.add_argument("--qbits", type=int, default=8)
+    d.add_argument("--rows", choices=("auto",), default=None,
+                   help="auto: choose exact / SLICER / trained FC codes for the early prompt rows from the measured "
+                        "quality table: the least expected latency on --link-mbps / --rtt-ms whose measured loss is "
+                        "at most --max-loss")
+    d.add_argument("--max-loss", type=float, default=None, metavar="PP",
+                   help="with --rows auto: largest measured quality loss allowed, in percentage points of "
+                        "teacher-forced top-1 agreement with the full model")
+    d.add_argument("--quality-table", default=None, metavar="FILE",
+                   help="with --rows auto: collab.quality/1 table (default: the one shipped for SmolLM2, "
+                        "smollm2-135m.quality.json, measured by benchmarks/llm/mindfusion_quality.py)")
+    d.add_argument("--link-mbps", type=float, default=10.0, help="with --rows auto: uplink bandwidth assumed (Mbit/s)")
+    d.add_argument("--rtt-ms", type=float, default=20.0, help="with --rows auto: round-trip time assumed (ms)")
+    d.add_argument("--latency-target-ms", type=float, default=None,
+                   help="with --rows auto: refuse when no policy within --max-loss uploads the prompt rows this fast")
     d.add_argument("--no-reference", action="store_true", help="skip the device-only reference run")
 
     s = sub.add_parser("serve", help="host the 'llm' task over gRPC (collab.transport)")
@@ -233,8 +247,14 @@ def _demo(args) -> int:
     t = time.perf_counter()
     head, tail, at = prepare_parts(full, args.at, args.workdir)
     print(f"split at layer {at}: head {head.name}, tail {tail.name} ({time.perf_counter() - t:.1f} s)")
-    if args.fc_codec:
-        policy = _fc_policy(head, at, args.fc_codec, args.keep_last)
+    if args.rows == "auto":
+        from .rowplan import auto_policy
+
+        policy = auto_policy(args, head=head, full=full, at=at)
+    elif args.fc_codec:
+        from .rowplan import fc_policy
+
+        policy = fc_policy(head, at, args.fc_codec, args.keep_last)
     else:
         policy = RowPolicy.exact() if args.keep_last is None else \
             RowPolicy(keep_last=args.keep_last, sparsity=args.sparsity, qbits=(args.qbits,))
@@ -304,23 +324,6 @@ def _demo(args) -> int:
         print(f"\ndevice-only reference: TTFT {ref.ttft_s * 1e3:.1f} ms, decode {ref.decode_tok_s:.1f} tok/s; "
               f"agreement with device-only: {agree}/{n} tokens (same first {prefix})")
     return 0
-
-
-def _fc_policy(head, at: int, ratio: int, keep_last):
-    """FcRowPolicy with the shipped FC codec for this split (checked against the head's model)."""
-    from .artifact import ArtifactError
-    from .fcnet import FcRowPolicy, find_artifact, load_net
-
-    path = find_artifact("codec", at, ratio)
-    if path is None:
-        raise InvalidArgument(f"no trained FC codec for split {at}, ratio 1/{ratio} (models/llm, the installed "
-                              "package or $COLLAB_LLM_NETS); train one with `collab llm train-codec`")
-    try:
-        codec = load_net(path, kind="codec", model=head, split_at=at)
-    except ArtifactError as e:
-        raise InvalidArgument(f"trained FC codec {path}: {e}") from None
-    print(f"FC codec: {path} (1/{ratio} of the width, int8 codes)")
-    return FcRowPolicy(codec, keep_last=0.25 if keep_last is None else keep_last, dtype="int8")
 
 
 def _prefill_note(ex: dict) -> str:

@@ -96,19 +96,23 @@ def load_net(path, *, kind: str, model=None, n_embd: int = 0, split_at: int | No
     return net
 
 
-def find_artifact(kind: str, at: int, ratio: int = 0):
-    """A shipped artifact for the embedded SmolLM2, None if absent. Looked up in
-    $COLLAB_LLM_NETS, ./models/llm (a source checkout: nets trained there come first), the
-    installed package (collab/llm/nets: the wheel ships the committed models/llm nets), then
+def find_shipped(name: str):
+    """A file shipped with the embedded SmolLM2's nets (models/llm), None if absent. Looked up in
+    $COLLAB_LLM_NETS, ./models/llm (a source checkout: files made there come first), the
+    installed package (collab/llm/nets: the wheel ships the committed models/llm files), then
     the checkout this module runs from in place (PYTHONPATH=python)."""
     import os
 
-    name = f"smollm2-135m.{kind}-{at}" + (f"-r{ratio}" if ratio else "") + ".clfn"
     here = Path(__file__).resolve().parent
     for d in (os.environ.get("COLLAB_LLM_NETS"), "models/llm", here / "nets", here.parents[2] / "models" / "llm"):
         if d and (Path(d) / name).is_file():
             return Path(d) / name
     return None
+
+
+def find_artifact(kind: str, at: int, ratio: int = 0):
+    """A shipped trained net for the embedded SmolLM2 (see find_shipped), None if absent."""
+    return find_shipped(f"smollm2-135m.{kind}-{at}" + (f"-r{ratio}" if ratio else "") + ".clfn")
 
 
 @dataclass

@@ -119,7 +119,13 @@ def _run_calibrate(args):
 # imported only when such a profile is given, so that collab.planner imports no model package.
 PLAN_KINDS = {"expert": "collab.expert.planner:plan_profile"}
 
-_PLAN_EPILOG = """profile kinds:
+_PLAN_EPILOG = """measured quality table (--quality-table, no --profile):
+  choose the row policy (exact / SLICER / trained codec) at --split for --items rows on --link
+  (with --rtt-ms): the least expected latency whose measured loss is at most --max-loss (and
+  within --deadline-ms when given). The table (schema collab.quality/1) comes from the
+  system's quality benchmark, e.g. benchmarks/llm/mindfusion_quality.py --quality-table.
+
+profile kinds:
   single_shot, autoregressive (collab profile): choose the split and codec settings; needs
       --calibration and --link; --deadline-ms is the latency budget D.
   expert (collab expert plan --save): choose the confidence threshold tau of Ask the Expert from
@@ -130,8 +136,14 @@ _PLAN_EPILOG = """profile kinds:
 def _plan_arguments(p: argparse.ArgumentParser):
     p.formatter_class = argparse.RawDescriptionHelpFormatter
     p.epilog = _PLAN_EPILOG
-    p.add_argument("--profile", required=True,
-                   help="device profile (collab profile) or expert planner profile (collab expert plan --save)")
+    p.add_argument("--profile",
+                   help="device profile (collab profile) or expert planner profile (collab expert plan --save); "
+                        "required unless --quality-table")
+    p.add_argument("--quality-table", help="measured quality table (collab.quality/1): choose a row policy")
+    p.add_argument("--split", type=int, default=None, help="--quality-table: split point")
+    p.add_argument("--items", type=int, default=None, help="--quality-table: rows (items) to send")
+    p.add_argument("--max-loss", type=float, default=None,
+                   help="--quality-table: largest measured quality loss allowed (percentage points)")
     p.add_argument("--calibration", help="codec calibration (collab calibrate); required for split profiles")
     p.add_argument("--link",
                    help="required for split profiles: fixed:MBPS | outage:W_MHZ,SNR_DB,EPS[,RATE_MBPS] | trace:PATH (mahimahi) | PATH | "
@@ -172,10 +184,35 @@ def _profile_kind(path):
     return (d.get("kind"), d) if isinstance(d, dict) else (None, None)
 
 
+def _run_quality_plan(args):
+    from . import parse_link
+    from .quality import choose, load_quality_table
+
+    for opt in ("split", "items", "max_loss", "link"):
+        if getattr(args, opt) is None:
+            raise InvalidArgument(f"--quality-table needs --{opt.replace('_', '-')}")
+    t = load_quality_table(args.quality_table)
+    c = choose(t, split=args.split, items=args.items, link=parse_link(args.link), rtt_ms=args.rtt_ms,
+               start_ms=args.start_ms, max_loss=args.max_loss,
+               latency_target_ms=None if math.isinf(args.deadline_ms) else args.deadline_ms)
+    if args.json:
+        print(json.dumps({"entry": c.entry.as_dict(), "loss": c.loss, "bytes": c.bytes, "latency_ms": c.latency_ms},
+                         indent=1))
+    else:
+        print(f"{t.system} model {t.model_name}, metric {t.metric['name']} (measured by "
+              f"{t.measured.get('by', '?')})")
+        print(c.describe("pp" if t.fraction else t.metric["name"]))
+    return 0
+
+
 @_errors
 def _run_plan(args):
     from . import Budget, Planner, SearchSpace, load_calibration, load_profile, parse_link
 
+    if args.quality_table:
+        return _run_quality_plan(args)
+    if args.profile is None:
+        raise InvalidArgument("--profile is required (or --quality-table to choose a row policy)")
     kind, d = _profile_kind(args.profile)
     if kind in PLAN_KINDS:
         module, _, function = PLAN_KINDS[kind].partition(":")

@@ -20,6 +20,8 @@ def add_shortcut_arguments(p) -> None:
     p.add_argument("--data", default=str(DEFAULT_DATA), help="directory of samples.jsonl (collab.llm.train.data)")
     p.add_argument("--model", default=None, help="full GGUF (default: the embedded SmolLM2)")
     p.add_argument("--out", default=None, help="artifact path (default models/llm/smollm2-135m.shortcut-L.clfn)")
+    p.add_argument("--stats", default=None,
+                   help="directory of rowstats.npz (per-token rows over offline text; default: --data)")
     p.add_argument("--fit-steps", type=int, default=1500, help="regression steps on cached rows")
     p.add_argument("--eq3-steps", type=int, default=300, help="Eq. 3 steps (one prompt each) through the tail")
     p.add_argument("--eq3-minutes", type=float, default=0.0, help="stop Eq. 3 after this long (0: no limit)")

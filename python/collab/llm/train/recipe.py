@@ -3,9 +3,11 @@
     python -m collab.llm.train.recipe [--jobs shortcut|codec|all] [--data DIR]
 
 Each job is skipped when its artifact exists; an interrupted job resumes from its
-checkpoint (<artifact>.ckpt). Budgets are per job (steps and minutes), sized for a shared
-2-core CPU: the regression stage on cached rows for every split point, the loss-through-
-the-tail stage (Eq. 3 / Eq. 2) for the demo's split point.
+checkpoint (<artifact>.ckpt). Budgets are per job (steps and minutes), sized for one core of
+a shared 2-core CPU (about 90 minutes for the shortcuts). The shortcut jobs first make their
+data, both resumable: per-token row statistics over offline text (collab.llm.train.rowstats,
+ROWSTATS_TOKENS tokens) and the full model's greedy answers to every training prompt
+(collab.llm.train.data); then per split point the regression stage and Eq. 3.
 """
 from __future__ import annotations
 
@@ -19,7 +21,10 @@ from .shortcut import run_train_shortcut
 
 DEMO_AT = 15
 SHORTCUT_JOBS = [  # (at, fit steps, eq3 minutes)
-    (15, 500, 8.0), (2, 500, 0.0), (4, 500, 0.0), (1, 500, 0.0), (8, 500, 0.0)]
+    (15, 800, 6.0), (1, 800, 6.0), (2, 800, 6.0), (4, 800, 6.0), (8, 800, 6.0)]
+# the shortcut's data: offline-text tokens for the row statistics, greedy answer length
+ROWSTATS_TOKENS = 250_000
+ANSWER_TOKENS = 48
 CODEC_JOBS = [  # (at, ratio, fit steps, eq2 minutes)
     (15, 8, 800, 4.0), (15, 4, 800, 0.0), (2, 8, 800, 0.0), (4, 8, 800, 0.0), (8, 8, 800, 0.0), (1, 8, 800, 0.0)]
 
@@ -31,6 +36,11 @@ def main(argv=None) -> int:
     ap.add_argument("--out-dir", default=str(common.DEFAULT_MODELS))
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--batch", type=int, default=128)
+    ap.add_argument("--text-tokens", type=int, default=ROWSTATS_TOKENS,
+                    help="offline-text tokens summed into the row statistics (shortcut data)")
+    ap.add_argument("--prompts", type=int, default=0,
+                    help="training prompts answered by the full model (0: all; a fixed shuffle)")
+    ap.add_argument("--at", type=int, action="append", help="only these split points")
     a = ap.parse_args(argv)
     common.set_threads(a.threads)
     if a.jobs == "cache":
@@ -40,7 +50,15 @@ def main(argv=None) -> int:
         return 0
     base = dict(data=a.data, model=None, batch=a.batch, lr=1e-3, threads=a.threads, fresh=False)
     if a.jobs in ("shortcut", "all"):
+        from .data import generate
+        from .rowstats import collect
+
+        collect(a.data, model_path=common.model_path(None), mirror=common.mirror(None), minutes=0,
+                max_tokens=a.text_tokens)
+        generate(a.data, max_new=ANSWER_TOKENS, split="train", threads=a.threads, limit=a.prompts)
         for at, fit, minutes in SHORTCUT_JOBS:
+            if a.at and at not in a.at:
+                continue
             out = common.artifact_path("shortcut", at, out_dir=a.out_dir)
             if out.exists():
                 print(f"[recipe] {out} exists, skipped", file=sys.stderr)

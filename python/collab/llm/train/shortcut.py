@@ -3,8 +3,10 @@
     python -m collab.llm.train.shortcut --at 15        (collab llm train-shortcut --at 15)
 
 Two stages, both resumable from <out>.ckpt:
-  fit   regression of the projection onto the head's real rows for the fed-back answer
-        tokens (cached activations: valid because the LLM is frozen), standardised MSE;
+  fit   regression of the projection onto the head's rows, standardised MSE: on the
+        per-token mean rows over offline text (collab.llm.train.rowstats; the same optimum
+        as regressing on every (token, row) pair) merged with the rows of the fed-back
+        answer tokens (weighted up: they are exactly what the shortcut replaces);
   eq3   Eq. 3 itself: the first answer token from the original path (a constant term: the
         projection cannot change it), every later one with its input row produced by the
         projection from the previous token's embedding, cross-entropy against the full
@@ -25,6 +27,7 @@ from . import common
 from .args import add_shortcut_arguments as add_arguments
 from .data import load
 from .nets import Shortcut, stats
+from .rowstats import load_stats
 
 __all__ = ["run_train_shortcut", "add_arguments", "eq3_loss", "main"]
 
@@ -39,6 +42,55 @@ def eq3_loss(m, net, rec, at: int) -> tuple[torch.Tensor, float]:
     nll = F.cross_entropy(logits, torch.as_tensor(ans), reduction="none")
     T = len(ans)
     return nll[1:].sum() / T, float(nll[0]) / T
+
+
+YHAT_WEIGHT = 4.0
+
+
+def _is_val(pid: str) -> bool:
+    import hashlib
+
+    return hashlib.sha256(pid.encode()).digest()[0] < 13  # ~5 % of the training prompts, for validation only
+
+
+@torch.no_grad()
+def tf_eval(m, net, recs, at: int) -> dict:
+    """Teacher-forced top-1 agreement with y-hat and its mean NLL through the shortcut (torch mirror)."""
+    hit = n = 0
+    nll = 0.0
+    for r in recs:
+        p, ans = r["tokens"], r["answer"]
+        if len(ans) < 2:
+            continue
+        head = m.rows(p, upto=at)
+        logits = m.tail(torch.cat([head, net(m.embed(ans[:-1]))]), at, logits_from=len(p))
+        y = torch.as_tensor(ans[1:])
+        hit += int((logits.argmax(-1) == y).sum())
+        nll += float(F.cross_entropy(logits, y, reduction="sum"))
+        n += len(y)
+    return {"tf_top1": hit / max(n, 1), "nll": nll / max(n, 1), "tokens": n}
+
+
+def _targets(m, cache, stats_z, at: int, tr):
+    """(token ids, target mean rows, weights): offline-text sums plus the answer rows (weighted)."""
+    V, d = m.w("token_embd.weight").shape
+    S = torch.zeros(V, d, dtype=torch.float64)
+    C = torch.zeros(V, dtype=torch.float64)
+    if stats_z is not None:
+        ids = torch.as_tensor(stats_z["ids"])
+        S[ids] += torch.as_tensor(stats_z[f"sum{at}"]).double()
+        C[ids] += torch.as_tensor(stats_z["cnt"])
+    tok = torch.as_tensor(cache["tok"])[tr]
+    S.index_add_(0, tok, YHAT_WEIGHT * torch.as_tensor(cache["rows"])[tr].double())
+    C.index_add_(0, tok, torch.full((len(tok),), YHAT_WEIGHT, dtype=torch.float64))
+    ids = torch.nonzero(C).flatten()
+    return ids, (S[ids] / C[ids, None]).float(), C[ids].float()
+
+
+def _wstats(x, w, floor=1e-3):
+    w = (w / w.sum())[:, None]
+    mu = (w * x).sum(0)
+    return mu, ((w * (x - mu).pow(2)).sum(0)).sqrt().clamp_min(floor)
 
 
 def _split(n, frac=0.05, seed=0):
@@ -59,39 +111,68 @@ def run_train_shortcut(args) -> int:
     if not 1 <= at < m.n_layer:
         raise SystemExit(f"--at must be in [1, {m.n_layer - 1}]")
     layers = tuple(sorted(set(common.CACHE_LAYERS) | {at}))
+    val_recs = [r for r in recs if _is_val(r["pid"])][:24]
+    recs = [r for r in recs if not _is_val(r["pid"])]
     cache = common.cache_rows(args.data, recs, layers, model=args.model)[at]
-    X = m.embed(torch.as_tensor(cache["tok"])).float()
-    Y = torch.as_tensor(cache["rows"])
-    tr, va = _split(len(X))
-    net = Shortcut(m.n_embd, stats(X[tr]), stats(Y[tr] - X[tr]))
+    sz = load_stats(getattr(args, "stats", None) or args.data)
+    if sz is not None and at not in list(sz["layers"]):
+        sz = None
+    tr, va = _split(len(cache["tok"]))
+    ids, M, W = _targets(m, cache, sz, at, tr)
+    X = m.embed(ids).float()
+    Xv = m.embed(torch.as_tensor(cache["tok"])[va]).float()
+    Yv = torch.as_tensor(cache["rows"])[va]
+    if sz is not None and len(sz["tok"]):
+        Xv = torch.cat([Xv, m.embed(torch.as_tensor(sz["tok"])).float()])
+        Yv = torch.cat([Yv, torch.as_tensor(sz[f"val{at}"]).float()])
+    net = Shortcut(m.n_embd, _wstats(X, W), _wstats(M - X, W))
     opt = torch.optim.AdamW(net.parameters(), lr=args.lr, weight_decay=1e-4)
     state = None if args.fresh else ck.load()
     stage, step, hist = "fit", 0, {"fit": [], "eq3": []}
+    evals = {}
     if state and state.get("at") == at:
         net.load_state_dict(state["net"])
         opt.load_state_dict(state["opt"])
         stage, step, hist = state["stage"], state["step"], state["hist"]
+        evals = state.get("evals", {})
         print(f"[shortcut-{at}] resumed at {stage} step {step}", file=sys.stderr)
 
     def save(at_step, force=False):
         ck.maybe_save({"at": at, "net": net.state_dict(), "opt": opt.state_dict(), "stage": stage, "step": at_step,
-                       "hist": hist}, force)
+                       "hist": hist, "evals": evals}, force)
+
+    # validation rows: held-out answer pairs and the offline-text validation chunks, real rows
+    sv = (Yv - Xv).std(0).clamp_min(1e-3)
+    oracle = None
+    if sz is not None:
+        mean_of = dict(zip(ids.tolist(), range(len(ids))))
+        seen = [i for i, t in enumerate(torch.cat([torch.as_tensor(cache["tok"])[va],
+                                                    torch.as_tensor(sz["tok"])]).tolist()) if t in mean_of]
 
     def val_fit():
         with torch.no_grad():
-            r = (net(X[va]) - Y[va]) / net.out.s
-            base = (Y[va] - X[va] - net.out.m) / net.out.s
-            return float(r.pow(2).mean()), float(base.pow(2).mean())
+            r = ((net(Xv) - Yv) / sv).pow(2).mean()
+            base = ((Yv - Xv - (Yv - Xv).mean(0)) / sv).pow(2).mean()
+            return float(r), float(base)
 
-    trt = torch.as_tensor(tr)
+    if sz is not None:
+        allt = torch.cat([torch.as_tensor(cache["tok"])[va], torch.as_tensor(sz["tok"])]).tolist()
+        sel = torch.as_tensor(seen)
+        mrow = M[torch.as_tensor([mean_of[allt[i]] for i in seen])]
+        oracle = float(((mrow - Yv[sel]) / sv).pow(2).mean()) if len(seen) else None
+
+    probs = W / W.sum()
 
     def fit_loss(b):
-        b = trt[b]
-        return ((net(X[b]) - Y[b]) / net.out.s).pow(2).mean()
+        b = torch.multinomial(probs, len(b), replacement=True)
+        return ((net(X[b]) - M[b]) / net.out.s).pow(2).mean()
 
     if stage == "fit":
-        common.fit_stage(net, opt, fit_loss, len(tr), steps=args.fit_steps, start=step, batch=args.batch, lr=args.lr,
+        common.fit_stage(net, opt, fit_loss, len(X), steps=args.fit_steps, start=step, batch=args.batch, lr=args.lr,
                          val=val_fit, hist=hist["fit"], save=save, tag=f"shortcut-{at} fit")
+        evals["fit"] = tf_eval(m, net, val_recs, at)
+        evals["fit_net"] = {k: v.clone() for k, v in net.state_dict().items()}
+        print(f"[shortcut-{at}] after fit: {({k: v for k, v in evals['fit'].items()})}", file=sys.stderr)
         stage, step = "eq3", 0
         opt = torch.optim.AdamW(net.parameters(), lr=args.lr * 0.1, weight_decay=1e-4)
         save(0, True)
@@ -106,11 +187,23 @@ def run_train_shortcut(args) -> int:
                                    hist=hist["eq3"], save=save, tag=f"shortcut-{at} eq3", seed=1)
 
     v, base = val_fit()
-    meta = {"recipe": "collab.llm.train.shortcut", "objective": "fit (standardised MSE on cached rows) then Eq. 3",
+    if stage == "eq3" and step > 0:
+        evals["eq3"] = tf_eval(m, net, val_recs, at)
+        print(f"[shortcut-{at}] after Eq. 3: {evals['eq3']}", file=sys.stderr)
+        if "fit" in evals and evals["eq3"]["nll"] > evals["fit"]["nll"]:
+            print(f"[shortcut-{at}] Eq. 3 made the validation NLL worse: exporting the fit-stage net", file=sys.stderr)
+            net.load_state_dict(evals["fit_net"])
+            evals["exported"] = "fit"
+            v, base = val_fit()
+    meta = {"recipe": "collab.llm.train.shortcut",
+            "objective": "fit (standardised MSE on per-token mean rows: offline text + answers) then Eq. 3",
             "fit_steps": args.fit_steps, "eq3_steps_done": step if stage == "eq3" else 0, "val_mse_std": v,
-            "val_mse_std_identity": base, "train_prompts": len(recs), "decode_rows": int(len(X)), "history": hist}
+            "val_mse_std_identity": base, "val_mse_std_token_mean_oracle": oracle,
+            "train_prompts": len(recs), "decode_rows": int(len(cache["tok"])),
+            "text_tokens": int(sz["tokens"]) if sz is not None else 0, "distinct_tokens": int(len(ids)),
+            "validation": {k: v for k, v in evals.items() if k != "fit_net"}, "history": hist}
     common.write_artifact(net, out, at=at, n_layer=m.n_layer, model=args.model, meta=meta, tag=f"shortcut-{at}",
-                          summary=f"val std-MSE {v:.4f}, identity {base:.4f}")
+                          summary=f"val std-MSE {v:.4f}, identity {base:.4f}, token-mean oracle {oracle}")
     return 0
 
 

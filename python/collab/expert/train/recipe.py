@@ -20,8 +20,9 @@ skipped; a stage that stopped mid-way resumes from its last epoch checkpoint):
 Expert sizes: expert_heads (the served S = 3 library and the S = 2 / 3 / 4 sweep of Table 3) and
 more_expert_heads (an S = 3 library of that size, progressive first, then its static baselines).
 Sizes (defaults fit a shared 2-core CPU): 56x56 px input (4x4 patches + CLS), teacher subset
-8000 train images (1 epoch), student subset its first 2000 (3 epochs), 3000 test images, batch 32, no augmentation
-(so teacher decisions can be cached).
+8000 train images (1 epoch), student subset its first 1500 (2 epochs; the edge model and the
+experts' starts: 4000 x 4 / x 3), 3000 test images, batch 32, no augmentation (so teacher
+decisions can be cached).
 """
 from __future__ import annotations
 

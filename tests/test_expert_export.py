@@ -63,3 +63,30 @@ def test_export_serves_every_top2_set(tmp_path, rng):
         export_committed(cache, tmp_path / "m2", libraries=("3-static",))
     with pytest.raises(InvalidArgument):
         served.experts("7")
+
+
+def test_scan_names_other_expert_sizes_and_needs_no_edge(tmp_path):
+    cache = tmp_path / "cache"
+    (cache / "runs").mkdir(parents=True)
+    (cache / "config.json").write_text(json.dumps({"size": 28, "seed": 0, "n_test": 100}))
+
+    def put(name, heads):
+        d = cache / "runs" / name
+        d.mkdir(parents=True)
+        np.savez(d / "final.npz", **random_params(heads=heads, depth=1, grid=2, seed=heads))
+        (d / "metrics.json").write_text("{}")
+    for key in expert_sets(3, 2):
+        put(f"exp-S3-{set_name(key)}-4H-progressive", 4)
+    put(f"exp-S4-{set_name((0,))}-3H-static", 3)
+    put("base-4H", 4)
+    put("gen-4H", 4)
+    lib = Library(write_cache_manifest(cache).parent)
+    assert lib.m["edge"] is None
+    assert lib.library("3-4H")["complete"] and lib.library("3-4H")["heads"] == 4
+    assert set(lib.experts("3-4H")) == set(expert_sets(3, 2))
+    assert lib.library("4-static")["heads"] == 3 and not lib.library("4-static")["complete"]
+    assert "3" not in lib.names() and set(lib.m["generalists"]) == {"4H", "4H-base"}
+    with pytest.raises(InvalidArgument, match="no edge model"):
+        lib.edge_path()
+    with pytest.raises(InvalidArgument, match="no edge model"):
+        export_committed(cache, tmp_path / "out", libraries=("3-4H",))

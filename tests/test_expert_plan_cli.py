@@ -106,3 +106,25 @@ def test_plan_help_names_expert_profiles(capsys):
         cli.main(["plan", "--help"])
     out = capsys.readouterr().out
     assert "--min-accuracy" in out and "expert" in out and "tau" in out
+
+
+def test_plan_on_the_committed_measured_profile(capsys):
+    """models/expert/planner-profile.json: measured by `collab expert plan --save` against a served
+    library; every deadline gets the most accurate tau that fits, the loosest deadline the best tau."""
+    import pathlib
+    path = pathlib.Path(__file__).resolve().parents[1] / "models" / "expert" / "planner-profile.json"
+    if not path.exists():
+        pytest.skip("no committed expert planner profile")
+    pl = ExpertPlanner.from_json(path.read_text())
+    taus = np.round(np.arange(0.0, 1.0001, 0.01), 2)
+    preds = [pl.predict(t) for t in taus]
+    lo, hi = min(p["latency_s"] for p in preds), max(p["latency_s"] for p in preds)
+    for frac in (0.0, 0.5, 1.0):
+        ms = (lo + frac * (hi - lo)) * 1e3 * (1 + 1e-9)
+        got = _plan_json(capsys, ["--profile", str(path), "--deadline-ms", repr(ms)])
+        fits = [p for p in preds if p["latency_s"] <= ms / 1e3]
+        assert got["accuracy"] == max(p["accuracy"] for p in fits)
+        assert got["latency_s"] <= ms / 1e3
+    best = max(p["accuracy"] for p in preds)
+    got = _plan_json(capsys, ["--profile", str(path), "--min-accuracy", repr(best)])
+    assert got["accuracy"] >= best and got["latency_s"] == min(p["latency_s"] for p in preds if p["accuracy"] >= best)

@@ -8,7 +8,8 @@ from collab.expert.model import Classifier, random_params  # noqa: E402
 from collab.expert.train.distill import omega, sample_weights, weighted_hard_distill_loss  # noqa: E402
 from collab.expert.train.masked import VitClassifier, ones_masks  # noqa: E402
 from collab.expert.train.prune import importance, keep_indices, prune  # noqa: E402
-from collab.expert.train.recipe import from_flat, to_flat  # noqa: E402
+from collab.expert.partitions import expert_sets  # noqa: E402
+from collab.expert.train.recipe import CFG, from_flat, stage_plan, to_flat  # noqa: E402
 
 
 def tiny(heads=3, seed=0):
@@ -84,3 +85,36 @@ def test_loss_eq_3_half_label_half_teacher():
     logp = torch.log_softmax(logits, 1)
     want = sum(float(w[i]) * (-0.5 * float(logp[i, y[i]]) - 0.5 * float(logp[i, yt[i]])) for i in range(2)) / 2
     assert float(weighted_hard_distill_loss(logits, y, yt, w)) == pytest.approx(want, rel=1e-6)
+
+
+def test_stage_plan_covers_the_s_sweep_and_the_second_expert_size():
+    plan = stage_plan(CFG)
+    names = [st["name"] for st in plan]
+    assert len(names) == len(set(names))
+    order = {n: i for i, n in enumerate(names)}
+    for s in (2, 3, 4):  # Table 3: both schedules for every set of every S at the main size
+        for key in expert_sets(s, 2):
+            for sch in ("progressive", "static"):
+                assert any(st.get("S") == s and st.get("set") == key and st["heads"] == 3 and st["schedule"] == sch
+                           for st in plan if st["kind"] == "exp")
+    four = [st for st in plan if st["kind"] == "exp" and st["heads"] == 4]
+    assert {(st["set"], st["schedule"]) for st in four} == {(k, sch) for k in expert_sets(3, 2)
+                                                            for sch in ("progressive", "static")}
+    for st in plan:  # every start is trained before the stages that continue from it
+        if st.get("init"):
+            assert order[st["init"]] < order[st["name"]]
+    by = {st["name"]: st for st in plan}
+    assert by["gen-4H"]["init"] == "base-4H" and by["gen-3H"]["init"] == "base-3H" and by["gen-2H"]["init"] is None
+    # the served S=3 library comes before the sweep
+    assert max(order[f"exp-S3-p{k}-3H-progressive"] for k in ("0", "1", "2")) < order["exp-S2-p0-3H-progressive"]
+    assert stage_plan({**CFG, "more_expert_heads": ()})[-1]["name"] == "gen-4H"  # then pruned from M_D
+    # a class set that recurs under another S is trained once and linked
+    for st in plan:
+        if st["kind"] == "exp" and st["same_as"]:
+            src = by[st["same_as"]]
+            assert order[src["name"]] < order[st["name"]] and src["same_as"] is None
+            assert (src["classes"], src["heads"], src["schedule"]) == (st["classes"], st["heads"], st["schedule"])
+    trained = [st for st in plan if st["kind"] == "exp" and not st["same_as"]]
+    assert len({(st["classes"], st["heads"], st["schedule"]) for st in trained}) == len(trained)
+    assert by["exp-S4-p0-3H-progressive"]["same_as"] == "exp-S3-p0-3H-progressive"  # tops at S = 3 and 4
+    assert by["exp-S2-p1-3H-static"]["same_as"] == "exp-S3-p1-2-3H-static"          # everything but tops

@@ -99,6 +99,8 @@ class Library:
         return self.root / rel
 
     def edge_path(self):
+        if not self.m.get("edge"):
+            raise InvalidArgument(f"no edge model in {self.root} (train edge-2H: collab expert train --only edge-2H)")
         return self.path(self.m["edge"]["file"])
 
     def names(self):

@@ -20,7 +20,7 @@ def add_arguments(p: argparse.ArgumentParser, name: str = "expert") -> None:
     t = sub.add_parser("train", help="run the training recipe (needs torch); extra args go to the recipe")
     t.add_argument("recipe_args", nargs=argparse.REMAINDER)
     e = sub.add_parser("export", help="write the cache manifest and quantised copies for models/expert")
-    e.add_argument("--cache", default=None, help="recipe cache (default $COLLAB_CACHE_DIR/expert)")
+    e.add_argument("--cache", default=None, help="recipe cache (default $COLLAB_CACHE/expert)")
     e.add_argument("--out", default="models/expert")
     e.add_argument("--library", action="append", default=None, help="libraries to copy (default: 3)")
     e.add_argument("--cache-only", action="store_true", help="only rewrite the cache's manifest")

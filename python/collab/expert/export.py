@@ -1,9 +1,10 @@
 """Library manifests from the recipe's runs: the full float32 one in the cache (every model
 trained, for the benchmarks) and the small committed one (quantised) under models/expert.
 
-Library names in a manifest: "3" / "2" / "4" = progressive experts for that S, "3-static" =
-the static baselines, "gen-3H" etc. = a same-size generalist behind every key (generalist
-co-inference and near-edge-only use it).
+Library names in a manifest: "3" / "2" / "4" = progressive experts of the main expert size for
+that S, "3-static" = the static baselines, "3-4H" / "3-4H-static" = the same for another expert
+size, "gen-3H" etc. = a same-size generalist behind every key (generalist co-inference and
+near-edge-only use it).
 """
 from __future__ import annotations
 
@@ -24,8 +25,9 @@ def _runs(cache) -> pathlib.Path:
     return pathlib.Path(cache) / "runs"
 
 
-def scan(cache, expert_heads: int = 3, edge_heads: int = 2, k: int = 2) -> dict:
-    """Manifest (paths relative to `cache`) of every finished run."""
+def scan(cache, expert_heads: int = 3, edge_heads: int = 2, k: int = 2, more_heads=(4,)) -> dict:
+    """Manifest (paths relative to `cache`) of every finished run. "edge" is None while no edge
+    model is trained (the expert tables need none; the co-inference benchmarks say so)."""
     runs = _runs(cache)
     cfg = json.loads((pathlib.Path(cache) / "config.json").read_text())
     grid = cfg["size"] // 14
@@ -36,25 +38,27 @@ def scan(cache, expert_heads: int = 3, edge_heads: int = 2, k: int = 2) -> dict:
 
     # the served edge model: the longer-trained edge-<h>H when it exists, else gen-<h>H
     edge = fin(f"edge-{edge_heads}H") or fin(f"gen-{edge_heads}H")
-    if edge is None:
-        raise InvalidArgument(f"no edge model (edge-{edge_heads}H or gen-{edge_heads}H) trained yet in {runs}")
     m = {"image_size": cfg["size"], "grid": grid, "num_classes": 10, "k": k,
-         "edge": {"file": edge, "heads": edge_heads}, "libraries": {}, "generalists": {}}
+         "edge": {"file": edge, "heads": edge_heads} if edge else None, "libraries": {}, "generalists": {}}
     for h in GEN_HEADS:
         if fin(f"gen-{h}H"):
             m["generalists"][f"{h}H"] = fin(f"gen-{h}H")
-    if fin(f"base-{expert_heads}H"):  # the experts' common start, before the same-budget fine-tune
-        m["generalists"][f"{expert_heads}H-base"] = fin(f"base-{expert_heads}H")
+    sizes = [expert_heads] + [h for h in more_heads if h != expert_heads]
+    for h in sizes:
+        if fin(f"base-{h}H"):  # the experts' common start, before the same-budget fine-tune
+            m["generalists"][f"{h}H-base"] = fin(f"base-{h}H")
     if fin("teacher"):
         m["generalists"]["6H"] = fin("teacher")
-    for s in sorted(PARTITIONS):
-        for sched, suffix in (("progressive", ""), ("static", "-static")):
-            files = {key_str(key): fin(f"exp-S{s}-{set_name(key)}-{expert_heads}H-{sched}") for key in expert_sets(s, k)}
-            have = {key: f for key, f in files.items() if f}
-            if have:  # a partial library still serves the sets it has (others: unknown set)
-                m["libraries"][f"{s}{suffix}"] = {"partition_of": list(partition_of(s)), "experts": have,
-                                                  "heads": expert_heads, "schedule": sched,
-                                                  "complete": len(have) == len(files)}
+    for h in sizes:
+        size = "" if h == expert_heads else f"-{h}H"
+        for s in sorted(PARTITIONS):
+            for sched, suffix in (("progressive", ""), ("static", "-static")):
+                files = {key_str(key): fin(f"exp-S{s}-{set_name(key)}-{h}H-{sched}") for key in expert_sets(s, k)}
+                have = {key: f for key, f in files.items() if f}
+                if have:  # a partial library still serves the sets it has (others: unknown set)
+                    m["libraries"][f"{s}{size}{suffix}"] = {"partition_of": list(partition_of(s)), "experts": have,
+                                                            "heads": h, "schedule": sched,
+                                                            "complete": len(have) == len(files)}
     for name, f in m["generalists"].items():
         m["libraries"][f"gen-{name}"] = {"partition_of": list(partition_of(3)), "experts":
                                          {key_str(key): f for key in expert_sets(3, k)}, "generalist": True}
@@ -86,6 +90,8 @@ def export_committed(cache, out_dir, *, libraries=("3",), generalists=("3H", "4H
         return dst_rel
 
     new = {k: m[k] for k in ("image_size", "grid", "num_classes", "k")}
+    if m["edge"] is None:
+        raise InvalidArgument(f"no edge model (edge-2H or gen-2H) trained yet in {cache / 'runs'}")
     new["edge"] = {"file": put(m["edge"]["file"], f"edge-{m['edge']['heads']}H.npz", edge_mode),
                    "heads": m["edge"]["heads"]}
     new["generalists"], new["libraries"] = {}, {}

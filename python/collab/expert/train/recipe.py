@@ -1,6 +1,6 @@
 """Rebuild every Ask-the-Expert model, stage by stage, resumable (torch; training only).
 
-    python -m collab.expert.train.recipe [--cache DIR] [--only STAGE ...] [--plan]
+    python -m collab.expert.train.recipe [--cache DIR] [--only STAGE ...] [--set KEY=VALUE ...] [--plan]
 
 Stages (each writes <cache>/runs/<stage>/final.npz + metrics.json; a stage that has them is
 skipped; a stage that stopped mid-way resumes from its last epoch checkpoint):
@@ -16,10 +16,13 @@ skipped; a stage that stopped mid-way resumes from its last epoch checkpoint):
                      ramping 1 -> W (progressive) or omega = W throughout (static). (The paper prunes
                      every expert from its own M_I; six recoveries from pruning did not fit 2 shared
                      cores: pruned-from-M_I experts reached 49-51% overall after 3000 image-steps.)
-  gen-<h>H           for h = expert size: from base-<h>H with the same extra budget, w = 1, M_D labels
+  gen-<h>H           for h = an expert size: from base-<h>H with the same extra budget, w = 1, M_D labels
+Expert sizes: expert_heads (the served S = 3 library and the S = 2 / 3 / 4 sweep of Table 3) and
+more_expert_heads (an S = 3 library of that size, progressive first, then its static baselines).
 Sizes (defaults fit a shared 2-core CPU): 56x56 px input (4x4 patches + CLS), teacher subset
-8000 train images (1 epoch), student subset its first 2000 (3 epochs), 3000 test images, batch 32, no augmentation
-(so teacher decisions can be cached).
+8000 train images (1 epoch), student subset its first 1500 (2 epochs; the edge model and the
+experts' starts: 4000 x 4 / x 3), 3000 test images, batch 32, no augmentation (so teacher
+decisions can be cached).
 """
 from __future__ import annotations
 
@@ -46,7 +49,7 @@ from .prune import importance, prune
 CFG = dict(size=56, n_teacher=8000, n_student=1500, n_test=3000, batch=32, teacher_epochs=1,
            spec_epochs=2, student_epochs=2, w_max=14.0, edge_heads=2, expert_heads=3,
            gen_heads=(2, 3, 4), imp_batches=4, split_block=11, seed=0, n_edge=4000, edge_epochs=4,
-           n_tokens=2000, n_eval=1000, base_epochs=3)
+           n_tokens=2000, n_eval=1000, base_epochs=3, more_expert_heads=(4,))
 
 
 def log(*a):
@@ -352,6 +355,19 @@ class Recipe:
             self.add_target_acc(st, s, key)
         return st.metrics()
 
+    def link(self, name, src_name, **meta):
+        """Stage `name` = the finished stage `src_name` (same training run): its files, hard-linked."""
+        import os
+        st, src = self.stage(name), self.stage(src_name)
+        if st.done:
+            return
+        for f in ("final.npz", "test_logits.npy"):
+            if (src.dir / f).exists() and not (st.dir / f).exists():
+                os.link(src.dir / f, st.dir / f)
+        (st.dir / "metrics.json").write_text(json.dumps({**src.metrics(), **meta, "stage": name,
+                                                         "same_as": src_name}, indent=1))
+        log(f"[{name}] = {src_name} (same classes, heads and schedule)")
+
     def wait_done(self, name, poll_s=20.0):
         st = self.stage(name)
         while not st.done:
@@ -388,44 +404,73 @@ class Recipe:
         teacher = self.teacher()
         tok = self.tokens(teacher)
         ty = tok["teacher_y"]
-        eh, xh = c["edge_heads"], c["expert_heads"]
-        if want(f"gen-{eh}H"):
-            self.student(f"gen-{eh}H", teacher, ty, eh)
-        if want(f"edge-{eh}H"):
-            self.long_generalist(teacher, eh, f"edge-{eh}H", c["edge_epochs"])
-        base = f"base-{xh}H"
-        if want(base):
-            self.long_generalist(teacher, xh, base, c["base_epochs"])
-        singles = [k for k in expert_sets(3, 2) if len(k) == 1]
-        pairs = [k for k in expert_sets(3, 2) if len(k) > 1]
-        # most needed first: the served S=3 library, its same-size generalist, the static
-        # baselines (single partitions first), then the rest of the sweep
-        plan = [("exp", 3, k, "progressive") for k in expert_sets(3, 2)] + [("gen", xh)]
-        plan += [("exp", 3, k, "static") for k in singles + pairs]
-        plan += [("gen", h) for h in c["gen_heads"] if h not in (eh, xh)]
-        for s in (2, 4):
-            plan += [("exp", s, k, sch) for k in expert_sets(s, 2) for sch in ("progressive", "static")]
-        for item in plan:
-            if item[0] == "gen":
-                h = item[1]
-                if want(f"gen-{h}H"):
-                    # the expert-size generalist continues from the experts' start with the same
-                    # extra budget and uniform weights: the controlled baseline of Table 3
-                    self.student(f"gen-{h}H", teacher, ty, h, init=base if h == xh else None)
+        for st in stage_plan(c):
+            if not want(st["name"]):
                 continue
-            _, s, key, sch = item
-            nm = f"exp-S{s}-{set_name(key)}-{xh}H-{sch}"
-            if want(nm):
-                spec, spec_y = self.spec_teacher(teacher, tok, s, key)
-                self.student(nm, spec, spec_y, xh, s=s, key=key, schedule=sch, init=base)
+            kind, h = st["kind"], st["heads"]
+            if kind == "long":  # the edge model or an expert size's common start
+                self.long_generalist(teacher, h, st["name"], c[st["epochs"]])
+            elif kind == "gen":
+                self.student(st["name"], teacher, ty, h, init=st["init"])
+            elif st["same_as"] and self.stage(st["same_as"]).done:
+                self.link(st["name"], st["same_as"], S=st["S"], set=list(st["set"]))
+            else:
+                spec, spec_y = self.spec_teacher(teacher, tok, st["S"], st["set"])
+                self.student(st["name"], spec, spec_y, h, s=st["S"], key=st["set"], schedule=st["schedule"],
+                             init=st["init"])
         log("recipe complete")
+
+
+def stage_plan(c) -> list:
+    """The student stages in training order (after teacher and tokens; the specialist teachers
+    M_I are trained on demand before their first expert), most needed first: the edge model, the
+    served S = 3 library and its same-size generalist, the static baselines, the rest of the S
+    sweep, then the other expert sizes' S = 3 libraries."""
+    eh, xh = c["edge_heads"], c["expert_heads"]
+    more = [h for h in c["more_expert_heads"] if h != xh]
+    sizes = (xh, *more)
+    plan = [{"name": f"gen-{eh}H", "kind": "gen", "heads": eh, "init": None},
+            {"name": f"edge-{eh}H", "kind": "long", "heads": eh, "epochs": "edge_epochs"}]
+
+    def base(h):
+        return {"name": f"base-{h}H", "kind": "long", "heads": h, "epochs": "base_epochs"}
+
+    def gen(h):
+        # an expert-size generalist continues from the experts' start with the same extra budget
+        # and uniform weights: the controlled baseline of Table 3; other sizes: pruned from M_D
+        return {"name": f"gen-{h}H", "kind": "gen", "heads": h, "init": f"base-{h}H" if h in sizes else None}
+
+    def experts(s, h, schedules, keys=None):
+        return [{"name": f"exp-S{s}-{set_name(k)}-{h}H-{sch}", "kind": "exp", "heads": h, "S": s, "set": k,
+                 "classes": classes_of(s, k), "schedule": sch, "init": f"base-{h}H"}
+                for k in (keys or expert_sets(s, 2)) for sch in schedules]
+    singles = [k for k in expert_sets(3, 2) if len(k) == 1]
+    pairs = [k for k in expert_sets(3, 2) if len(k) > 1]
+    plan += [base(xh)] + experts(3, xh, ["progressive"]) + [gen(xh)]
+    plan += experts(3, xh, ["static"], singles + pairs)
+    for s in (2, 4):
+        plan += experts(s, xh, ["progressive", "static"])
+    for h in more:
+        plan += [base(h)] + experts(3, h, ["progressive"]) + [gen(h)] + experts(3, h, ["static"])
+    plan += [gen(h) for h in c["gen_heads"] if h not in (eh, *sizes)]
+    # the same class set under another S (e.g. "tops" at S = 2, 3 and 4) is the same training run
+    # (same data, seeds, target mask, and a specialist teacher trained the same way): train the
+    # first, link the others to it
+    first = {}
+    for st in plan:
+        if st["kind"] == "exp":
+            st["same_as"] = first.setdefault((st["classes"], st["heads"], st["schedule"]), st["name"])
+            if st["same_as"] == st["name"]:
+                st["same_as"] = None
+    return plan
 
 
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--cache", default=None, help="artifact directory (default: $COLLAB_CACHE_DIR/expert)")
+    ap.add_argument("--cache", default=None, help="artifact directory (default: $COLLAB_CACHE/expert)")
     ap.add_argument("--only", nargs="*", default=None, help="stage name prefixes to run (default: all)")
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--plan", action="store_true", help="list the stages in training order (done ones marked) and exit")
     ap.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", help="override a size, e.g. n_student=2000")
     a = ap.parse_args(argv)
     torch.set_num_threads(a.threads)
@@ -435,9 +480,16 @@ def main(argv=None):
         k, v = kv.split("=", 1)
         if k not in cfg:
             sys.exit(f"unknown setting {k!r}; known: {sorted(cfg)}")
-        cfg[k] = type(cfg[k])(float(v)) if not isinstance(cfg[k], tuple) else tuple(int(x) for x in v.split(","))
+        cfg[k] = type(cfg[k])(float(v)) if not isinstance(cfg[k], tuple) else tuple(int(x) for x in v.split(",") if x)
     import pathlib
     root = pathlib.Path(a.cache) if a.cache else cache_dir()
+    if a.plan:
+        for st in [{"name": "teacher"}] + stage_plan(cfg):
+            if a.only is None or any(st["name"].startswith(o) for o in a.only) or st["name"] == "teacher":
+                fin = root / "runs" / st["name"]
+                print(("done " if (fin / "final.npz").exists() and (fin / "metrics.json").exists() else "     ")
+                      + st["name"])
+        return 0
     root.mkdir(parents=True, exist_ok=True)
     (root / "config.json").write_text(json.dumps(cfg, indent=1))
     log("config", json.dumps(cfg))

@@ -78,7 +78,9 @@ def plot(res: dict, path: str, n: int):
     groups = ["both", "text", "image"]
     for j, r in enumerate((4, 8)):
         vals = [res.get(f"{g}-r{r}", {}).get("accuracy", float("nan")) * 100 for g in groups]
-        ax.bar([i + 0.38 * j for i in range(3)], vals, width=0.36, label=f"1/{r} width")
+        bars = ax.bar([i + 0.38 * j for i in range(3)], vals, width=0.36, label=f"1/{r} width")
+        for b, v in zip(bars, vals):
+            ax.text(b.get_x() + b.get_width() / 2, (0 if v != v else v) + 1, f"{v:.1f}", ha="center", fontsize=7)
     if base is not None:
         ax.axhline(base * 100, color="k", ls="--", label="no compression")
     ax.set_xticks([i + 0.19 for i in range(3)], ["image + text", "text only", "image only"])

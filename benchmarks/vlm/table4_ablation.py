@@ -23,6 +23,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from collab.vlm.vqa import normalise_answer  # noqa: E402
 from vqa_systems import RESULTS, add_common_arguments, Harness, exact, fc_policy, load_codecs  # noqa: E402
 
 PAPER = {  # Table IV, LLaVA-1.5-7B; VQA-v2 / GQA columns and the compression ratio of image features
@@ -126,15 +127,18 @@ def main(argv=None) -> int:
             continue
         h.run(name, make, mode=mode)
     van = h.res.get("vanilla")
-    print(f"\n{'system':<14}{'acc':>7}{'what':>6}{'foot':>6}{'upper':>6}{'is_a':>6}{'which':>6}"
+    print(f"\n{'system':<14}{'acc':>7}{'prefix':>7}{'what':>6}{'foot':>6}{'upper':>6}{'is_a':>6}{'which':>6}"
           f"{'img KiB':>9}{'ratio f16':>10}{'ratio f32':>10}{'same as vanilla':>17}")
     for name, r in h.res.items():
         same = sum(p == q for p, q in zip(r["answers"], van["answers"])) if van else 0
         r["identical_to_vanilla"] = same
+        # the gold answer followed by anything (D's failure mode: the answer does not stop)
+        r["prefix_accuracy"] = sum(normalise_answer(p).startswith(normalise_answer(q.answer))
+                                   for p, q in zip(r["answers"], h.samples)) / len(h.samples)
         r["ratio_vs_f16_rows"] = r["image_bytes_median"] / RAW_F16
         r["ratio_vs_f32_rows"] = r["image_bytes_median"] / (2 * RAW_F16)
         pt = r["per_template"]
-        print(f"{name:<14}{r['accuracy']:>7.2f}" + "".join(f"{pt.get(t, 0):>6.2f}" for t in
+        print(f"{name:<14}{r['accuracy']:>7.2f}{r['prefix_accuracy']:>7.2f}" + "".join(f"{pt.get(t, 0):>6.2f}" for t in
               ("what", "footwear", "upper", "is_a", "which")) +
               f"{r['image_bytes_median'] / 1024:>9.1f}{r['ratio_vs_f16_rows'] * 100:>9.1f}%"
               f"{r['ratio_vs_f32_rows'] * 100:>9.1f}%{same:>12}/{a.n}")

@@ -125,7 +125,7 @@ def _setup(args, log):
         addr = f"127.0.0.1:{port}"
     client = Client(addr)
     try:
-        client.wait_ready(timeout=120)
+        client.wait_ready(timeout=300)  # a loaded machine: the server process needs a while
     except Exception:
         if proc is not None:
             proc.terminate()
@@ -217,9 +217,10 @@ def _serve(args) -> int:
 
     task = VlmTask(model=args.model, at=args.at, workdir=args.workdir, n_ctx=args.n_ctx, n_threads=args.threads,
                    image_codecs=args.image_codecs, projector=args.projector)
-    task.warm_up(nets=True)
+    task._fc_codecs()  # the image-row codecs now (small; a bad file fails here), the shortcut
+    task.warm_up()     # projection in the background (only shortcut requests wait for it)
     srv = Server(handlers=[task], host=args.host, port=args.port, max_message_bytes=256 << 20).start()
-    print(f"collab vlm serve: task 'llm' (split at {task.at}, image codecs with code sizes "
+    print(f"collab vlm serve: task 'llm' (split at {task.at}, image-row codecs with code sizes "
           f"{sorted(task._fc_codecs().by_k)}) on {srv.address}", flush=True)
     try:
         srv.wait()

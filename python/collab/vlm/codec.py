@@ -78,6 +78,8 @@ class VlmTask(LlmTask):
         self._ratios = ratios
 
     def _fc_codecs(self):
+        if self._codecs is not None:  # loaded: no wait behind a shortcut load holding the lock
+            return self._codecs
         with self._nets_lock:
             if self._codecs is None:
                 paths = self._image_codec_paths

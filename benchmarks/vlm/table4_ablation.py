@@ -89,7 +89,7 @@ def plot(res: dict, path: str, n: int):
     for b, r in zip(bars, ratio):
         ax.text(b.get_x() + b.get_width() / 2, b.get_height() + 0.5, f"{r:.1f}%", ha="center", fontsize=7)
     ax.set_ylabel(f"held-out VQA accuracy (%), n={n}")
-    ax.set_title("Table IV analog (collab-vlm-tiny); labels: image-feature bytes vs float16 rows")
+    ax.set_title("Table IV analog (collab-vlm-tiny)\nbar labels: image-feature bytes vs float16 rows", fontsize=10)
     plt.xticks(rotation=35, ha="right", fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=120)

@@ -147,3 +147,20 @@ def test_tokens():
 
 
 # The shortcut file format moved to collab.llm.artifact (CLFN): tests/test_llm_shortcut_artifact.py
+
+
+def test_raw_spans_roundtrip_and_checks():
+    from collab.errors import InvalidArgument
+    from collab.llm.protocol import decode_rows, encode_rows_raw, inspect_rows
+
+    x = rows(7, 16, seed=5)
+    buf = encode_rows_raw(x, [(2, "f32"), (3, "f16"), (2, "f32")])
+    assert [s[:2] for s in inspect_rows(buf)["segments"]] == [("f32", 2), ("f16", 3), ("f32", 2)]
+    got = decode_rows(buf, n_embd=16)
+    np.testing.assert_array_equal(got[:2], x[:2])
+    np.testing.assert_array_equal(got[5:], x[5:])
+    np.testing.assert_allclose(got[2:5], x[2:5], rtol=1e-3, atol=1e-3)
+    assert len(encode_rows_raw(x, [(0, "f32"), (7, "f16")])) < len(encode_rows_raw(x, [(7, "f32")]))
+    for bad in ([(6, "f32")], [(7, "int8")], [(3, "f32"), (5, "f16")]):
+        with pytest.raises(InvalidArgument):
+            encode_rows_raw(x, bad)

@@ -12,6 +12,7 @@ emulated link with no delay: bytes are counted, times are not the point here.
 from __future__ import annotations
 
 import argparse
+import json
 import time
 from collections import defaultdict
 
@@ -38,7 +39,11 @@ def main(argv=None) -> int:
     ap.add_argument("--projector", default=None)
     ap.add_argument("--systems", default="unsplit,device-only,split-exact,split-slicer")
     ap.add_argument("--out", default="benchmarks/results/vlm_vqa_eval.json")
+    ap.add_argument("--plot-only", action="store_true", help="redraw the PNG from an existing --out JSON")
     a = ap.parse_args(argv)
+    if a.plot_only:
+        plot(json.loads(open(a.out).read()), a.out.removesuffix(".json") + ".png")
+        return 0
     x, y = load_fmnist("test")
     samples = make_set(y, a.n, a.seed)
     full = default_model_path()
@@ -86,9 +91,35 @@ def main(argv=None) -> int:
             same = sum(p == q for p, q in zip(res[ref]["answers"], res["split-exact"]["answers"]))
             print(f"split-exact answers identical to {ref}: {same}/{len(samples)}")
             res[f"split_exact_identical_to_{ref}"] = same
-    save_json(a.out, dict(n=len(samples), seed=a.seed, split_at=at, mmproj=str(mm),
-                          questions=[s.to_dict() for s in samples], results=res))
+    doc = dict(n=len(samples), seed=a.seed, split_at=at, mmproj=str(mm), questions=[s.to_dict() for s in samples],
+               results=res)
+    save_json(a.out, doc)
+    plot(json.loads(json.dumps(doc)), a.out.removesuffix(".json") + ".png")
     return 0
+
+
+def plot(doc: dict, path: str) -> None:
+    """Accuracy per system, overall and per question template."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    res = {k: v for k, v in doc["results"].items() if isinstance(v, dict)}
+    systems = list(res)
+    temps = sorted({t for r in res.values() for t in r["per_template"]})
+    fig, ax = plt.subplots(figsize=(8, 4))
+    w = 0.8 / (len(temps) + 1)
+    for j, key in enumerate(["overall"] + temps):
+        vals = [res[s]["accuracy"] if key == "overall" else res[s]["per_template"].get(key, 0) for s in systems]
+        ax.bar([i + j * w for i in range(len(systems))], vals, width=w, label=key)
+    ax.set_xticks([i + 0.4 - w / 2 for i in range(len(systems))], systems)
+    ax.set_ylabel("exact-match accuracy")
+    ax.set_ylim(0, 1)
+    ax.set_title(f"collab-vlm-tiny held-out VQA (n={doc['n']}, split at {doc['split_at']})")
+    ax.legend(fontsize=7, ncol=3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
 
 
 if __name__ == "__main__":

@@ -22,7 +22,7 @@ from dataclasses import asdict, dataclass, field
 
 from ..errors import InvalidArgument
 from . import protocol
-from .fcnet import FcRowPolicy, fc_segments, inspect_fc_rows
+from .fcnet import FcRowPolicy, fc_segments, inspect_fc_rows, is_fc_payload
 from .runtime import DEFAULT_THREADS, Model, greedy
 from .server import MODES
 
@@ -325,8 +325,9 @@ class Device:
         t = time.perf_counter()
         rows = self._head_rows(s, toks)
         if hasattr(policy, "encode"):  # FcRowPolicy (collab.llm.fcnet): early rows as trained FC codes
-            payload = policy.encode(rows)
-            segments = fc_segments(inspect_fc_rows(payload))
+            payload = policy.encode(rows)  # (or any policy object writing a CLFC / CLHR payload)
+            segments = fc_segments(inspect_fc_rows(payload)) if is_fc_payload(payload) else \
+                protocol.inspect_rows(payload)["segments"]
         else:
             payload = protocol.encode_rows(rows, policy)
             segments = protocol.inspect_rows(payload)["segments"]

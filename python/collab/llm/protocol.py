@@ -33,7 +33,7 @@ import numpy as np
 
 from ..errors import FrameError, InvalidArgument
 
-__all__ = ["ProtocolError", "RowPolicy", "encode_rows", "decode_rows", "encode_state", "decode_state",
+__all__ = ["ProtocolError", "RowPolicy", "encode_rows", "encode_rows_raw", "decode_rows", "encode_state", "decode_state",
            "encode_tokens", "decode_tokens", "inspect_rows", "MAX_ROWS", "MAX_STATE_BYTES"]
 
 ROWS_MAGIC = b"CLHR"
@@ -140,11 +140,31 @@ def encode_rows(rows, policy: RowPolicy | None = None) -> bytes:
                 segments.append((early.shape[0], *_raw_segment(early, "f16")))
     if n_full:
         segments.append((n_full, *_raw_segment(rows[n - n_full:], policy.full_dtype)))
-    out = [_ROWS_HDR.pack(ROWS_MAGIC, VERSION, len(segments), rows.shape[1])]
+    return _pack_segments(segments, rows.shape[1])
+
+
+def _pack_segments(segments, width: int) -> bytes:
+    out = [_ROWS_HDR.pack(ROWS_MAGIC, VERSION, len(segments), width)]
     for n_rows, kind, data in segments:
         out.append(_SEG_HDR.pack(kind, n_rows, len(data)))
         out.append(data)
     return b"".join(out)
+
+
+def encode_rows_raw(rows, dtypes) -> bytes:
+    """Rows (n, n_embd) as consecutive raw segments: dtypes [(n_rows, "f32" | "f16"), ...]
+    covering all n rows in order (e.g. text rows f32, image rows f16, text rows f32)."""
+    rows = np.asarray(rows)
+    if rows.ndim != 2 or rows.shape[0] == 0 or not 0 < rows.shape[1] <= MAX_EMBD:
+        raise InvalidArgument(f"rows must have shape (n >= 1, n_embd), got {rows.shape}")
+    spans = [(int(n), dt) for n, dt in dtypes if int(n) > 0]
+    if sum(n for n, _ in spans) != rows.shape[0] or any(dt not in ("f32", "f16") for _, dt in spans):
+        raise InvalidArgument(f"dtypes {dtypes} must cover the {rows.shape[0]} rows with f32 / f16 spans")
+    segs, off = [], 0
+    for n, dt in spans:
+        segs.append((n, *_raw_segment(rows[off:off + n], dt)))
+        off += n
+    return _pack_segments(segs, rows.shape[1])
 
 
 KIND_NAMES = {KIND_F32: "f32", KIND_F16: "f16", KIND_SLICER: "slicer"}

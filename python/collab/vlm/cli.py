@@ -4,6 +4,11 @@
                       process as the device (mtmd image encode + head); answer, bytes, times
   collab vlm ask      PNG/JPEG files + a question through the split; a loopback server is
                       started unless --server is given; --json prints one line per image
+  collab vlm serve    the server: the "llm" task (tail + head) with the trained image-row
+                      codecs (MindFusion's R: FC codes of the image rows are decoded here)
+
+--image-codec 8 (demo default) sends the image rows as the trained FC codec's codes at 1/8
+width (text rows exact); 0 sends them exact (or SLICER with --keep-last).
 """
 from __future__ import annotations
 
@@ -13,7 +18,13 @@ import subprocess
 import sys
 
 
-def _add_common(p):
+def _port(text: str) -> int:
+    from ..transport.security import port_argument
+
+    return port_argument(text)
+
+
+def _add_common(p, default_codec: int = 0):
     p.add_argument("--model", default=None, help="full text GGUF (default: the embedded SmolLM2)")
     p.add_argument("--at", type=int, default=None, help="split point l (head = layers [0, l)); default L/2")
     p.add_argument("--threads", type=int, default=2, help="CPU threads per side (default 2)")
@@ -23,12 +34,15 @@ def _add_common(p):
     p.add_argument("--max-tokens", type=int, default=8)
     p.add_argument("--keep-last", type=int, default=None,
                    help="SLICER-compress all but the last N prompt rows (image rows included); default exact")
+    p.add_argument("--image-codec", type=int, default=default_codec, choices=(0, 4, 8),
+                   help=f"image rows as trained FC codes at 1/R width (0: no codec; default {default_codec})")
+    p.add_argument("--code-dtype", default="f16", choices=("f16", "int8", "f32"), help="FC code type (default f16)")
 
 
 def add_arguments(p, name: str = "vlm"):
     sub = p.add_subparsers(dest="vlm_command", metavar="ACTION")
     d = sub.add_parser("demo", help="a Fashion-MNIST image + question answered over gRPC (split)")
-    _add_common(d)
+    _add_common(d, default_codec=8)
     d.add_argument("--index", type=int, default=0, help="Fashion-MNIST test image index")
     d.add_argument("--question", default="What is this item?")
     a = sub.add_parser("ask", help="answer a question about image files through the split")
@@ -37,12 +51,47 @@ def add_arguments(p, name: str = "vlm"):
     a.add_argument("--json", action="store_true", help="one JSON line per image")
     a.add_argument("--server", default=None, help="host:port of a running `collab llm serve` (same model and --at)")
     a.add_argument("images", nargs="+", metavar="IMAGE")
+    v = sub.add_parser("serve", help="serve the VLM split's server side (tail + image-row codecs) over gRPC")
+    v.add_argument("--model", default=None, help="full text GGUF (default: the embedded SmolLM2)")
+    v.add_argument("--at", type=int, default=None, help="split point l (default L/2)")
+    v.add_argument("--threads", type=int, default=2)
+    v.add_argument("--workdir", default=None)
+    v.add_argument("--projector", default=None, help="the projector the image rows come from (codec check)")
+    v.add_argument("--image-codecs", nargs="*", default=None,
+                   help="CLFN image-row codecs (default: the trained ones for this split, if any)")
+    v.add_argument("--host", default="127.0.0.1")
+    v.add_argument("--port", type=_port, default=50061)
+    v.add_argument("--n-ctx", type=int, default=512)
 
 
 def _policy(args):
     from ..llm.protocol import RowPolicy
 
     return RowPolicy.exact() if args.keep_last is None else RowPolicy(keep_last=args.keep_last)
+
+
+def _image_codec(args, head, at, log):
+    """The trained image-row codec asked for (--image-codec R), or None (exact / SLICER rows)."""
+    from .codec import find_image_codec, load_image_codec
+
+    if not args.image_codec:
+        return None
+    p = find_image_codec(at, args.image_codec)
+    if p is None:
+        log(f"no trained image codec for split {at} at 1/{args.image_codec} (python -m collab.vlm.codec_train "
+            f"--at {at} --ratio {args.image_codec}): image rows go exact")
+        return None
+    log(f"image rows: trained FC codec {p} ({args.code_dtype} codes)")
+    return load_image_codec(p, model=head, split_at=at, projector=args.projector)
+
+
+def _ask_policy(dev, codec, args, question):
+    from .codec import image_row_policy
+
+    if codec is None:
+        return None
+    before, after = dev.layout(question)
+    return image_row_policy(codec, before, after, dtype=args.code_dtype)
 
 
 def _setup(args, log):
@@ -59,21 +108,24 @@ def _setup(args, log):
     mmproj = mmproj_path(args.projector)
     log(f"model: {full} split at {at}; mmproj {mmproj}")
     dev = VlmDevice(mmproj, head=head, full=full, n_threads=args.threads, policy=_policy(args))
+    dev.image_codec = _image_codec(args, head, at, log)
     proc = None
     addr = getattr(args, "server", None)
     if not addr:
         if not transport_available():
             raise SystemExit("collab.transport (grpcio) is not installed: give --server or install grpcio")
         port = _free_port()
-        cmd = [sys.executable, "-m", "collab.cli", "llm", "serve", "--model", str(full), "--at", str(at),
+        cmd = [sys.executable, "-m", "collab.cli", "vlm", "serve", "--model", str(full), "--at", str(at),
                "--port", str(port), "--threads", str(args.threads)]
         if args.workdir:
             cmd += ["--workdir", args.workdir]
+        if args.projector:
+            cmd += ["--projector", args.projector]
         proc = subprocess.Popen(cmd, env=dict(os.environ), stdout=subprocess.DEVNULL)
         addr = f"127.0.0.1:{port}"
     client = Client(addr)
     try:
-        client.wait_ready(timeout=120)
+        client.wait_ready(timeout=300)  # a loaded machine: the server process needs a while
     except Exception:
         if proc is not None:
             proc.terminate()
@@ -107,7 +159,8 @@ def _demo(args) -> int:
     try:
         img = np.asarray(x[args.index])
         dev.warm_up()
-        g = dev.ask(img, args.question, mode=args.mode, client=client, max_tokens=args.max_tokens)
+        g = dev.ask(img, args.question, mode=args.mode, client=client, max_tokens=args.max_tokens,
+                    policy=_ask_policy(dev, dev.image_codec, args, args.question))
         ref = dev.ask(img, args.question, mode="device-only", max_tokens=args.max_tokens)
     finally:
         stop()
@@ -121,6 +174,7 @@ def _demo(args) -> int:
     print(f"  device compute     {g.device_s * 1e3:8.1f} ms   server compute {g.server_s * 1e3:.1f} ms")
     print(f"  bytes up           {_fmt_bytes(g.bytes_up)}  (prefill rows {_fmt_bytes(ex['prefill_payload'])} "
           f"of {_fmt_bytes(ex['prefill_raw'])} raw f32)")
+    print(f"  prefill segments   {', '.join(f'{k} x{n} ({_fmt_bytes(b)})' for k, n, b in ex['prefill_segments'])}")
     print(f"  bytes down         {_fmt_bytes(g.bytes_down)}   round trips {g.round_trips}")
     print(f"\nunsplit (device-only) answer: {ref.text.strip()}; split tokens identical: "
           f"{'yes' if ref.tokens == g.tokens else 'no'}")
@@ -139,7 +193,8 @@ def _ask(args) -> int:
             try:
                 with open(path, "rb") as f:
                     img = decode_image(f.read())
-                g = dev.ask(img, args.question, mode=args.mode, client=client, max_tokens=args.max_tokens)
+                g = dev.ask(img, args.question, mode=args.mode, client=client, max_tokens=args.max_tokens,
+                            policy=_ask_policy(dev, dev.image_codec, args, args.question))
                 rec = {"image": path, "answer": g.text.strip(), "bytes_up": g.bytes_up,
                        "ttft_ms": round(g.ttft_s * 1e3, 1)}
             except (OSError, InvalidArgument) as e:
@@ -156,9 +211,29 @@ def _ask(args) -> int:
     return rc
 
 
+def _serve(args) -> int:
+    from ..transport import Server
+    from .codec import VlmTask
+
+    task = VlmTask(model=args.model, at=args.at, workdir=args.workdir, n_ctx=args.n_ctx, n_threads=args.threads,
+                   image_codecs=args.image_codecs, projector=args.projector)
+    task._fc_codecs()  # the image-row codecs now (small; a bad file fails here), the shortcut
+    task.warm_up()     # projection in the background (only shortcut requests wait for it)
+    srv = Server(handlers=[task], host=args.host, port=args.port, max_message_bytes=256 << 20).start()
+    print(f"collab vlm serve: task 'llm' (split at {task.at}, image-row codecs with code sizes "
+          f"{sorted(task._fc_codecs().by_k)}) on {srv.address}", flush=True)
+    try:
+        srv.wait()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        srv.stop()
+    return 0
+
+
 def run(args) -> int:
     cmd = getattr(args, "vlm_command", None)
     if cmd is None:
-        print("usage: collab vlm {demo,ask} ...", file=sys.stderr)
+        print("usage: collab vlm {demo,ask,serve} ...", file=sys.stderr)
         return 2
-    return _demo(args) if cmd == "demo" else _ask(args)
+    return {"demo": _demo, "ask": _ask, "serve": _serve}[cmd](args)

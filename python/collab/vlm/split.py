@@ -11,7 +11,9 @@ encoder is collab_vlm_vision_* (libmtmd), the head/tail are collab_llm_* session
 
 Image rows on the wire: ``policy`` (collab.llm.protocol.RowPolicy) applies to all prefill rows;
 RowPolicy.exact() is the identity R (the split then answers exactly as the unsplit model).
-A trained FC encoder for image rows (MindFusion Eq. 1-2) is not wired in here yet.
+MindFusion's R: collab.vlm.codec.image_row_policy (the trained FC codec on the image rows,
+text exact; the server is collab.vlm.codec.VlmTask). ``reduce`` (ask) replaces the image rows
+entering layer l by fewer rows before they travel (collab.vlm.drop's token-dropping baselines).
 """
 from __future__ import annotations
 
@@ -24,7 +26,7 @@ from ..llm.device import Device, Generation
 from .mtmd import check_image, chat_text, to_model_size
 
 IMG_OPEN, IMG_CLOSE = "<img>", "</img>"
-SPLIT_MODES = ("device-only", "roundtrip", "kv-handoff")
+SPLIT_MODES = ("device-only", "roundtrip", "kv-handoff", "shortcut")
 
 
 def vision_available() -> bool:
@@ -57,6 +59,7 @@ class VlmDevice(Device):
         super().__init__(head=head, full=full, n_ctx=n_ctx, n_threads=n_threads, policy=policy, task=task)
         self.vision = NativeVision(mmproj, head or full, n_threads)
         self._pending = None
+        self._reduce, self._n_sent = None, 0
 
     def layout(self, question: str):
         """(tokens before the image, tokens after it) for a question."""
@@ -70,18 +73,25 @@ class VlmDevice(Device):
         return before, after
 
     def ask(self, img, question: str, *, mode: str = "roundtrip", client=None, max_tokens: int = 16,
-            policy=None) -> Generation:
+            policy=None, reduce=None, ignore_eog: bool = False) -> Generation:
+        """reduce: None, or f(image rows entering layer l (m, d)) -> (k, d) rows that travel in
+        their place (split modes; kv-handoff would hand over a head state of the full prompt,
+        so it is refused with reduce)."""
         if mode not in SPLIT_MODES:
             raise InvalidArgument(f"mode must be one of {SPLIT_MODES}, got {mode!r}")
+        if reduce is not None and mode in ("device-only", "kv-handoff"):
+            raise InvalidArgument(f"reduce applies to the rows sent to the server's tail, not to mode {mode}")
         before, after = self.layout(question)
         t = time.perf_counter()
         rows = self.vision.encode(img)
         enc_s = time.perf_counter() - t
         self._pending = (np.asarray(before), rows, np.asarray(after))
+        self._reduce, self._n_sent = reduce, rows.shape[0]
         try:
-            g = self.generate(question, mode=mode, client=client, max_tokens=max_tokens, policy=policy)
+            g = self.generate(question, mode=mode, client=client, max_tokens=max_tokens, policy=policy,
+                              ignore_eog=ignore_eog)
         finally:
-            self._pending = None
+            self._pending = self._reduce = None
         # the image encode is device work before the prefill: part of TTFT and device time
         g.ttft_s += enc_s
         g.total_s += enc_s
@@ -103,11 +113,17 @@ class VlmDevice(Device):
         return [s.decode(before), s.decode_rows(rows), s.decode(after)]
 
     def _head_rows(self, s, toks):
-        return np.concatenate(self._prefill(s), 0)
+        hb, hi, ha = self._prefill(s)
+        if self._reduce is not None:
+            hi = np.asarray(self._reduce(hi), np.float32)
+            if hi.ndim != 2 or not 1 <= hi.shape[0] <= self._pending[1].shape[0] or hi.shape[1] != hb.shape[1]:
+                raise InvalidArgument(f"reduce must return 1..m rows of width {hb.shape[1]}, got {hi.shape}")
+        self._n_sent = hi.shape[0]
+        return np.concatenate([hb, hi, ha], 0)
 
     def _prefill_meta(self) -> dict:
-        before, rows, after = self._pending
-        return {"chunks": f"{len(before)},{rows.shape[0]},{len(after)}"}
+        before, _, after = self._pending
+        return {"chunks": f"{len(before)},{self._n_sent},{len(after)}"}
 
     def _full_prefill(self, s, toks):
         return self._prefill(s)[-1][-1]

@@ -1,0 +1,94 @@
+"""The trained FC codec for collab-vlm-tiny's image rows at run time (no torch).
+
+    codec = load_image_codec(path, model=head_gguf, split_at=15)      # device and server
+    pol = image_row_policy(codec, before, after, dtype="f16")         # Eq. 1: image rows coded
+    g = dev.ask(img, q, client=client, policy=pol)                    # payload "CLFC"
+
+Eq. 1's beta is the image rows: the text before them (chat template, "<img>") and after them
+("</img>", the question, the assistant prefix) travel exact (f32). The server (VlmTask:
+collab.llm's "llm" task whose FC decoders are the image codecs) decodes them before the tail.
+
+An image codec is a CLFN codec (collab.llm.artifact) trained by collab.vlm.codec_train; its
+meta says rows "image" and the sha256 of the projector that made the image rows. It is
+refused for another text model or split point (the CLFN header), for another projector, and
+an LLM text codec (no "rows": "image") is refused as an image codec.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from ..errors import InvalidArgument
+from ..llm.artifact import ArtifactError, FcNet
+from ..llm.fcnet import FcCodecs, FcRowPolicy, load_net
+from ..llm.server import LlmTask
+from .models import projector_path
+
+__all__ = ["load_image_codec", "find_image_codec", "image_row_policy", "VlmTask", "IMAGE_CODEC_ENV"]
+
+IMAGE_CODEC_ENV = "COLLAB_VLM_CODECS"
+
+
+def _projector_digest(projector) -> str:
+    from .codec_train import projector_digest
+
+    return projector_digest(projector or projector_path())
+
+
+def load_image_codec(path, *, model, split_at: int | None = None, projector=None, n_threads: int = 1):
+    """A NativeNet (kind codec) for image rows, checked against the text model (digest), the
+    split point and the projector the image rows come from."""
+    info = FcNet.load(path)
+    if info.meta.get("rows") != "image":
+        raise ArtifactError(f"{path} is not an image-row codec (meta rows={info.meta.get('rows')!r})")
+    want = _projector_digest(projector)
+    if info.meta.get("projector_sha256") != want:
+        raise ArtifactError(f"{path} was trained on the image rows of another projector")
+    return load_net(path, kind="codec", model=model, split_at=split_at, n_threads=n_threads)
+
+
+def find_image_codec(at: int, ratio: int):
+    """The image codec for split point ``at`` and d/code = ``ratio``: $COLLAB_VLM_CODECS,
+    ./models/vlm, the installed package (collab/vlm/), the checkout this module runs from;
+    None if there is none."""
+    from .codec_train import artifact_name
+
+    name = artifact_name(at, ratio)
+    here = Path(__file__).resolve().parent
+    for d in (os.environ.get(IMAGE_CODEC_ENV), "models/vlm", here, here.parents[2] / "models" / "vlm"):
+        if d and (Path(d) / name).is_file():
+            return Path(d) / name
+    return None
+
+
+def image_row_policy(codec, before, after, dtype: str = "f16") -> FcRowPolicy:
+    """Eq. 1 for an image prompt: rows [len(before), n - len(after)) as codes, the rest exact."""
+    return FcRowPolicy(codec, keep_last=int(len(after)), skip_first=int(len(before)), dtype=dtype)
+
+
+class VlmTask(LlmTask):
+    """The "llm" task for the VLM split: its FC payloads are image rows, decoded by the image
+    codecs (given paths, else the shipped ones for this split point), each checked against
+    the tail's model, split point and projector."""
+
+    def __init__(self, *args, image_codecs=None, projector=None, ratios=(8, 4), **kw):
+        super().__init__(*args, **kw)
+        self._image_codec_paths = list(image_codecs) if image_codecs is not None else None
+        self._projector = projector
+        self._ratios = ratios
+
+    def _fc_codecs(self):
+        if self._codecs is not None:  # loaded: no wait behind a shortcut load holding the lock
+            return self._codecs
+        with self._nets_lock:
+            if self._codecs is None:
+                paths = self._image_codec_paths
+                if paths is None:
+                    paths = [p for p in (find_image_codec(self.at, r) for r in self._ratios) if p is not None]
+                nets = [load_image_codec(p, model=self.tail.path, split_at=self.at, projector=self._projector)
+                        for p in paths]
+                ks = [n.code_dim for n in nets]
+                if len(set(ks)) != len(ks):
+                    raise InvalidArgument(f"two image codecs with the same code size: {ks}")
+                self._codecs = FcCodecs(nets)
+            return self._codecs

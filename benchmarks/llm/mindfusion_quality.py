@@ -208,7 +208,7 @@ def policy_rows(sp, rows, fed, ref_toks, q0, n_ctx):
         if pol is None:
             rr, nbytes = rows, (hi - lo) * d * ROW
         else:
-            payload = pol.encode(rows)
+            payload = pol.encode(rows) if name.startswith("fc") else protocol.encode_rows(rows, pol)
             t1 = time.perf_counter()
             rr = decode_fc_rows(payload, pol.codec) if name.startswith("fc") else \
                 protocol.decode_rows(payload, n_embd=d)
@@ -363,6 +363,7 @@ def main():
             result = old
     if "refs" not in result:
         result["refs"] = [reference(full, p, args) for p in prompts]
+        save_json(args.out, result)  # the references are the slow part: keep them even if a split fails
     refs = result["refs"]
     if not ats:
         save_json(args.out, result)

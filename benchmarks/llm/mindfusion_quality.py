@@ -205,14 +205,16 @@ def policy_rows(sp, rows, fed, ref_toks, q0, n_ctx):
     out = {}
     for name, (cfg, pol) in pols.items():
         t0 = time.perf_counter()
+        # FC leaves row 0 (the attention sink) exact, SLICER's RowPolicy compresses it with the rest
+        first = 0 if name.startswith("slicer") else lo
         if pol is None:
             rr, nbytes = rows, (hi - lo) * d * ROW
         else:
-            payload = pol.encode(rows)
+            payload = pol.encode(rows) if name.startswith("fc") else protocol.encode_rows(rows, pol)
             t1 = time.perf_counter()
             rr = decode_fc_rows(payload, pol.codec) if name.startswith("fc") else \
                 protocol.decode_rows(payload, n_embd=d)
-            nbytes = len(payload) - (n - (hi - lo)) * d * ROW
+            nbytes = (len(payload) - (n - (hi - first)) * d * ROW) * (hi - lo) / (hi - first)
         t2 = time.perf_counter()
         lg = sp.teacher_forced(rr, fed, ref_toks, n_ctx)
         nll = -log_softmax(lg)[np.arange(len(ref_toks)), ref_toks]
@@ -350,7 +352,7 @@ def main():
                          "collab.quality/1 table here (the LLM demo's --rows auto reads it)")
     args = ap.parse_args()
     if args.resummarize:
-        return resummarize(args.out)
+        return resummarize(args.out, args.quality_table)
     ats = [] if args.refs_only else (args.at or [15, 4, 2, 1, 8])
     src = default_model_path()
     full = Model(src)
@@ -363,6 +365,7 @@ def main():
             result = old
     if "refs" not in result:
         result["refs"] = [reference(full, p, args) for p in prompts]
+        save_json(args.out, result)  # the references are the slow part: keep them even if a split fails
     refs = result["refs"]
     if not ats:
         save_json(args.out, result)
@@ -386,11 +389,12 @@ def main():
         print_table(at, s)
         save_json(args.out, result)
         if args.quality_table:
+            result["quality_argv"] = sys.argv
             write_quality_table(args.quality_table, result, src, sys.argv)
     plot(result, args.out)
 
 
-def resummarize(out):
+def resummarize(out, quality_table=None):
     result = json.loads(Path(out).read_text())
     _, held = all_prompts()
     by = {p.pid: p for p in held}
@@ -399,6 +403,8 @@ def resummarize(out):
         sp["summary"] = summarize(sp["per_prompt"], result["refs"], prompts)
         print_table(at, sp["summary"])
     save_json(out, result)
+    if quality_table:
+        write_quality_table(quality_table, result, default_model_path(), result.get("quality_argv", sys.argv))
     plot(result, out)
 
 

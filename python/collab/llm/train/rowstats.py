@@ -16,6 +16,7 @@ every few minutes and at the end.
 from __future__ import annotations
 
 import argparse
+import hashlib
 import sys
 import time
 from pathlib import Path
@@ -44,8 +45,9 @@ def all_chunks(max_docs: int = 0):
     out = []
     for name, text in documents(max_docs):
         out += [(f"{name}#{i}", c) for i, c in enumerate(chunks(text)) if i < 8]  # many documents, not a few long ones
-    order = np.random.default_rng(0).permutation(len(out))
-    return [out[i] for i in order]
+    # ordered by a hash of the chunk's name, not by position: an installed package more or less
+    # (site-packages METADATA) must not reshuffle the chunks a resumed run has already summed
+    return sorted(out, key=lambda nc: hashlib.sha256(nc[0].encode()).digest())
 
 
 def load_stats(out_dir):

@@ -260,3 +260,35 @@ def test_serve_cli_metrics_port_and_sigterm_drain(tmp_path):
         if p.poll() is None:
             p.kill()
             p.wait(5)
+
+
+def test_serve_metrics_stay_on_loopback_unless_asked():
+    """The metrics endpoint is plain HTTP without authentication: it binds 127.0.0.1 even when the
+    gRPC port is exposed, and binding it elsewhere is warned about."""
+    import re
+    import subprocess
+    import sys
+
+    def first_lines(extra):
+        p = subprocess.Popen([sys.executable, "-m", "collab.cli", "serve", "--port", "0", "--task", "echo",
+                              "--metrics-port", "0", "--log-level", "WARNING"] + extra,
+                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        lines = []
+        try:
+            for _ in range(8):
+                line = p.stdout.readline()
+                lines.append(line)
+                if "metrics on" in line:
+                    lines.append(p.stdout.readline() if extra else "")
+                    break
+        finally:
+            p.kill()
+            p.wait(10)
+        return "".join(lines)
+
+    out = first_lines([])
+    assert re.search(r"metrics on http://127\.0\.0\.1:\d+/metrics", out), out
+    assert "plain HTTP" not in out
+    out = first_lines(["--metrics-host", "0.0.0.0"])
+    assert re.search(r"metrics on http://0\.0\.0\.0:\d+/metrics", out), out
+    assert "plain HTTP without authentication" in out

@@ -50,7 +50,11 @@ def add_arguments(p: argparse.ArgumentParser, name: str = "serve") -> None:
     p.add_argument("--port-file", help="write the bound port to this file once serving")
     # fleet: metrics + graceful drain (collab.transport.metrics / drain)
     p.add_argument("--metrics-port", type=port_argument, default=None,
-                   help="serve Prometheus metrics at http://HOST:PORT/metrics (0 = any free port; default off)")
+                   help="serve Prometheus metrics at http://METRICS_HOST:PORT/metrics (0 = any free port; default off)")
+    p.add_argument("--metrics-host", default="127.0.0.1",
+                   help="address the metrics endpoint binds (default 127.0.0.1: plain HTTP without authentication, "
+                        "so it stays on loopback unless asked; a scraper on another machine needs e.g. 0.0.0.0, "
+                        "which is warned about)")
     p.add_argument("--drain-timeout", type=float, default=30.0,
                    help="on SIGTERM: finish in-flight requests and open sessions for up to this many seconds")
     p.add_argument("--drain-notice-s", type=float, default=0.0,
@@ -150,8 +154,18 @@ def run(args) -> int:
         os.replace(tmp, args.port_file)
 
     if args.metrics_port is not None:  # fleet hook
-        mport = srv.replica.metrics.serve_http(args.metrics_port, args.host)
-        print(f"collab serve: metrics on http://{args.host}:{mport}/metrics", flush=True)
+        from .security import is_loopback
+        try:
+            mport = srv.replica.metrics.serve_http(args.metrics_port, args.metrics_host)
+        except OSError as e:
+            print(f"collab serve: metrics endpoint on {args.metrics_host}:{args.metrics_port}: {e}", file=sys.stderr)
+            srv.stop(0)
+            return 2
+        print(f"collab serve: metrics on http://{args.metrics_host}:{mport}/metrics", flush=True)
+        if not is_loopback(args.metrics_host):
+            print(f"WARNING: metrics endpoint bound to {args.metrics_host}, reachable from other machines over plain "
+                  "HTTP without authentication (request counters, latencies and byte totals per task; no request "
+                  "data). Restrict it with a network policy or bind 127.0.0.1.", file=sys.stderr, flush=True)
     from .drain import install_sigterm  # fleet hook: SIGTERM drains (a second one stops at once)
     install_sigterm(srv, args.drain_timeout, args.drain_notice_s)
     srv.wait()

@@ -1,0 +1,97 @@
+"""Mercury's measured accuracy as a planner quality table (collab.quality/1).
+
+Reads what accuracy.py measured (benchmarks/results/mercury_accuracy.json: accuracy per pruning
+rate with and without the meta-token reconstruction, split after block 1) and the trained
+artifacts' own test accuracies (models/mercury/meta_r75_s3/s6: rate 75 % at deeper splits), and
+writes one entry per (split, rate, reconstruction) with the bytes the device sends (the kept
+tokens in float16, CLS included: collab.vit.runtime.MercuryDevice without a codec). The
+reference at each split is the unpruned model sending all 65 tokens in float16.
+
+Split numbering follows the planner's ViT profiles (`collab profile --numpy-vit 8`): pieces on
+the device = embed + blocks, so Mercury's "split after block S" is split S + 1, the same as the
+SLICER table of benchmarks/codec/frontier.py.
+
+    python benchmarks/mercury/quality_table.py      # -> benchmarks/results/mercury_quality_vit112.json
+    collab plan --quality-table benchmarks/results/mercury_quality_vit112.json --split 2 --items 1 \
+        --link fixed:8 --rtt-ms 20 --max-loss 5      # the pruning rate for that link and bound
+"""
+from __future__ import annotations
+
+import argparse
+import glob
+import hashlib
+import json
+import os
+import time
+
+import numpy as np
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+GRID, DIM = 8, 384
+
+
+def kept_bytes(rate_pct: int) -> int:
+    """float16 bytes of the kept tokens: CLS + the patches Algorithm 1 keeps (K = rate * 64 pruned)."""
+    pruned = int(round(rate_pct / 100 * GRID * GRID))
+    return (1 + GRID * GRID - pruned) * DIM * 2
+
+
+def build(accuracy_json, models_dir):
+    from collab.planner.quality import QualityTable
+    from collab.vit.profile import find_vit_onnx, numpy_vit_model_name
+
+    acc = json.load(open(accuracy_json))
+    full = float(acc["full_model_acc"])
+    entries = {}
+
+    def add(split_blocks, policy, cfg, rate, quality, source):
+        key = (split_blocks, policy, json.dumps(cfg, sort_keys=True))
+        entries[key] = {"split": split_blocks + 1, "policy": policy, "config": cfg, "reference": policy == "exact",
+                        "bytes_per_item": float(kept_bytes(rate)), "quality": float(quality),
+                        "extra": {"blocks_on_device": split_blocks, "source": source}}
+
+    curves = acc["curves"]
+    for name, reconstruct in (("ours w/ reconstruction", True), ("ours w/o reconstruction", False)):
+        for rate, a in curves.get(name, {}).items():
+            if int(rate) > 0:
+                add(1, "mercury", {"rate_pct": int(rate), "reconstruct": reconstruct}, int(rate), a,
+                    "benchmarks/results/mercury_accuracy.json")
+    for f in sorted(glob.glob(os.path.join(models_dir, "meta_r*_s*.npz"))):
+        z = np.load(f)
+        if str(z["method"]) != "ours":
+            continue
+        s, r = int(z["split"]), int(z["rate_pct"])
+        add(s, "mercury", {"rate_pct": r, "reconstruct": True}, r, float(z["test_acc"]), os.path.basename(f))
+    for s in sorted({k[0] for k in entries}):
+        add(s, "exact", {}, 0, full, "models/mercury/head_full.npz")
+    h = hashlib.sha256()
+    with open(find_vit_onnx(), "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            h.update(chunk)
+    return QualityTable.from_dict({
+        "schema": "collab.quality/1", "system": "mercury", "model": {"name": numpy_vit_model_name(GRID), "sha256": h.hexdigest()},
+        "metric": {"name": "top1", "unit": "fraction", "higher_is_better": True,
+                   "description": "top-1 on the seeded 1000-image Fashion-MNIST test subset of benchmarks/mercury"},
+        "item": "image (kept tokens x 384, float16)",
+        "measured": {"by": "benchmarks/mercury/accuracy.py + train.py", "command": "python benchmarks/mercury/quality_table.py",
+                     "items": "Fashion-MNIST test images", "n": int(acc["n_test"]),
+                     "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())},
+        "entries": list(entries.values())})
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--accuracy", default=os.path.join(ROOT, "benchmarks", "results", "mercury_accuracy.json"))
+    p.add_argument("--models", default=os.path.join(ROOT, "models", "mercury"))
+    p.add_argument("--out", default=os.path.join(ROOT, "benchmarks", "results", "mercury_quality_vit112.json"))
+    args = p.parse_args(argv)
+    t = build(args.accuracy, args.models)
+    t.save(args.out)
+    for e in sorted(t.entries, key=lambda e: (e.split, e.bytes_per_item)):
+        print(f"split {e.split} {e.label():<40} {e.bytes_per_item:>7.0f} B  top-1 {100 * e.quality:5.1f} %  "
+              f"loss {t.loss(e):5.1f} pp")
+    print(f"wrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()

@@ -72,7 +72,7 @@ def _policy(args):
 
 def _image_codec(args, head, at, log):
     """The trained image-row codec asked for (--image-codec R), or None (exact / SLICER rows)."""
-    from .codec import find_image_codec, load_image_codec
+    from .codec import find_image_codec, image_codec_matches, load_image_codec
 
     if not args.image_codec:
         return None
@@ -80,6 +80,10 @@ def _image_codec(args, head, at, log):
     if p is None:
         log(f"no trained image codec for split {at} at 1/{args.image_codec} (python -m collab.vlm.codec_train "
             f"--at {at} --ratio {args.image_codec}): image rows go exact")
+        return None
+    if not image_codec_matches(p, args.projector):
+        log(f"the trained image codec {p.name} belongs to the shipped projector, not {args.projector}: "
+            "image rows go exact")
         return None
     log(f"image rows: trained FC codec {p} ({args.code_dtype} codes)")
     return load_image_codec(p, model=head, split_at=at, projector=args.projector)
@@ -92,6 +96,23 @@ def _ask_policy(dev, codec, args, question):
         return None
     before, after = dev.layout(question)
     return image_row_policy(codec, before, after, dtype=args.code_dtype)
+
+
+def _wait_for_server(client, proc, timeout):
+    """Ready within timeout, or fail at once when our server process has exited (its error is
+    on stderr) instead of waiting out the timeout."""
+    import time
+
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            return client.wait_ready(timeout=min(2.0, max(0.1, deadline - time.monotonic())))
+        except Exception:
+            if proc is not None and proc.poll() is not None:
+                raise SystemExit(f"the VLM server process exited with status {proc.returncode} "
+                                 "(its error is above)") from None
+            if time.monotonic() >= deadline:
+                raise
 
 
 def _setup(args, log):
@@ -125,7 +146,7 @@ def _setup(args, log):
         addr = f"127.0.0.1:{port}"
     client = Client(addr)
     try:
-        client.wait_ready(timeout=300)  # a loaded machine: the server process needs a while
+        _wait_for_server(client, proc, timeout=300)  # a loaded machine: the server process needs a while
     except Exception:
         if proc is not None:
             proc.terminate()

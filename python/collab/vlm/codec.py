@@ -24,7 +24,7 @@ from ..llm.fcnet import FcCodecs, FcRowPolicy, load_net
 from ..llm.server import LlmTask
 from .models import projector_path
 
-__all__ = ["load_image_codec", "find_image_codec", "image_row_policy", "VlmTask", "IMAGE_CODEC_ENV"]
+__all__ = ["image_codec_matches", "load_image_codec", "find_image_codec", "image_row_policy", "VlmTask", "IMAGE_CODEC_ENV"]
 
 IMAGE_CODEC_ENV = "COLLAB_VLM_CODECS"
 
@@ -33,6 +33,12 @@ def _projector_digest(projector) -> str:
     from .codec_train import projector_digest
 
     return projector_digest(projector or projector_path())
+
+
+def image_codec_matches(path, projector=None) -> bool:
+    """Whether the image codec at ``path`` was trained on the rows of this projector (the
+    shipped codecs belong to the shipped projector; another projector makes other rows)."""
+    return FcNet.load(path).meta.get("projector_sha256") == _projector_digest(projector)
 
 
 def load_image_codec(path, *, model, split_at: int | None = None, projector=None, n_threads: int = 1):
@@ -83,8 +89,9 @@ class VlmTask(LlmTask):
         with self._nets_lock:
             if self._codecs is None:
                 paths = self._image_codec_paths
-                if paths is None:
-                    paths = [p for p in (find_image_codec(self.at, r) for r in self._ratios) if p is not None]
+                if paths is None:  # the shipped ones, when they belong to this projector
+                    paths = [p for p in (find_image_codec(self.at, r) for r in self._ratios)
+                             if p is not None and image_codec_matches(p, self._projector)]
                 nets = [load_image_codec(p, model=self.tail.path, split_at=self.at, projector=self._projector)
                         for p in paths]
                 ks = [n.code_dim for n in nets]

@@ -10,7 +10,8 @@ Two stages, both resumable from <out>.ckpt:
   eq3   Eq. 3 itself: the first answer token from the original path (a constant term: the
         projection cannot change it), every later one with its input row produced by the
         projection from the previous token's embedding, cross-entropy against the full
-        model's greedy answer y-hat through the frozen tail.
+        model's greedy answer y-hat through the frozen tail (the prompt's tail K/V are computed
+        once per prompt without gradient; only the answer rows run backward).
 Writes a CLFN artifact (collab.llm.artifact) the native runtime loads.
 """
 from __future__ import annotations
@@ -32,16 +33,39 @@ from .rowstats import load_stats
 __all__ = ["run_train_shortcut", "add_arguments", "eq3_loss", "main"]
 
 
-def eq3_loss(m, net, rec, at: int) -> tuple[torch.Tensor, float]:
-    """(loss through the shortcut, constant first-token term) for one sample, Eq. 3 / T."""
+def eq3_loss(m, net, rec, at: int, prompts: "PromptCache | None" = None) -> tuple[torch.Tensor, float]:
+    """(loss through the shortcut, constant first-token term) for one sample, Eq. 3 / T.
+
+    The prompt's part of the sequence does not depend on the shortcut: its K/V in the tail and
+    the logits of its last row (the first answer token) come without gradient, once per prompt
+    (``prompts`` keeps them); only the fed-back answer rows run forward and backward, attending
+    to the cached K/V. Same loss as running the whole sequence through the tail."""
     p, ans = rec["tokens"], rec["answer"]
-    with torch.no_grad():
-        head = m.rows(p, upto=at)                       # exact prefill rows (device side)
+    kv, first = (prompts or PromptCache(0)).get(m, p, at)
     fed = net(m.embed(ans[:-1]))                         # shortcut rows for the fed-back tokens
-    logits = m.tail(torch.cat([head, fed]), at, logits_from=len(p) - 1)
-    nll = F.cross_entropy(logits, torch.as_tensor(ans), reduction="none")
+    logits = m.tail_extend(fed, at, kv)
+    nll = F.cross_entropy(logits, torch.as_tensor(ans[1:]), reduction="sum")
     T = len(ans)
-    return nll[1:].sum() / T, float(nll[0]) / T
+    return nll / T, float(F.cross_entropy(first, torch.as_tensor(ans[:1]))) / T
+
+
+class PromptCache:
+    """Per-prompt tail K/V and first-answer-token logits (no gradient), up to ``budget`` bytes."""
+
+    def __init__(self, budget: int = 6 << 30):
+        self.budget, self.used, self.kv = budget, 0, {}
+
+    @torch.no_grad()
+    def get(self, m, tokens, at: int):
+        key = (at, tuple(tokens))
+        if key in self.kv:
+            return self.kv[key]
+        val = m.tail_prefill(m.rows(tokens, upto=at), at)    # exact prefill rows (device side), then the tail
+        size = sum(k.numel() + v.numel() for k, v in val[0]) * 4
+        if self.used + size <= self.budget:
+            self.kv[key] = val
+            self.used += size
+        return val
 
 
 YHAT_WEIGHT = 4.0
@@ -177,10 +201,12 @@ def run_train_shortcut(args) -> int:
         opt = torch.optim.AdamW(net.parameters(), lr=args.lr * 0.1, weight_decay=1e-4)
         save(0, True)
 
+    prompts = PromptCache()
+
     def eq3(rec):
         if len(rec["answer"]) < 2:
             return None
-        return eq3_loss(m, net, rec, at)[0]
+        return eq3_loss(m, net, rec, at, prompts)[0]
 
     if stage == "eq3" and args.eq3_steps > 0:
         step = common.sample_stage(opt, eq3, recs, steps=args.eq3_steps, start=step, minutes=args.eq3_minutes,

@@ -7,12 +7,11 @@ import pytest
 torch = pytest.importorskip("torch")
 pytest.importorskip("gguf")
 
-import torch.nn.functional as F  # noqa: E402
 from _llm_common import tiny_model  # noqa: E402
 
 from collab.llm.train.mirror import LlamaMirror  # noqa: E402
 from collab.llm.train.nets import Shortcut  # noqa: E402
-from collab.llm.train.shortcut import PromptCache, eq3_loss  # noqa: E402
+from collab.llm.train.shortcut import PromptCache, eq3_loss, eq3_loss_whole_sequence  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -28,15 +27,6 @@ def _net(d, seed=0):
     return net
 
 
-def _full_sequence_loss(m, net, rec, at):
-    p, ans = rec["tokens"], rec["answer"]
-    with torch.no_grad():
-        head = m.rows(p, upto=at)
-    logits = m.tail(torch.cat([head, net(m.embed(ans[:-1]))]), at, logits_from=len(p) - 1)
-    nll = F.cross_entropy(logits, torch.as_tensor(ans), reduction="none")
-    return nll[1:].sum() / len(ans), float(nll[0].detach()) / len(ans)
-
-
 def _grad(net):
     return torch.cat([p.grad.flatten() for p in net.parameters()])
 
@@ -48,7 +38,7 @@ def test_cached_prompt_loss_and_gradient_equal_the_full_sequence(mirror, at):
     rec = {"tokens": torch.randint(0, V, (23,), generator=g).tolist(),
            "answer": torch.randint(0, V, (9,), generator=g).tolist()}
     net = _net(mirror.n_embd)
-    ref, ref0 = _full_sequence_loss(mirror, net, rec, at)
+    ref, ref0 = eq3_loss_whole_sequence(mirror, net, rec, at)
     ref.backward()
     g_ref = _grad(net).clone()
     cache = PromptCache()

@@ -30,7 +30,7 @@ from .data import load
 from .nets import Shortcut, stats
 from .rowstats import load_stats
 
-__all__ = ["run_train_shortcut", "add_arguments", "eq3_loss", "main"]
+__all__ = ["run_train_shortcut", "add_arguments", "eq3_loss", "eq3_loss_whole_sequence", "PromptCache", "main"]
 
 
 def eq3_loss(m, net, rec, at: int, prompts: "PromptCache | None" = None) -> tuple[torch.Tensor, float]:
@@ -47,6 +47,17 @@ def eq3_loss(m, net, rec, at: int, prompts: "PromptCache | None" = None) -> tupl
     nll = F.cross_entropy(logits, torch.as_tensor(ans[1:]), reduction="sum")
     T = len(ans)
     return nll / T, float(F.cross_entropy(first, torch.as_tensor(ans[:1]))) / T
+
+
+def eq3_loss_whole_sequence(m, net, rec, at: int) -> tuple[torch.Tensor, float]:
+    """eq3_loss computed the plain way (prompt and answer rows through the tail together): the
+    reference the cached version is checked and timed against."""
+    p, ans = rec["tokens"], rec["answer"]
+    with torch.no_grad():
+        head = m.rows(p, upto=at)
+    logits = m.tail(torch.cat([head, net(m.embed(ans[:-1]))]), at, logits_from=len(p) - 1)
+    nll = F.cross_entropy(logits, torch.as_tensor(ans), reduction="none")
+    return nll[1:].sum() / len(ans), float(nll[0].detach()) / len(ans)
 
 
 class PromptCache:

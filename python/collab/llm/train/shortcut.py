@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -220,8 +221,26 @@ def run_train_shortcut(args) -> int:
         return eq3_loss(m, net, rec, at, prompts)[0]
 
     if stage == "eq3" and args.eq3_steps > 0:
-        step = common.sample_stage(opt, eq3, recs, steps=args.eq3_steps, start=step, minutes=args.eq3_minutes,
-                                   hist=hist["eq3"], save=save, tag=f"shortcut-{at} eq3", seed=1)
+        # in rounds of --eq3-val-every steps, keeping the net with the best validation NLL: with a
+        # few hundred prompts Eq. 3 starts to overfit after a few epochs
+        every = int(getattr(args, "eq3_val_every", 0) or 0) or args.eq3_steps
+        t_end = time.time() + 60 * args.eq3_minutes if args.eq3_minutes else float("inf")
+        while step < args.eq3_steps and time.time() < t_end:
+            left = (t_end - time.time()) / 60 if args.eq3_minutes else 0.0
+            step = common.sample_stage(opt, eq3, recs, steps=min(step + every, args.eq3_steps), start=step,
+                                       minutes=max(left, 1e-3) if args.eq3_minutes else 0.0, hist=hist["eq3"],
+                                       save=save, tag=f"shortcut-{at} eq3", seed=1)
+            if every < args.eq3_steps:
+                nll = tf_eval(m, net, val_recs, at)["nll"]
+                print(f"[shortcut-{at}] Eq. 3 step {step}: validation NLL {nll:.4f}", file=sys.stderr)
+                if nll < evals.get("eq3_best", {}).get("nll", float("inf")):
+                    evals["eq3_best"] = {"step": step, "nll": nll,
+                                         "net": {k: v.clone() for k, v in net.state_dict().items()}}
+                save(step, True)
+        best = evals.get("eq3_best")
+        if best is not None and best["step"] != step:
+            print(f"[shortcut-{at}] keeping the Eq. 3 net of step {best['step']} (best validation NLL)", file=sys.stderr)
+            net.load_state_dict(best["net"])
 
     v, base = val_fit()
     if stage == "eq3" and step > 0:
@@ -238,7 +257,8 @@ def run_train_shortcut(args) -> int:
             "val_mse_std_identity": base, "val_mse_std_token_mean_oracle": oracle,
             "train_prompts": len(recs), "decode_rows": int(len(cache["tok"])),
             "text_tokens": int(sz["tokens"]) if sz is not None else 0, "distinct_tokens": int(len(ids)),
-            "validation": {k: v for k, v in evals.items() if k != "fit_net"}, "history": hist}
+            "validation": {k: ({a: b for a, b in v.items() if a != "net"} if k == "eq3_best" else v)
+                           for k, v in evals.items() if k != "fit_net"}, "history": hist}
     common.write_artifact(net, out, at=at, n_layer=m.n_layer, model=args.model, meta=meta, tag=f"shortcut-{at}",
                           summary=f"val std-MSE {v:.4f}, identity {base:.4f}, token-mean oracle {oracle}")
     return 0

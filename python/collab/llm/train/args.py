@@ -25,6 +25,8 @@ def add_shortcut_arguments(p) -> None:
     p.add_argument("--fit-steps", type=int, default=1500, help="regression steps on cached rows")
     p.add_argument("--eq3-steps", type=int, default=300, help="Eq. 3 steps (one prompt each) through the tail")
     p.add_argument("--eq3-minutes", type=float, default=0.0, help="stop Eq. 3 after this long (0: no limit)")
+    p.add_argument("--eq3-val-every", type=int, default=200,
+                   help="validate every N Eq. 3 steps and export the best net (0: only at the end)")
     p.add_argument("--batch", type=int, default=256)
     p.add_argument("--lr", type=float, default=1e-3)
     p.add_argument("--threads", type=int, default=1)

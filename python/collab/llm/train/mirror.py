@@ -80,6 +80,12 @@ class LlamaMirror(torch.nn.Module):
         return torch.stack((x0 * cos - x1 * sin, x0 * sin + x1 * cos), dim=-1).flatten(-2)
 
     def layer(self, i: int, x: torch.Tensor, pos: torch.Tensor) -> torch.Tensor:
+        return self.layer_kv(i, x, pos)[0]
+
+    def layer_kv(self, i: int, x: torch.Tensor, pos: torch.Tensor, past=None):
+        """Layer i over rows x at positions pos -> (rows out, K, V of these rows). With past =
+        (K, V) of the positions before pos[0] (e.g. a prompt cached without gradient), x attends
+        to them as well: the same result as running the whole sequence, at the cost of x alone."""
         n = x.shape[0]
         p = f"blk.{i}."
         h = self._norm(x, p + "attn_norm.weight")
@@ -87,14 +93,20 @@ class LlamaMirror(torch.nn.Module):
         k = (h @ self.w(p + "attn_k.weight").T).view(n, self.n_head_kv, self.head_dim)
         v = (h @ self.w(p + "attn_v.weight").T).view(n, self.n_head_kv, self.head_dim)
         q, k = self._rope(q, pos), self._rope(k, pos)
+        ka, va, mask = k, v, None
+        if past is not None:
+            P = past[0].shape[0]
+            ka, va = torch.cat([past[0], k]), torch.cat([past[1], v])
+            mask = torch.ones(n, P + n, dtype=torch.bool).tril(diagonal=P)  # row j sees keys 0..P+j
         rep = self.n_head // self.n_head_kv
-        k = k.repeat_interleave(rep, dim=1)
-        v = v.repeat_interleave(rep, dim=1)
-        a = F.scaled_dot_product_attention(q.transpose(0, 1), k.transpose(0, 1), v.transpose(0, 1), is_causal=True)
+        ka = ka.repeat_interleave(rep, dim=1)
+        va = va.repeat_interleave(rep, dim=1)
+        a = F.scaled_dot_product_attention(q.transpose(0, 1), ka.transpose(0, 1), va.transpose(0, 1),
+                                           attn_mask=mask, is_causal=mask is None)
         x = x + a.transpose(0, 1).reshape(n, self.n_embd) @ self.w(p + "attn_output.weight").T
         h = self._norm(x, p + "ffn_norm.weight")
         g = F.silu(h @ self.w(p + "ffn_gate.weight").T) * (h @ self.w(p + "ffn_up.weight").T)
-        return x + g @ self.w(p + "ffn_down.weight").T
+        return x + g @ self.w(p + "ffn_down.weight").T, k, v
 
     def rows(self, tokens, upto: int, keep=()) -> torch.Tensor | dict:
         """Residual rows entering layer ``upto`` (= the head part's output when split at upto).
@@ -115,6 +127,24 @@ class LlamaMirror(torch.nn.Module):
             x = self.layer(i, x, pos)
         x = self._norm(x[logits_from:], "output_norm.weight")
         return x @ self.w("output.weight").T
+
+    def tail_prefill(self, x: torch.Tensor, at: int):
+        """Layers at..L-1 over rows x -> (per-layer (K, V) of x, logits of x's last row); feed
+        the K/V to tail_extend to continue after x."""
+        pos = torch.arange(x.shape[0])
+        kv = []
+        for i in range(at, self.n_layer):
+            x, k, v = self.layer_kv(i, x, pos)
+            kv.append((k, v))
+        return kv, self._norm(x[-1:], "output_norm.weight") @ self.w("output.weight").T
+
+    def tail_extend(self, x: torch.Tensor, at: int, kv) -> torch.Tensor:
+        """Logits of rows x placed right after the rows tail_prefill made kv from."""
+        P = kv[0][0].shape[0]
+        pos = torch.arange(P, P + x.shape[0])
+        for j, i in enumerate(range(at, self.n_layer)):
+            x = self.layer_kv(i, x, pos, past=kv[j])[0]
+        return self._norm(x, "output_norm.weight") @ self.w("output.weight").T
 
     def logits(self, tokens) -> torch.Tensor:
         return self.tail(self.embed(tokens), 0)

@@ -65,7 +65,8 @@ def main(argv=None) -> int:
                 print(f"[recipe] {out} exists, skipped", file=sys.stderr)
                 continue
             run_train_shortcut(SimpleNamespace(**base, at=at, out=str(out), fit_steps=fit,
-                                               eq3_steps=10000 if minutes else 0, eq3_minutes=minutes))
+                                               eq3_steps=10000 if minutes else 0, eq3_minutes=minutes,
+                                               eq3_val_every=200))
     if a.jobs in ("codec", "all"):
         for at, ratio, fit, minutes in CODEC_JOBS:
             out = common.artifact_path("codec", at, ratio, out_dir=a.out_dir)

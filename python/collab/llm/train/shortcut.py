@@ -10,13 +10,15 @@ Two stages, both resumable from <out>.ckpt:
   eq3   Eq. 3 itself: the first answer token from the original path (a constant term: the
         projection cannot change it), every later one with its input row produced by the
         projection from the previous token's embedding, cross-entropy against the full
-        model's greedy answer y-hat through the frozen tail.
+        model's greedy answer y-hat through the frozen tail (the prompt's tail K/V are computed
+        once per prompt without gradient; only the answer rows run backward).
 Writes a CLFN artifact (collab.llm.artifact) the native runtime loads.
 """
 from __future__ import annotations
 
 import argparse
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -29,19 +31,53 @@ from .data import load
 from .nets import Shortcut, stats
 from .rowstats import load_stats
 
-__all__ = ["run_train_shortcut", "add_arguments", "eq3_loss", "main"]
+__all__ = ["run_train_shortcut", "add_arguments", "eq3_loss", "eq3_loss_whole_sequence", "PromptCache", "main"]
 
 
-def eq3_loss(m, net, rec, at: int) -> tuple[torch.Tensor, float]:
-    """(loss through the shortcut, constant first-token term) for one sample, Eq. 3 / T."""
+def eq3_loss(m, net, rec, at: int, prompts: "PromptCache | None" = None) -> tuple[torch.Tensor, float]:
+    """(loss through the shortcut, constant first-token term) for one sample, Eq. 3 / T.
+
+    The prompt's part of the sequence does not depend on the shortcut: its K/V in the tail and
+    the logits of its last row (the first answer token) come without gradient, once per prompt
+    (``prompts`` keeps them); only the fed-back answer rows run forward and backward, attending
+    to the cached K/V. Same loss as running the whole sequence through the tail."""
+    p, ans = rec["tokens"], rec["answer"]
+    kv, first = (prompts or PromptCache(0)).get(m, p, at)
+    fed = net(m.embed(ans[:-1]))                         # shortcut rows for the fed-back tokens
+    logits = m.tail_extend(fed, at, kv)
+    nll = F.cross_entropy(logits, torch.as_tensor(ans[1:]), reduction="sum")
+    T = len(ans)
+    return nll / T, float(F.cross_entropy(first, torch.as_tensor(ans[:1]))) / T
+
+
+def eq3_loss_whole_sequence(m, net, rec, at: int) -> tuple[torch.Tensor, float]:
+    """eq3_loss computed the plain way (prompt and answer rows through the tail together): the
+    reference the cached version is checked and timed against."""
     p, ans = rec["tokens"], rec["answer"]
     with torch.no_grad():
-        head = m.rows(p, upto=at)                       # exact prefill rows (device side)
-    fed = net(m.embed(ans[:-1]))                         # shortcut rows for the fed-back tokens
-    logits = m.tail(torch.cat([head, fed]), at, logits_from=len(p) - 1)
+        head = m.rows(p, upto=at)
+    logits = m.tail(torch.cat([head, net(m.embed(ans[:-1]))]), at, logits_from=len(p) - 1)
     nll = F.cross_entropy(logits, torch.as_tensor(ans), reduction="none")
-    T = len(ans)
-    return nll[1:].sum() / T, float(nll[0]) / T
+    return nll[1:].sum() / len(ans), float(nll[0].detach()) / len(ans)
+
+
+class PromptCache:
+    """Per-prompt tail K/V and first-answer-token logits (no gradient), up to ``budget`` bytes."""
+
+    def __init__(self, budget: int = 6 << 30):
+        self.budget, self.used, self.kv = budget, 0, {}
+
+    @torch.no_grad()
+    def get(self, m, tokens, at: int):
+        key = (at, tuple(tokens))
+        if key in self.kv:
+            return self.kv[key]
+        val = m.tail_prefill(m.rows(tokens, upto=at), at)    # exact prefill rows (device side), then the tail
+        size = sum(k.numel() + v.numel() for k, v in val[0]) * 4
+        if self.used + size <= self.budget:
+            self.kv[key] = val
+            self.used += size
+        return val
 
 
 YHAT_WEIGHT = 4.0
@@ -177,14 +213,34 @@ def run_train_shortcut(args) -> int:
         opt = torch.optim.AdamW(net.parameters(), lr=args.lr * 0.1, weight_decay=1e-4)
         save(0, True)
 
+    prompts = PromptCache()
+
     def eq3(rec):
         if len(rec["answer"]) < 2:
             return None
-        return eq3_loss(m, net, rec, at)[0]
+        return eq3_loss(m, net, rec, at, prompts)[0]
 
     if stage == "eq3" and args.eq3_steps > 0:
-        step = common.sample_stage(opt, eq3, recs, steps=args.eq3_steps, start=step, minutes=args.eq3_minutes,
-                                   hist=hist["eq3"], save=save, tag=f"shortcut-{at} eq3", seed=1)
+        # in rounds of --eq3-val-every steps, keeping the net with the best validation NLL: with a
+        # few hundred prompts Eq. 3 starts to overfit after a few epochs
+        every = int(getattr(args, "eq3_val_every", 0) or 0) or args.eq3_steps
+        t_end = time.time() + 60 * args.eq3_minutes if args.eq3_minutes else float("inf")
+        while step < args.eq3_steps and time.time() < t_end:
+            left = (t_end - time.time()) / 60 if args.eq3_minutes else 0.0
+            step = common.sample_stage(opt, eq3, recs, steps=min(step + every, args.eq3_steps), start=step,
+                                       minutes=max(left, 1e-3) if args.eq3_minutes else 0.0, hist=hist["eq3"],
+                                       save=save, tag=f"shortcut-{at} eq3", seed=1)
+            if every < args.eq3_steps:
+                nll = tf_eval(m, net, val_recs, at)["nll"]
+                print(f"[shortcut-{at}] Eq. 3 step {step}: validation NLL {nll:.4f}", file=sys.stderr)
+                if nll < evals.get("eq3_best", {}).get("nll", float("inf")):
+                    evals["eq3_best"] = {"step": step, "nll": nll,
+                                         "net": {k: v.clone() for k, v in net.state_dict().items()}}
+                save(step, True)
+        best = evals.get("eq3_best")
+        if best is not None and best["step"] != step:
+            print(f"[shortcut-{at}] keeping the Eq. 3 net of step {best['step']} (best validation NLL)", file=sys.stderr)
+            net.load_state_dict(best["net"])
 
     v, base = val_fit()
     if stage == "eq3" and step > 0:
@@ -201,7 +257,8 @@ def run_train_shortcut(args) -> int:
             "val_mse_std_identity": base, "val_mse_std_token_mean_oracle": oracle,
             "train_prompts": len(recs), "decode_rows": int(len(cache["tok"])),
             "text_tokens": int(sz["tokens"]) if sz is not None else 0, "distinct_tokens": int(len(ids)),
-            "validation": {k: v for k, v in evals.items() if k != "fit_net"}, "history": hist}
+            "validation": {k: ({a: b for a, b in v.items() if a != "net"} if k == "eq3_best" else v)
+                           for k, v in evals.items() if k != "fit_net"}, "history": hist}
     common.write_artifact(net, out, at=at, n_layer=m.n_layer, model=args.model, meta=meta, tag=f"shortcut-{at}",
                           summary=f"val std-MSE {v:.4f}, identity {base:.4f}, token-mean oracle {oracle}")
     return 0

@@ -1,0 +1,66 @@
+"""Eq. 3 with the prompt's tail K/V cached (no gradient) equals Eq. 3 over the whole sequence:
+same loss, same gradient of the shortcut, same logits from the mirror."""
+from __future__ import annotations
+
+import pytest
+
+torch = pytest.importorskip("torch")
+pytest.importorskip("gguf")
+
+from _llm_common import tiny_model  # noqa: E402
+
+from collab.llm.train.mirror import LlamaMirror  # noqa: E402
+from collab.llm.train.nets import Shortcut  # noqa: E402
+from collab.llm.train.shortcut import PromptCache, eq3_loss, eq3_loss_whole_sequence  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def mirror():
+    return LlamaMirror.from_gguf(tiny_model(n_layer=4))
+
+
+def _net(d, seed=0):
+    torch.manual_seed(seed)
+    net = Shortcut(d, (torch.zeros(d), torch.ones(d)), (torch.zeros(d), torch.ones(d)))
+    for p in net.parameters():  # the last layer starts at zero: make the net do something
+        torch.nn.init.normal_(p, std=0.05)
+    return net
+
+
+def _grad(net):
+    return torch.cat([p.grad.flatten() for p in net.parameters()])
+
+
+@pytest.mark.parametrize("at", [1, 2, 3])
+def test_cached_prompt_loss_and_gradient_equal_the_full_sequence(mirror, at):
+    g = torch.Generator().manual_seed(at)
+    V = mirror.w("token_embd.weight").shape[0]
+    rec = {"tokens": torch.randint(0, V, (23,), generator=g).tolist(),
+           "answer": torch.randint(0, V, (9,), generator=g).tolist()}
+    net = _net(mirror.n_embd)
+    ref, ref0 = eq3_loss_whole_sequence(mirror, net, rec, at)
+    ref.backward()
+    g_ref = _grad(net).clone()
+    cache = PromptCache()
+    for _ in range(2):  # first call fills the cache, the second reads it
+        net.zero_grad()
+        got, got0 = eq3_loss(mirror, net, rec, at, cache)
+        got.backward()
+        assert float(got) == pytest.approx(float(ref), rel=1e-5, abs=1e-6)
+        assert got0 == pytest.approx(ref0, rel=1e-5, abs=1e-6)
+        assert torch.allclose(_grad(net), g_ref, rtol=1e-4, atol=1e-6)
+    assert len(cache.kv) == 1 and cache.used > 0
+
+
+def test_prompt_cache_budget_keeps_nothing_past_it(mirror):
+    cache = PromptCache(budget=0)
+    kv, first = cache.get(mirror, [1, 2, 3, 4], 2)
+    assert not cache.kv and cache.used == 0 and first.shape[0] == 1 and len(kv) == mirror.n_layer - 2
+
+
+def test_tail_extend_matches_tail(mirror):
+    x = mirror.rows(list(range(5, 30)), upto=2)
+    full = mirror.tail(x, 2)
+    kv, last = mirror.tail_prefill(x[:11], 2)
+    assert torch.allclose(last[0], full[10], atol=1e-4)
+    assert torch.allclose(mirror.tail_extend(x[11:], 2, kv), full[11:], atol=1e-4)

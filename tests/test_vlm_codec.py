@@ -208,10 +208,10 @@ def test_layer2_attention_matches_torch_mirror():
     seen = {}
     orig = torch.nn.functional.scaled_dot_product_attention
 
-    def spy(q, k, v, is_causal):
+    def spy(q, k, v, **kw):  # the mirror's call: is_causal, and attn_mask (None without a KV cache)
         s = (q[:, -1:] @ k.transpose(-1, -2)) / q.shape[-1] ** 0.5
         seen["p"] = torch.softmax(s, -1)[:, 0].mean(0)
-        return orig(q, k, v, is_causal=is_causal)
+        return orig(q, k, v, **kw)
 
     torch.nn.functional.scaled_dot_product_attention = spy
     try:

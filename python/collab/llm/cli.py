@@ -197,21 +197,30 @@ def transport_available() -> bool:
 
 
 def _serve(args) -> int:
-    from ..transport import Server
-    from ..transport.security import server_credentials_from_args
     from .server import LlmTask
 
+    return serve_task(args, LlmTask, "collab llm serve", lambda task: f"tail + head of split at {task.at}",
+                      warm=lambda task: task.warm_up(nets=args.load_nets))
+
+
+def serve_task(args, task_cls, prog, describe, warm, **task_kw) -> int:
+    """Host one "llm"-protocol task (collab.llm.server.LlmTask or a subclass) with the options of
+    _add_serve_arguments: session limits, idle time-outs, token and TLS. `collab llm serve` and
+    `collab vlm serve` share it, so both servers have the same limits on by default."""
+    from ..transport import Server
+    from ..transport.security import server_credentials_from_args
+
     sec = server_credentials_from_args(args)  # clear errors for bad token / TLS files before loading the model
-    task = LlmTask(model=args.model, at=args.at, workdir=args.workdir, n_ctx=args.n_ctx, n_threads=args.threads,
-                   max_sessions=args.max_sessions, max_sessions_per_identity=args.max_sessions_per_client,
-                   busy_idle_s=args.busy_idle_s)
-    task.warm_up(nets=args.load_nets)
+    task = task_cls(model=args.model, at=args.at, workdir=args.workdir, n_ctx=args.n_ctx, n_threads=args.threads,
+                    max_sessions=args.max_sessions, max_sessions_per_identity=args.max_sessions_per_client,
+                    busy_idle_s=args.busy_idle_s, **task_kw)
+    warm(task)
     # Server.start() warns (collab.transport.security.warn_if_exposed) when the address is
     # reachable from other machines without TLS and a token
     srv = Server(handlers=[task], host=args.host, port=args.port, max_message_bytes=256 << 20,
                  session_idle_s=args.session_idle_s, auth_token=sec.auth_token, tls_cert=sec.tls_cert,
                  tls_key=sec.tls_key).start()
-    print(f"collab llm serve: task 'llm' (tail + head of split at {task.at}) on {srv.address} "
+    print(f"{prog}: task 'llm' ({describe(task)}) on {srv.address} "
           f"({'TLS' if sec.tls else 'no TLS'}, {'token' if sec.auth_token else 'no token'})", flush=True)
     try:
         srv.wait()

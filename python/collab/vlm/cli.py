@@ -18,12 +18,6 @@ import subprocess
 import sys
 
 
-def _port(text: str) -> int:
-    from ..transport.security import port_argument
-
-    return port_argument(text)
-
-
 def _add_common(p, default_codec: int = 0):
     p.add_argument("--model", default=None, help="full text GGUF (default: the embedded SmolLM2)")
     p.add_argument("--at", type=int, default=None, help="split point l (head = layers [0, l)); default L/2")
@@ -40,6 +34,8 @@ def _add_common(p, default_codec: int = 0):
 
 
 def add_arguments(p, name: str = "vlm"):
+    from ..llm.cli import _add_serve_arguments
+
     sub = p.add_subparsers(dest="vlm_command", metavar="ACTION")
     d = sub.add_parser("demo", help="a Fashion-MNIST image + question answered over gRPC (split)")
     _add_common(d, default_codec=8)
@@ -59,9 +55,8 @@ def add_arguments(p, name: str = "vlm"):
     v.add_argument("--projector", default=None, help="the projector the image rows come from (codec check)")
     v.add_argument("--image-codecs", nargs="*", default=None,
                    help="CLFN image-row codecs (default: the trained ones for this split, if any)")
-    v.add_argument("--host", default="127.0.0.1")
-    v.add_argument("--port", type=_port, default=50061)
-    v.add_argument("--n-ctx", type=int, default=512)
+    _add_serve_arguments(v)  # host, port, session limits, token and TLS: the same as `collab llm serve`
+    v.set_defaults(n_ctx=512)
 
 
 def _policy(args):
@@ -233,23 +228,16 @@ def _ask(args) -> int:
 
 
 def _serve(args) -> int:
-    from ..transport import Server
+    from ..llm.cli import serve_task
     from .codec import VlmTask
 
-    task = VlmTask(model=args.model, at=args.at, workdir=args.workdir, n_ctx=args.n_ctx, n_threads=args.threads,
-                   image_codecs=args.image_codecs, projector=args.projector)
-    task._fc_codecs()  # the image-row codecs now (small; a bad file fails here), the shortcut
-    task.warm_up()     # projection in the background (only shortcut requests wait for it)
-    srv = Server(handlers=[task], host=args.host, port=args.port, max_message_bytes=256 << 20).start()
-    print(f"collab vlm serve: task 'llm' (split at {task.at}, image-row codecs with code sizes "
-          f"{sorted(task._fc_codecs().by_k)}) on {srv.address}", flush=True)
-    try:
-        srv.wait()
-    except KeyboardInterrupt:
-        pass
-    finally:
-        srv.stop()
-    return 0
+    def warm(task):
+        task._fc_codecs()                  # the image-row codecs now (small; a bad file fails here), the
+        task.warm_up(nets=args.load_nets)  # shortcut in the background unless --load-nets
+
+    return serve_task(args, VlmTask, "collab vlm serve",
+                      lambda task: f"split at {task.at}, image-row codecs with code sizes {sorted(task._fc_codecs().by_k)}",
+                      warm, image_codecs=args.image_codecs, projector=args.projector)
 
 
 def run(args) -> int:

@@ -26,6 +26,7 @@ the planner's profile: embed + l blocks, so l = 6 is split 7 of `collab profile 
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import sys
@@ -94,7 +95,9 @@ def ablation_configs():
 
 
 # ---------------------------------------------------------------------------------- the codecs
+@functools.lru_cache(maxsize=None)
 def _zstd():
+    """(name, compress) of the lossless baseline, built once (it runs for every image)."""
     try:
         import zstandard
         return "zstd", zstandard.ZstdCompressor(level=3).compress
@@ -314,14 +317,9 @@ def plot(res, out):
 def quality_table(res, path):
     """The measured results as a collab.quality/1 table for the planner (`collab plan
     --quality-table F --max-loss PP` with a `collab profile --numpy-vit 8` profile)."""
-    import hashlib
-
+    from collab.llm.artifact import gguf_digest  # sha256 of any file's bytes
     from collab.planner.quality import QualityTable
     from collab.vit.profile import find_vit_onnx, numpy_vit_model_name
-    h = hashlib.sha256()
-    with open(find_vit_onnx(), "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
     entries, seen = [], set()
     for r in res["results"].values():
         c = dict(r["config"])
@@ -340,7 +338,8 @@ def quality_table(res, path):
                         "encode_ms_per_item": 0.0, "decode_ms_per_item": 0.0,
                         "extra": {"agree": r["agree"], "blocks_on_device": r["split"]}})
     t = QualityTable.from_dict({
-        "schema": "collab.quality/1", "system": "vit", "model": {"name": numpy_vit_model_name(8), "sha256": h.hexdigest()},
+        "schema": "collab.quality/1", "system": "vit",
+        "model": {"name": numpy_vit_model_name(8), "sha256": gguf_digest(find_vit_onnx()).hex()},
         "metric": {"name": "top1", "unit": "fraction", "higher_is_better": True,
                    "description": "top-1 accuracy of head_full on the decoded split tensor"},
         "item": "image (65 tokens x 384 float32 at the split)",

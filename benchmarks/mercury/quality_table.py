@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import glob
-import hashlib
 import json
 import os
 import time
@@ -37,6 +36,7 @@ def kept_bytes(rate_pct: int) -> int:
 
 
 def build(accuracy_json, models_dir):
+    from collab.llm.artifact import gguf_digest  # sha256 of any file's bytes
     from collab.planner.quality import QualityTable
     from collab.vit.profile import find_vit_onnx, numpy_vit_model_name
 
@@ -64,12 +64,9 @@ def build(accuracy_json, models_dir):
         add(s, "mercury", {"rate_pct": r, "reconstruct": True}, r, float(z["test_acc"]), os.path.basename(f))
     for s in sorted({k[0] for k in entries}):
         add(s, "exact", {}, 0, full, "models/mercury/head_full.npz")
-    h = hashlib.sha256()
-    with open(find_vit_onnx(), "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
     return QualityTable.from_dict({
-        "schema": "collab.quality/1", "system": "mercury", "model": {"name": numpy_vit_model_name(GRID), "sha256": h.hexdigest()},
+        "schema": "collab.quality/1", "system": "mercury",
+        "model": {"name": numpy_vit_model_name(GRID), "sha256": gguf_digest(find_vit_onnx()).hex()},
         "metric": {"name": "top1", "unit": "fraction", "higher_is_better": True,
                    "description": "top-1 on the seeded 1000-image Fashion-MNIST test subset of benchmarks/mercury"},
         "item": "image (kept tokens x 384, float16)",

@@ -58,7 +58,11 @@ endif()
 # Add the LLM sources (or the stubs) to the core library.
 function(collab_add_llm target)
   set(_dir ${PROJECT_SOURCE_DIR}/cpp/src/llm)
-  target_sources(${target} PRIVATE ${_dir}/c_api_llm_stream.cpp)  # public API only: both builds
+  # public API only, the wire format and the image header checks: both builds (tested and
+  # fuzzed without llama.cpp)
+  target_sources(${target} PRIVATE ${_dir}/c_api_llm_stream.cpp ${_dir}/wire.cpp
+                                    ${PROJECT_SOURCE_DIR}/cpp/src/vlm/image.cpp
+                                    ${PROJECT_SOURCE_DIR}/cpp/src/vlm/c_api_vlm_params.cpp)
   if(COLLAB_WITH_LLAMA)
     target_sources(${target} PRIVATE ${_dir}/llm_runner.cpp ${_dir}/c_api_llm.cpp
                                       ${_dir}/fcnet_format.cpp ${_dir}/fcnet_ggml.cpp)
@@ -72,6 +76,7 @@ function(collab_add_llm target)
     if(COLLAB_MTMD_LIB AND COLLAB_MTMD_INCLUDE)
       message(STATUS "collab: VLM image encoder enabled (${COLLAB_MTMD_LIB})")
       target_sources(${target} PRIVATE ${PROJECT_SOURCE_DIR}/cpp/src/vlm/vision.cpp
+                                       ${PROJECT_SOURCE_DIR}/cpp/src/vlm/device.cpp
                                        ${PROJECT_SOURCE_DIR}/cpp/src/vlm/c_api_vlm.cpp)
       target_include_directories(${target} PRIVATE ${COLLAB_MTMD_INCLUDE})
       target_link_libraries(${target} PRIVATE ${COLLAB_MTMD_LIB})

@@ -37,11 +37,15 @@ cmake --build build/asan -j "$JOBS"
 log "libFuzzer: frame decoder"
 cmake -S . -B build/fuzz -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCOLLAB_FUZZ=ON -DCOLLAB_CUDA=OFF \
   -DCOLLAB_LLAMA=OFF -DCMAKE_C_COMPILER=clang-14 -DCMAKE_CXX_COMPILER=clang++-14 > build/fuzz-configure.log
-cmake --build build/fuzz -j "$JOBS" --target fuzz_decode
-mkdir -p build/fuzz/corpus
+cmake --build build/fuzz -j "$JOBS" --target fuzz_decode fuzz_vlm_bytes
+mkdir -p build/fuzz/corpus build/fuzz/corpus_vlm
 cp tests/fuzz/corpus/* build/fuzz/corpus/
+cp tests/fuzz/corpus_vlm/* build/fuzz/corpus_vlm/
 ./build/fuzz/tests/fuzz/fuzz_decode -max_total_time="${COLLAB_FUZZ_SECONDS:-60}" -rss_limit_mb=2048 \
   -print_final_stats=1 build/fuzz/corpus
+log "libFuzzer: the VLM device's image headers and token messages"
+./build/fuzz/tests/fuzz/fuzz_vlm_bytes -max_total_time="${COLLAB_FUZZ_VLM_SECONDS:-20}" -rss_limit_mb=2048 \
+  -print_final_stats=1 build/fuzz/corpus_vlm
 
 # ---- ARM64 build (NEON kernels) under qemu ---------------------------------------------
 log "ARM64 cross build + tests under qemu-aarch64"

@@ -7,14 +7,7 @@
 
 #include "collab/collab.h"
 
-static int failures = 0;
-#define CHECK(c)                                                   \
-  do {                                                             \
-    if (!(c)) {                                                    \
-      std::fprintf(stderr, "%s:%d: CHECK(%s)\n", __FILE__, __LINE__, #c); \
-      ++failures;                                                  \
-    }                                                              \
-  } while (0)
+#include "check.hpp"
 
 static collab_tensor tensor(float* p, int64_t b, int64_t t, int64_t c) {
   collab_tensor x;

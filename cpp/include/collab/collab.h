@@ -80,7 +80,8 @@ typedef enum collab_status {
   COLLAB_ERR_OUT_OF_MEMORY = 6,
   COLLAB_ERR_NO_DEVICE = 7,        /* CUDA asked for, but not compiled in or no GPU present */
   COLLAB_ERR_DEVICE = 8,           /* a CUDA runtime call failed                            */
-  COLLAB_ERR_INTERNAL = 9
+  COLLAB_ERR_INTERNAL = 9,
+  COLLAB_ERR_TRANSPORT = 10        /* an app's transport callback failed (collab_transport)  */
 } collab_status;
 
 typedef enum collab_dtype {
@@ -467,6 +468,119 @@ COLLAB_API collab_status collab_fcnet_info_get(const collab_fcnet* net, collab_f
  * must not be NULL. NaN/Inf input: COLLAB_ERR_NONFINITE_INPUT. n_threads 0 = one. */
 COLLAB_API collab_status collab_fcnet_apply(collab_fcnet* net, collab_fcnet_op op, const float* in, size_t n_rows,
                                             float* out, size_t out_len, int32_t n_threads);
+
+/* ======================================================================================
+ * VLM split, device side: image bytes + question in, answer tokens out (one call)
+ *
+ * What a phone app links for the split VLM. collab_vlm_device_ask decodes the image (PNG or
+ * JPEG), resizes it to the mmproj's image_size, encodes it (mtmd), runs the head part's
+ * layers [0, l) over the prompt (text, image rows, text), sends the rows to the server, the
+ * image rows as codes of the trained FC codec (MindFusion Eq. 1-2) when one is given, else
+ * exact, and hands each answer token to a callback as the server streams it. The server is
+ * `collab vlm serve` (task "llm"); the messages are byte for byte those of the Python device
+ * (collab.vlm.split.VlmDevice), so either device talks to either server.
+ *
+ * Transport: the app's own. collab speaks the Session rpc of proto/collab.proto through a
+ * collab_transport (open a stream with the session meta, send and receive (kind, payload,
+ * meta) messages, close), so an app plugs in its gRPC stub (grpc-swift, grpc-java, grpc C++)
+ * or any ordered, reliable message stream. A callback returning non-zero fails the call with
+ * COLLAB_ERR_TRANSPORT (the session is then closed with cancel = 1).
+ * ==================================================================================== */
+
+typedef struct collab_meta_entry {
+  const char* key;   /* NUL-terminated UTF-8 */
+  const char* value;
+} collab_meta_entry;
+
+typedef struct collab_message {
+  const char* kind;              /* NUL-terminated ("rows", "state", "token", ...)      */
+  const uint8_t* payload;        /* payload_len bytes; may be NULL when payload_len is 0 */
+  size_t payload_len;
+  const collab_meta_entry* meta; /* n_meta entries; may be NULL when n_meta is 0        */
+  size_t n_meta;
+} collab_message;
+
+typedef struct collab_transport {
+  void* user_data; /* passed to every callback */
+  /* Open a session on task: the proto's "collab.open" frame with this meta. */
+  int32_t (*open)(void* user_data, const char* task, const collab_meta_entry* meta, size_t n_meta);
+  /* Send one message (the callee copies what it keeps). */
+  int32_t (*send)(void* user_data, const collab_message* message);
+  /* The server's next message into *message. Its pointers belong to the transport and must
+   * stay valid until the next recv or close. timeout_ms < 0: no limit of collab's. */
+  int32_t (*recv)(void* user_data, collab_message* message, int32_t timeout_ms);
+  /* End the session, once per successful open: cancel = 0 after a complete answer (the
+   * "end" message was sent), 1 to abort (early stop, error: the server stops decoding). */
+  void (*close)(void* user_data, int32_t cancel);
+} collab_transport;
+
+typedef enum collab_vlm_mode {
+  COLLAB_VLM_SHORTCUT = 0,   /* rows once; the server decodes with its trained shortcut    */
+  COLLAB_VLM_KV_HANDOFF = 1, /* head KV cache + rows once; the server runs head and tail   */
+  COLLAB_VLM_ROUNDTRIP = 2   /* rows, then one hidden row per token (a round trip each)     */
+} collab_vlm_mode;
+
+typedef enum collab_vlm_code_dtype { /* how FC codes of the image rows travel */
+  COLLAB_VLM_CODE_F32 = 0,
+  COLLAB_VLM_CODE_F16 = 1,
+  COLLAB_VLM_CODE_INT8 = 2 /* one f32 scale per row (absmax / 127) */
+} collab_vlm_code_dtype;
+
+typedef struct collab_vlm_device_params {
+  int32_t mode;        /* collab_vlm_mode                                                */
+  int32_t code_dtype;  /* collab_vlm_code_dtype, for the image rows when a codec is given */
+  int32_t max_tokens;  /* answer tokens at most, in [1, 4096]                             */
+  uint32_t n_ctx;      /* the head session's context (prompt + answer)                    */
+  int32_t n_threads;   /* CPU threads of the head session and the FC encoder              */
+  int32_t timeout_ms;  /* per server message; < 0: none                                   */
+  const char* task;    /* server task name; NULL = "llm"                                  */
+} collab_vlm_device_params;
+
+typedef struct collab_vlm_answer_info {
+  int32_t n_prompt;      /* prompt positions: text tokens + image rows          */
+  int32_t n_image_rows;
+  int32_t n_tokens;      /* tokens handed to the callback                       */
+  char stop[16];         /* "eog", "max_tokens", "context", "deadline" (the server's), "callback" */
+  uint64_t bytes_up;     /* kind + payload + meta keys and values, every message sent */
+  uint64_t bytes_down;   /* the same for every message received                  */
+  uint64_t prefill_bytes; /* payload of the prefill rows message                  */
+  uint64_t state_bytes;  /* payload of the KV-state message (kv-handoff), else 0  */
+  double encode_s;       /* image decode + resize + mtmd encode                  */
+  double head_s;         /* head layers + row coding (+ KV state)                */
+  double ttft_s;         /* call start -> first token handed to the callback     */
+  double total_s;        /* call start -> last token                             */
+} collab_vlm_answer_info;
+
+typedef struct collab_vlm_device collab_vlm_device;
+
+/* The resize the device applies before the encoder, for apps that show or cache what the
+ * model sees: RGB (h rows of w pixels x 3 bytes, sides 1..8192) -> size x size RGB into out
+ * (capacity in bytes, at least size * size * 3). Nearest-neighbour repeat when a square
+ * image's side divides size, else Pillow's BICUBIC (8-bit fixed point, horizontal pass
+ * first). Available in every build. */
+COLLAB_API collab_status collab_vlm_image_resize(const uint8_t* rgb, uint32_t w, uint32_t h, uint32_t size,
+                                                 uint8_t* out, size_t capacity);
+
+/* Defaults: mode SHORTCUT, code_dtype F16, max_tokens 16, n_ctx 512, n_threads 2,
+ * timeout_ms 300000, task NULL. */
+COLLAB_API void collab_vlm_device_params_init(collab_vlm_device_params* params);
+/* head: a head part (split_gguf) of the VLM's text model; vision: its mmproj loaded on that
+ * model; image_codec: NULL (image rows go exact, f32) or a CODEC net for this split point
+ * and model (its digest must be the head's source digest). The device borrows all three:
+ * they must outlive it. *device is NULL after any failure. */
+COLLAB_API collab_status collab_vlm_device_new(collab_llm_model* head, collab_vlm_vision* vision,
+                                               collab_fcnet* image_codec, const collab_vlm_device_params* params,
+                                               collab_vlm_device** device);
+COLLAB_API void collab_vlm_device_free(collab_vlm_device* device);
+/* Answer a question about one image. image: PNG or JPEG bytes (at most 64 MiB, sides at most
+ * 8192; corrupt or other formats are COLLAB_ERR_INVALID_ARGUMENT). question: UTF-8, non-empty
+ * after trimming, at most 4096 bytes. callback gets each answer token (id, text piece) as it
+ * arrives; non-zero stops (stop "callback"). info may be NULL. A device answers one question
+ * at a time. */
+COLLAB_API collab_status collab_vlm_device_ask(collab_vlm_device* device, const uint8_t* image, size_t image_len,
+                                               const char* question, const collab_transport* transport,
+                                               collab_llm_token_callback callback, void* user_data,
+                                               collab_vlm_answer_info* info);
 
 /* ======================================================================================
  * Deprecated names (kept for one release; each forwards to the function named in its

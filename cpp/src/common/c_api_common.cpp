@@ -31,6 +31,7 @@ const char* collab_status_string(collab_status status) {
     case COLLAB_ERR_NO_DEVICE: return "no CUDA device";
     case COLLAB_ERR_DEVICE: return "CUDA error";
     case COLLAB_ERR_INTERNAL: return "internal error";
+    case COLLAB_ERR_TRANSPORT: return "transport error";
   }
   return "unknown status";
 }

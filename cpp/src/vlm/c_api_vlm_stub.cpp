@@ -22,4 +22,17 @@ collab_status collab_vlm_vision_encode(collab_vlm_vision*, const uint8_t*, int32
   return unsupported();
 }
 
+collab_status collab_vlm_device_new(collab_llm_model*, collab_vlm_vision*, collab_fcnet*,
+                                    const collab_vlm_device_params*, collab_vlm_device** device) {
+  if (device) *device = nullptr;
+  return unsupported();
+}
+void collab_vlm_device_free(collab_vlm_device*) {}
+collab_status collab_vlm_device_ask(collab_vlm_device*, const uint8_t*, size_t, const char*,
+                                    const collab_transport*, collab_llm_token_callback, void*,
+                                    collab_vlm_answer_info* info) {
+  if (info) *info = collab_vlm_answer_info{};
+  return unsupported();
+}
+
 }  // extern "C"

@@ -14,7 +14,9 @@
 #include "common/errors.hpp"
 #include "gguf.h"
 #include "llama.h"
+#include "mtmd-helper.h"
 #include "mtmd.h"
+#include "vlm/image.hpp"
 
 namespace collab::vlm {
 
@@ -88,7 +90,7 @@ Vision::Vision(const std::string& mmproj, const llama_model* text_model, int32_t
   COLLAB_ARG_CHECK(text_model != nullptr, "text model is NULL");
   COLLAB_ARG_CHECK(n_threads >= 0 && n_threads <= 512, "n_threads %d out of range", n_threads);
   static std::once_flag quiet;
-  std::call_once(quiet, [] { mtmd_log_set(quiet_log, nullptr); });
+  std::call_once(quiet, [] { mtmd_helper_log_set(quiet_log, nullptr); });  // also sets mtmd's
   n_embd_ = llama_model_n_embd(text_model);
   int32_t patch = 0;
   check_mmproj(mmproj, n_embd_, &image_size_, &patch);
@@ -138,6 +140,58 @@ void Vision::encode(const uint8_t* rgb, int32_t nx, int32_t ny, float* out, size
   const float* embd = mtmd_get_output_embd(ctx_);
   if (!embd) fail(COLLAB_ERR_INTERNAL, "mtmd returned no embeddings");
   std::memcpy(out, embd, sizeof(float) * need);
+}
+
+std::vector<uint8_t> Vision::decode_image(const uint8_t* buf, size_t len) {
+  sniff_image(buf, len);  // format and claimed size before the decoder allocates anything
+  mtmd_helper_bitmap_wrapper w =
+      mtmd_helper_bitmap_init_from_buf(ctx_, buf, len, false, mtmd_helper_init_opt_default());
+  Bitmap bmp(w.bitmap);
+  if (w.video_ctx) mtmd_helper_video_free(w.video_ctx);
+  COLLAB_ARG_CHECK(bmp != nullptr, "cannot decode the image (corrupt PNG/JPEG data)");
+  COLLAB_ARG_CHECK(!mtmd_bitmap_is_audio(bmp.get()), "the bytes are audio, not an image");
+  const uint32_t nx = mtmd_bitmap_get_nx(bmp.get()), ny = mtmd_bitmap_get_ny(bmp.get());
+  COLLAB_ARG_CHECK(nx >= 1 && ny >= 1 && nx <= kMaxImageSide && ny <= kMaxImageSide &&
+                       mtmd_bitmap_get_n_bytes(bmp.get()) == size_t(nx) * ny * 3,
+                   "decoded image of %ux%u is not RGB within [1, %u]", nx, ny, kMaxImageSide);
+  return resize_rgb(mtmd_bitmap_get_data(bmp.get()), nx, ny, uint32_t(image_size_));
+}
+
+void Vision::layout(const std::string& question, std::vector<int32_t>* before, std::vector<int32_t>* after) {
+  // the question without mtmd's marker (it would open a second image slot), trimmed
+  const std::string marker = mtmd_default_marker();
+  std::string q = question;
+  for (size_t at; (at = q.find(marker)) != std::string::npos;) q.erase(at, marker.size());
+  const char* ws = " \t\n\r\f\v";
+  const size_t a = q.find_first_not_of(ws);
+  COLLAB_ARG_CHECK(a != std::string::npos, "the question is empty");
+  q = q.substr(a, q.find_last_not_of(ws) - a + 1);
+  COLLAB_ARG_CHECK(q.size() <= 4096, "question of %zu bytes exceeds 4096", q.size());
+  // collab.vlm.mtmd.chat_text: SmolLM2's ChatML, no system turn (the layout it was trained on)
+  const std::string text = "<|im_start|>user\n" + marker + "\n" + q + "<|im_end|>\n<|im_start|>assistant\n";
+  std::vector<uint8_t> blank(size_t(image_size_) * image_size_ * 3, 0);  // tokenizing reads no pixels
+  Bitmap bmp(mtmd_bitmap_init(uint32_t(image_size_), uint32_t(image_size_), blank.data()));
+  if (!bmp) fail(COLLAB_ERR_OUT_OF_MEMORY, "mtmd_bitmap_init failed");
+  Chunks chunks(mtmd_input_chunks_init());
+  if (!chunks) fail(COLLAB_ERR_OUT_OF_MEMORY, "mtmd_input_chunks_init failed");
+  mtmd_input_text it{text.c_str(), text.size(), true, true};
+  const mtmd_bitmap* bitmaps[1] = {bmp.get()};
+  const int32_t rc = mtmd_tokenize(ctx_, chunks.get(), &it, bitmaps, 1);
+  if (rc != 0) fail(COLLAB_ERR_INVALID_ARGUMENT, "mtmd_tokenize failed (%d)", rc);
+  const size_t n = mtmd_input_chunks_size(chunks.get());
+  if (n != 3) fail(COLLAB_ERR_INTERNAL, "mtmd laid the prompt out in %zu chunks, expected text, image, text", n);
+  std::vector<int32_t>* out[2] = {before, after};
+  for (size_t i = 0; i < 3; i += 2) {
+    const mtmd_input_chunk* c = mtmd_input_chunks_get(chunks.get(), i);
+    if (mtmd_input_chunk_get_type(c) != MTMD_INPUT_CHUNK_TYPE_TEXT)
+      fail(COLLAB_ERR_INTERNAL, "mtmd chunk %zu is not text", i);
+    size_t nt = 0;
+    const llama_token* t = mtmd_input_chunk_get_tokens_text(c, &nt);
+    out[i / 2]->assign(t, t + nt);
+  }
+  if (mtmd_input_chunk_get_type(mtmd_input_chunks_get(chunks.get(), 1)) != MTMD_INPUT_CHUNK_TYPE_IMAGE ||
+      int32_t(mtmd_input_chunk_get_n_tokens(mtmd_input_chunks_get(chunks.get(), 1))) != n_tokens_)
+    fail(COLLAB_ERR_INTERNAL, "mtmd's image chunk does not hold %d rows", n_tokens_);
 }
 
 }  // namespace collab::vlm

@@ -94,18 +94,16 @@ def check_image(img) -> np.ndarray:
 
 
 def to_model_size(img: np.ndarray, size: int) -> np.ndarray:
-    """Resize to size x size: nearest by an integer factor when it divides (Fashion-MNIST 28 ->
-    112, as collab.vit.data.preprocess), else bicubic (PIL)."""
-    a = check_image(img)
-    h, w = a.shape[:2]
-    if h == w == size:
-        return a
-    if h == w and size % h == 0:
-        f = size // h
-        return np.ascontiguousarray(a.repeat(f, 0).repeat(f, 1))
-    from PIL import Image
+    """Resize to size x size with the native device's resize (collab_vlm_image_resize: nearest
+    by an integer factor when it divides (Fashion-MNIST 28 -> 112, as collab.vit.data.preprocess),
+    else Pillow-style bicubic; numpy twin: collab.vlm.reference.resize_rgb), so the Python and
+    the native device feed the encoder the same pixels."""
+    from .. import _native
 
-    return np.asarray(Image.fromarray(a).resize((size, size), Image.BICUBIC), dtype=np.uint8)
+    a = check_image(img)
+    if a.shape[0] == a.shape[1] == size:
+        return a
+    return _native.vlm_image_resize(a, int(size))
 
 
 class LlamaModel:

@@ -3,7 +3,8 @@
   collab vlm demo     a Fashion-MNIST test image + a question: server process (tail) + this
                       process as the device (mtmd image encode + head); answer, bytes, times
   collab vlm ask      PNG/JPEG files + a question through the split; a loopback server is
-                      started unless --server is given; --json prints one line per image
+                      started unless --server is given; --json prints one line per image;
+                      --native runs the device through the one-call C API (collab_vlm_device_ask)
   collab vlm serve    the server: the "llm" task (tail + head) with the trained image-row
                       codecs (MindFusion's R: FC codes of the image rows are decoded here)
 
@@ -46,6 +47,9 @@ def add_arguments(p, name: str = "vlm"):
     a.add_argument("--question", required=True)
     a.add_argument("--json", action="store_true", help="one JSON line per image")
     a.add_argument("--server", default=None, help="host:port of a running `collab llm serve` (same model and --at)")
+    a.add_argument("--native", action="store_true",
+                   help="run the device side through the native one-call C API (collab_vlm_device_ask), "
+                        "as an app linking libcollab does: image bytes + question in, answer tokens out")
     a.add_argument("images", nargs="+", metavar="IMAGE")
     v = sub.add_parser("serve", help="serve the VLM split's server side (tail + image-row codecs) over gRPC")
     v.add_argument("--model", default=None, help="full text GGUF (default: the embedded SmolLM2)")
@@ -65,9 +69,10 @@ def _policy(args):
     return RowPolicy.exact() if args.keep_last is None else RowPolicy(keep_last=args.keep_last)
 
 
-def _image_codec(args, head, at, log):
-    """The trained image-row codec asked for (--image-codec R), or None (exact / SLICER rows)."""
-    from .codec import find_image_codec, image_codec_matches, load_image_codec
+def _image_codec_path(args, at, log):
+    """The trained image-row codec file asked for (--image-codec R) that fits the projector,
+    or None (image rows go exact / SLICER)."""
+    from .codec import find_image_codec, image_codec_matches
 
     if not args.image_codec:
         return None
@@ -81,7 +86,15 @@ def _image_codec(args, head, at, log):
             "image rows go exact")
         return None
     log(f"image rows: trained FC codec {p} ({args.code_dtype} codes)")
-    return load_image_codec(p, model=head, split_at=at, projector=args.projector)
+    return p
+
+
+def _image_codec(args, head, at, log):
+    """The trained image-row codec asked for (--image-codec R), loaded, or None."""
+    from .codec import load_image_codec
+
+    p = _image_codec_path(args, at, log)
+    return None if p is None else load_image_codec(p, model=head, split_at=at, projector=args.projector)
 
 
 def _ask_policy(dev, codec, args, question):
@@ -123,8 +136,17 @@ def _setup(args, log):
     head, _tail, at = prepare_parts(full, args.at, args.workdir)
     mmproj = mmproj_path(args.projector)
     log(f"model: {full} split at {at}; mmproj {mmproj}")
-    dev = VlmDevice(mmproj, head=head, full=full, n_threads=args.threads, policy=_policy(args))
-    dev.image_codec = _image_codec(args, head, at, log)
+    if getattr(args, "native", False):
+        from .native import NativeVlmDevice
+
+        if args.keep_last is not None:
+            raise SystemExit("--native sends image rows exact or as trained FC codes (--image-codec), not SLICER")
+        dev = NativeVlmDevice(head, mmproj, codec=_image_codec_path(args, at, log), mode=args.mode,
+                              code_dtype=args.code_dtype, max_tokens=args.max_tokens, n_threads=args.threads)
+        log("device: the native one-call API (collab_vlm_device_ask)")
+    else:
+        dev = VlmDevice(mmproj, head=head, full=full, n_threads=args.threads, policy=_policy(args))
+        dev.image_codec = _image_codec(args, head, at, log)
     proc = None
     addr = getattr(args, "server", None)
     if not addr:
@@ -208,9 +230,12 @@ def _ask(args) -> int:
         for path in args.images:
             try:
                 with open(path, "rb") as f:
-                    img = decode_image(f.read())
-                g = dev.ask(img, args.question, mode=args.mode, client=client, max_tokens=args.max_tokens,
-                            policy=_ask_policy(dev, dev.image_codec, args, args.question))
+                    data = f.read()
+                if args.native:  # the image bytes go to the native device as they are
+                    g = dev.ask(data, args.question, client)
+                else:
+                    g = dev.ask(decode_image(data), args.question, mode=args.mode, client=client,
+                                max_tokens=args.max_tokens, policy=_ask_policy(dev, dev.image_codec, args, args.question))
                 rec = {"image": path, "answer": g.text.strip(), "bytes_up": g.bytes_up,
                        "ttft_ms": round(g.ttft_s * 1e3, 1)}
             except (OSError, InvalidArgument) as e:

@@ -120,11 +120,9 @@ def main(argv=None) -> int:
     from collab.vlm.models import mmproj_path
     from collab.vlm.split import VlmDevice
 
-    cores = sorted(os.sched_getaffinity(0))
-    if len(cores) < 2:
-        raise SystemExit("needs two cores (device and server pinned apart)")
-    dev_core, srv_core = cores[0], cores[1]
-    os.sched_setaffinity(0, {dev_core})
+    from collab.bench_io import pin_device_core
+
+    dev_core, srv_core = pin_device_core()
     full = default_model_path()
     head, _, at = prepare_parts(full, a.at)
     codec_path = find_image_codec(at, a.ratio)

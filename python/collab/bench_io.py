@@ -31,3 +31,17 @@ def save_png(fig, path, dpi=110) -> pathlib.Path:
     fig.savefig(png, dpi=dpi)
     print(f"wrote {png}")
     return png
+
+
+def pin_device_core() -> tuple[int, int]:
+    """(device core, server core): pins this process (the device) to the first allowed core and
+    returns the second for the server process (taskset -c). Benchmarks that time a device and
+    a server on one machine keep them off each other's core this way."""
+    import os
+
+    cores = sorted(os.sched_getaffinity(0))
+    if len(cores) < 2:
+        raise SystemExit("needs two cores (device and server pinned apart)")
+    os.sched_setaffinity(0, {cores[0]})
+    return cores[0], cores[1]
+

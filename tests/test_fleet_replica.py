@@ -203,12 +203,16 @@ def test_drain_deadline_cuts_a_lingering_session():
 
 def test_retry_service_config():
     cfg = service_config()
-    pol = cfg["methodConfig"][0]["retryPolicy"]
-    assert pol["retryableStatusCodes"] == ["UNAVAILABLE"] and pol["maxAttempts"] == 5
-    names = {n["method"] for n in cfg["methodConfig"][0]["name"]}
-    assert names == {"Infer", "Session", "Health"}
+    by_method = {n["method"]: mc["retryPolicy"] for mc in cfg["methodConfig"] for n in mc["name"]}
+    assert set(by_method) == {"Infer", "Session", "Health"}
+    assert all(p["maxAttempts"] == 5 for p in by_method.values())
+    # stateless calls also retry a cancellation by a stopping replica; a session only UNAVAILABLE
+    assert by_method["Infer"]["retryableStatusCodes"] == ["UNAVAILABLE", "CANCELLED"]
+    assert by_method["Health"]["retryableStatusCodes"] == ["UNAVAILABLE", "CANCELLED"]
+    assert by_method["Session"]["retryableStatusCodes"] == ["UNAVAILABLE"]
     opts = dict(retry_options(max_attempts=3))
-    assert json.loads(opts["grpc.service_config"])["methodConfig"][0]["retryPolicy"]["maxAttempts"] == 3
+    assert all(mc["retryPolicy"]["maxAttempts"] == 3
+               for mc in json.loads(opts["grpc.service_config"])["methodConfig"])
     with pytest.raises(ValueError):
         service_config(max_attempts=9)
     with pytest.raises(ValueError):

@@ -12,7 +12,9 @@ Order of events:
      which notices the closed listener at once) the listener closes and the gRPC server
      stops with grace = the rest of the deadline: in-flight requests finish and open
      sessions continue until they end or the deadline passes (then they are cancelled and
-     their clients see the stream fail; collab.llm.failover recovers LLM sessions).
+     their clients see the stream fail; collab.llm.failover recovers LLM sessions). A request
+     that arrives in the instant the server stops is cancelled by gRPC: the fleet retry
+     policy retries CANCELLED for the stateless Infer / Health, so it reaches another replica.
 A second SIGTERM/SIGINT during a drain stops the server at once.
 """
 from __future__ import annotations

@@ -184,3 +184,45 @@ def test_c_api_stream_callback_full_and_split():
     with dev.full.session("full", n_ctx=256) as s, pytest.raises(ValueError):
         s.decode_stream(toks, 0, lambda t, p: None)
     assert tiny_model(4).exists()
+
+
+@pytest.mark.parametrize("how", ["stop", "drain"])
+def test_server_stop_or_drain_mid_stream_returns(how):
+    """Stopping (or draining with a short deadline) a server while a session is streaming
+    returns within the grace period plus one token; the device's stream ends with an error,
+    it does not hang; the session's native state is freed."""
+    from collab.transport import Client, Server
+
+    task, dev = tiny_task_and_device(n_ctx=1024)
+    srv = Server([task], port=0).start()
+    client = Client(srv.address, timeout=60)
+    hook = _Hooked(task, lambda k: time.sleep(0.05))  # ~20 tokens/s: the stream lasts ~50 s
+    started, result = threading.Event(), {}
+
+    def run():
+        try:
+            for _ in dev.stream(PROMPT, mode="kv-handoff", client=client, max_tokens=1000, ignore_eog=True):
+                started.set()
+            result["end"] = "completed"
+        except Exception as e:  # the stream failing is the expected end
+            result["end"] = type(e).__name__
+
+    th = threading.Thread(target=run, daemon=True)
+    th.start()
+    try:
+        assert started.wait(60)
+        t0 = time.monotonic()
+        if how == "stop":
+            srv.stop(grace=0.5)
+        else:
+            srv.drain(timeout=0.5)
+        took = time.monotonic() - t0
+        th.join(30)
+        assert not th.is_alive(), "the device's stream hangs after the server stopped"
+        assert result["end"] != "completed"
+        assert took < 15, f"{how} took {took:.1f} s"
+        assert _wait_freed(task, 10)
+    finally:
+        hook.undo()
+        client.close()
+        srv.stop(grace=0)

@@ -63,14 +63,17 @@ def add_arguments(p):
     p.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "llm_bench.json"))
     p.add_argument("--resume", action="store_true", help="keep the rows of an interrupted run (<out>.partial)")
     p.add_argument("--quick", action="store_true", help="smoke run: 1 round, RTT 0 and 50, 8 tokens, one trace")
+    p.add_argument("--device-cpu", type=float, default=None,
+                   help="cap the device at this fraction of a core (cgroup CPU quota): a device slower than "
+                        "its server, as a phone against a GPU box (default: no cap)")
 
 
 # ---- processes ------------------------------------------------------------------------------
 def _pin(cores):
-    def f():
-        if cores:
-            os.sched_setaffinity(0, cores)
-    return f
+    """Server-side children: on the server cores, outside the device's CPU cap (--device-cpu)."""
+    from collab.bench_io import server_preexec
+
+    return server_preexec(cores)
 
 
 def _free_port() -> int:
@@ -399,6 +402,9 @@ def run(args) -> int:
     dev_cores, srv_cores = ({cores[0]}, {cores[1]}) if len(cores) >= 2 else (None, None)
     if dev_cores:
         os.sched_setaffinity(0, dev_cores)
+    from collab.bench_io import limit_device_cpu
+
+    device_cpu = limit_device_cpu(args.device_cpu)
     full = Path(args.model) if args.model else default_model_path()
     head, tail, at = prepare_parts(full, args.at, args.workdir)
     procs, proxies, rpc_models = [], [], {}
@@ -562,7 +568,7 @@ def run(args) -> int:
         r.pop("tokens", None)
     res = {"model": str(full), "split_at": at, "n_layer": n_layer, "prompt": args.prompt,
            "prompt_tokens": int(len(toks)), "tokens_per_row": args.tokens, "rounds": args.rounds,
-           "threads_per_side": args.threads, "device_cores": sorted(dev_cores or []),
+           "threads_per_side": args.threads, "device_cores": sorted(dev_cores or []), "device_cpu": device_cpu,
            "server_cores": sorted(srv_cores or []), "cpu_count": os.cpu_count(), "machine": platform.machine(),
            "trace_base_rtt_ms": args.trace_rtt, "setup_bytes": setup, "skipped": skipped, "summary": summary,
            "ratios": rat, "runs": runs,

@@ -102,6 +102,9 @@ def main(argv=None) -> int:
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--ratio", type=int, default=8)
     ap.add_argument("--traces", default=None, help="mahimahi trace directory (default shared/traces)")
+    ap.add_argument("--device-cpu", type=float, default=None,
+                    help="cap the device at this fraction of a core (cgroup CPU quota): a device slower than "
+                         "its server, as a phone against a GPU box (default: no cap)")
     ap.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "vlm_table2.json"))
     ap.add_argument("--worker-server-only", action="store_true", help=argparse.SUPPRESS)
     a = ap.parse_args(argv)
@@ -123,6 +126,9 @@ def main(argv=None) -> int:
     from collab.bench_io import pin_device_core
 
     dev_core, srv_core = pin_device_core()
+    from collab.bench_io import limit_device_cpu, server_preexec
+
+    device_cpu = limit_device_cpu(a.device_cpu)
     full = default_model_path()
     head, _, at = prepare_parts(full, a.at)
     codec_path = find_image_codec(at, a.ratio)
@@ -132,7 +138,7 @@ def main(argv=None) -> int:
     env = dict(os.environ, OMP_NUM_THREADS="1")
     srv = subprocess.Popen(["taskset", "-c", str(srv_core), sys.executable, "-m", "collab.cli", "vlm", "serve",
                             "--at", str(at), "--threads", str(a.threads), "--port", str(port)],
-                           env=env, stdout=subprocess.DEVNULL)
+                           env=env, stdout=subprocess.DEVNULL, preexec_fn=server_preexec())
     client = Client(f"127.0.0.1:{port}")
     try:
         client.wait_ready(timeout=300)
@@ -148,7 +154,7 @@ def main(argv=None) -> int:
         worker = subprocess.Popen(["taskset", "-c", str(srv_core), sys.executable, __file__, "--worker-server-only",
                                    "--rounds", str(a.rounds), "--tokens", str(a.tokens), "--index", str(a.index),
                                    "--question", a.question, "--threads", str(a.threads)],
-                                  env=env, stdout=subprocess.PIPE, text=True)
+                                  env=env, stdout=subprocess.PIPE, text=True, preexec_fn=server_preexec())
         server_only = [json.loads(line) for line in worker.stdout]
         worker.wait()
         up_bytes = message_bytes("prompt", _png(img) + a.question.encode(), {})
@@ -210,7 +216,7 @@ def main(argv=None) -> int:
         }
         print(lname, {k: round(v, 3) for k, v in ratios[lname].items()})
     save_json(a.out, dict(rounds=a.rounds, tokens=a.tokens, question=a.question, image=a.index, split_at=at,
-                          codec=str(codec_path), cores={"device": dev_core, "server": srv_core},
+                          codec=str(codec_path), cores={"device": dev_core, "server": srv_core}, device_cpu=device_cpu,
                           loadavg=os.getloadavg(), table=table, ratios=ratios, paper=PAPER, runs=runs))
     plot(table, links, str(Path(a.out).with_suffix(".png")))
     print(f"wrote {a.out} and {Path(a.out).with_suffix('.png')}")

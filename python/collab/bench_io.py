@@ -45,3 +45,75 @@ def pin_device_core() -> tuple[int, int]:
     os.sched_setaffinity(0, {cores[0]})
     return cores[0], cores[1]
 
+
+
+_DEVICE_GROUP = None  # (parent group dir, tasks file name) once limit_device_cpu capped this process
+
+
+def server_preexec(cores=None):
+    """preexec_fn for a benchmark's server-side child process: pinned to ``cores`` and, when the
+    device (this process) is CPU-capped by limit_device_cpu, moved out of the device's cap
+    (a child inherits its parent's cgroup)."""
+    def f():
+        import os
+        from pathlib import Path
+
+        if cores:
+            os.sched_setaffinity(0, cores)
+        if _DEVICE_GROUP is not None:
+            (Path(_DEVICE_GROUP[0]) / _DEVICE_GROUP[1]).write_text(str(os.getpid()))
+    return f
+
+
+def limit_device_cpu(fraction: float | None) -> str:
+    """Emulate a slower device: cap this process (and the threads it starts) at ``fraction`` of
+    one core with a CPU-bandwidth cgroup (cgroup v1 cpu.cfs_quota_us, or v2 cpu.max), so a
+    benchmark on one machine can show a device slower than its server (a phone against a GPU
+    box) instead of the same CPU on both sides. None or 1: no cap. Returns a description for
+    the results; needs write access to the cgroup filesystem (root in a container), else it
+    stops the benchmark with a clear message rather than running unthrottled. Start server
+    processes with preexec_fn=server_preexec(...) so they are not capped with it."""
+    import os
+    from pathlib import Path
+
+    if fraction is None or fraction >= 1.0:
+        return "device not throttled"
+    if not 0.01 <= fraction < 1.0:
+        raise SystemExit(f"--device-cpu must be in [0.01, 1], got {fraction}")
+    period = 100_000
+    quota = int(period * fraction)
+    v1, v2 = Path("/sys/fs/cgroup/cpu"), Path("/sys/fs/cgroup")
+    name = f"collab-bench-device-{os.getpid()}"
+    try:
+        if (v1 / "cpu.cfs_quota_us").exists():
+            g = v1 / name
+            g.mkdir(exist_ok=True)
+            (g / "cpu.cfs_period_us").write_text(str(period))
+            (g / "cpu.cfs_quota_us").write_text(str(quota))
+        elif (v2 / "cgroup.controllers").exists():
+            g = v2 / name
+            g.mkdir(exist_ok=True)
+            (g / "cpu.max").write_text(f"{quota} {period}")
+        else:
+            raise OSError("no cgroup cpu controller found")
+        tasks = "tasks" if g.parent == v1 else "cgroup.threads"
+        for tid in os.listdir(f"/proc/{os.getpid()}/task"):  # every thread already running, then new ones inherit
+            (g / tasks).write_text(tid)
+    except OSError as e:
+        raise SystemExit(f"cannot throttle the device to {fraction:g} of a core ({e}); run as root or drop "
+                         "--device-cpu") from None
+    import atexit
+
+    global _DEVICE_GROUP
+    _DEVICE_GROUP = (str(g.parent), tasks)
+
+    def release():  # back to the parent group, then remove the emptied one
+        try:
+            for tid in os.listdir(f"/proc/{os.getpid()}/task"):
+                (g.parent / tasks).write_text(tid)
+            g.rmdir()
+        except OSError:
+            pass
+
+    atexit.register(release)
+    return f"device capped at {fraction:g} of one core (cgroup CPU quota {quota}/{period} us)"

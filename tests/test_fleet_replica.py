@@ -220,8 +220,21 @@ def test_retry_service_config():
 
 
 def test_drain_rejects_bad_timeout(server):
-    with pytest.raises(ValueError):
-        server.drain(timeout=-1)
+    for kw in ({"timeout": -1}, {"timeout": float("inf")}, {"timeout": float("nan")}, {"notice_s": float("nan")},
+               {"notice_s": -1}, {"notice_s": 1e9}):
+        with pytest.raises(ValueError):  # refused before the drain begins: the server keeps serving
+            server.drain(**kw)
+    assert not server.replica.draining
+
+
+def test_serve_cli_refuses_non_finite_drain_settings():
+    import subprocess
+    import sys
+
+    for a in (["--drain-timeout", "inf"], ["--drain-notice-s", "nan"], ["--drain-timeout", "-1"]):
+        r = subprocess.run([sys.executable, "-m", "collab.cli", "serve", "--task", "echo", "--port", "0", *a],
+                           capture_output=True, text=True, timeout=60)
+        assert r.returncode == 2 and a[0] in r.stderr, r.stderr
 
 
 def test_serve_cli_metrics_port_and_sigterm_drain(tmp_path):

@@ -26,13 +26,16 @@ import time
 
 log = logging.getLogger("collab.transport.drain")
 
+MAX_DRAIN_S = 86400.0  # a drain deadline is finite: an infinite one would never stop a stuck session
 DRAINING_DETAIL = "replica draining: it takes no new requests or sessions; retry (another replica serves it)"
 
 
 def drain(server, timeout: float = 30.0, notice_s: float = 0.0) -> float:
     """Drain `server` (a collab.transport.Server) and stop it. Returns the seconds it took."""
-    if not (isinstance(timeout, (int, float)) and timeout >= 0):
-        raise ValueError(f"drain timeout must be >= 0 seconds, got {timeout!r}")
+    from .._validate import check_float
+
+    timeout = check_float("drain timeout (seconds)", timeout, 0.0, MAX_DRAIN_S)
+    notice_s = check_float("drain notice (seconds)", notice_s, 0.0, MAX_DRAIN_S)
     t0 = time.perf_counter()
     hooks = server.replica
     hooks.begin_drain()

@@ -74,3 +74,13 @@ def test_ask_native_equals_python_device(tmp_path):
     py, nat = out
     assert [x["answer"] for x in nat] == [x["answer"] for x in py]
     assert [x["bytes_up"] for x in nat] == [x["bytes_up"] for x in py]
+
+
+@pytest.mark.parametrize("args, what", [(["ask", "--threads", "0", "--question", "q", "a.png"], "--threads"),
+                                        (["ask", "--native", "--max-tokens", "0", "--question", "q", "a.png"],
+                                         "--max-tokens"),
+                                        (["demo", "--at", "0"], "--at"),
+                                        (["serve", "--threads", "0"], "--threads")])
+def test_bad_numbers_refused_before_anything_starts(args, what):
+    r = subprocess.run([sys.executable, "-m", "collab.cli", "vlm", *args], capture_output=True, text=True, timeout=60)
+    assert r.returncode == 2 and what in r.stderr and "Traceback" not in r.stderr, r.stderr[-1000:]

@@ -265,9 +265,27 @@ def _serve(args) -> int:
                       warm, image_codecs=args.image_codecs, projector=args.projector)
 
 
+def _check_numbers(args) -> None:
+    """Numeric options checked before any model loads or a server process starts."""
+    from .._validate import check_int
+
+    check_int("--threads", args.threads, 1, 512)
+    if getattr(args, "max_tokens", None) is not None:
+        check_int("--max-tokens", args.max_tokens, 1, 4096)
+    if getattr(args, "at", None) is not None:
+        check_int("--at", args.at, 1, 4096)
+
+
 def run(args) -> int:
+    from ..errors import InvalidArgument
+
     cmd = getattr(args, "vlm_command", None)
     if cmd is None:
         print("usage: collab vlm {demo,ask,serve} ...", file=sys.stderr)
         return 2
-    return {"demo": _demo, "ask": _ask, "serve": _serve}[cmd](args)
+    try:
+        _check_numbers(args)
+        return {"demo": _demo, "ask": _ask, "serve": _serve}[cmd](args)
+    except InvalidArgument as e:
+        print(f"collab vlm {cmd}: {e}", file=sys.stderr)
+        return 2

@@ -218,7 +218,8 @@ def run_train_shortcut(args) -> int:
     layers = tuple(sorted(set(common.CACHE_LAYERS) | {at}))
     val_recs = [r for r in recs if _is_val(r["pid"])][:24]
     recs = [r for r in recs if not _is_val(r["pid"])]
-    cache = common.cache_rows(args.data, recs, layers, model=args.model)[at]
+    n_fit = int(getattr(args, "fit_prompts", 0) or 0) or len(recs)
+    cache = common.cache_rows(args.data, recs[:n_fit], layers, model=args.model)[at]
     sz = load_stats(getattr(args, "stats", None) or args.data)
     if sz is not None and at not in list(sz["layers"]):
         sz = None
@@ -292,7 +293,7 @@ def run_train_shortcut(args) -> int:
             "objective": "fit (standardised MSE on per-token mean rows: offline text + answers) then Eq. 3",
             "fit_steps": args.fit_steps, "eq3_steps_done": step if stage == "eq3" else 0, "val_mse_std": v,
             "val_mse_std_identity": base, "val_mse_std_token_mean_oracle": oracle,
-            "train_prompts": len(recs), "decode_rows": int(len(cache["tok"])),
+            "train_prompts": len(recs), "fit_prompts": n_fit, "decode_rows": int(len(cache["tok"])),
             "text_tokens": int(sz["tokens"]) if sz is not None else 0, "distinct_tokens": int(len(ids)),
             "validation": {k: ({a: b for a, b in v.items() if a != "net"} if k == "eq3_best" else v)
                            for k, v in evals.items() if k != "fit_net"}, "history": hist}

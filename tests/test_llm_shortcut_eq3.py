@@ -54,8 +54,23 @@ def test_cached_prompt_loss_and_gradient_equal_the_full_sequence(mirror, at):
 
 def test_prompt_cache_budget_keeps_nothing_past_it(mirror):
     cache = PromptCache(budget=0)
-    kv, first = cache.get(mirror, [1, 2, 3, 4], 2)
+    kv, first = cache.get(mirror, {"tokens": [1, 2, 3, 4]}, 2)
     assert not cache.kv and cache.used == 0 and first.shape[0] == 1 and len(kv) == mirror.n_layer - 2
+
+
+def test_given_prompt_rows_stand_for_the_tokens(mirror):
+    """A sample carrying its prompt rows (a VLM prompt: image rows that no token makes) gives the
+    loss of the sample whose rows the mirror computes from the tokens."""
+    at, toks, ans = 2, list(range(7, 30)), [5, 9, 11, 2]
+    net = _net(mirror.n_embd)
+    ref, ref0 = eq3_loss(mirror, net, {"tokens": toks, "answer": ans}, at)
+    rows = mirror.rows(toks, upto=at).numpy()
+    got, got0 = eq3_loss(mirror, net, {"key": "q0", "head_rows": rows, "answer": ans}, at, PromptCache())
+    whole, whole0 = eq3_loss_whole_sequence(mirror, net, {"head_rows": rows, "answer": ans}, at)
+    assert float(got) == pytest.approx(float(ref), rel=1e-5) and got0 == pytest.approx(ref0, rel=1e-5)
+    assert float(whole) == pytest.approx(float(ref), rel=1e-5)
+    other, _ = eq3_loss(mirror, net, {"key": "q1", "head_rows": rows[::-1].copy(), "answer": ans}, at)
+    assert abs(float(other) - float(ref)) > 1e-4  # the rows given are the ones used
 
 
 def test_tail_extend_matches_tail(mirror):

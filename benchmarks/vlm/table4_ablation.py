@@ -7,8 +7,9 @@ compression ratio of the image features.
 
 Systems (all split at l over an in-process emulated link; answers exact-matched):
   vanilla      split, exact rows (R = identity; answers identical to the unsplit VLM)
-  D            the decoding shortcut (server decodes alone; shipped trained net when its model
-               digest matches the embedded SmolLM2, else the untrained identity: reported)
+  D            the decoding shortcut (server decodes alone) with the VLM's own trained net
+               (models/vlm, collab.vlm.shortcut) when it matches this model, split and projector,
+               else the text LLM's (reported per row: "shortcut")
   R            image rows as trained FC codes at 1/8 width (float16 codes), text rows exact
   R+D          both
   R-int8, R-r4 the same codec with int8 codes, and the 1/4-width codec
@@ -17,6 +18,7 @@ Systems (all split at l over an in-process emulated link; answers exact-matched)
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from pathlib import Path
 
@@ -101,12 +103,16 @@ def main(argv=None) -> int:
     ap.add_argument("--systems", default="vanilla,D,R,R+D,R-int8,R-r4,tome-8,fastv-8,prumerge-8")
     a = ap.parse_args(argv)
     codecs = load_codecs(a.at, (8, 4), None)
-    h = Harness(a.n, a.seed, a.at, a.threads, a.out, codecs, a.merge_from)
+    prev_sc = json.loads(Path(a.out).read_text()).get("shortcut") if Path(a.out).exists() else None
+    redo = [x for x in a.redo.split(",") if x]
+    h = Harness(a.n, a.seed, a.at, a.threads, a.out, codecs, a.merge_from, redo, a.keep_as)
     nets = {576 // k: net for k, net in h.task._fc_codecs().by_k.items()}
     sc, _ = h.task._shortcut_parts()
-    h.meta.update(image_codecs={r: str(p) for r, p in codecs.items()},
-                  shortcut=(f"trained ({sc.source})" if sc.trained else
-                            "untrained identity (no shipped net for this model digest)"), paper=PAPER)
+    sc_text = (f"trained ({sc.source})" if sc.trained else "untrained identity (no shipped net for this model digest)")
+    h.meta.update(image_codecs={r: str(p) for r, p in codecs.items()}, shortcut=sc_text, paper=PAPER)
+    for name, r in h.res.items():  # which shortcut each D row decoded with (rows from before it was recorded: the
+        if r.get("mode") == "shortcut" and "shortcut" not in r:  # file's shortcut then)
+            r["shortcut"] = prev_sc
     systems = {"vanilla": (exact, "roundtrip"), "D": (exact, "shortcut")}
     if 8 in nets:
         systems.update({"R": (fc_policy(nets[8], "f16"), "roundtrip"), "R+D": (fc_policy(nets[8], "f16"), "shortcut"),
@@ -125,9 +131,11 @@ def main(argv=None) -> int:
         else:
             h.log(f"{name}: not available (codec missing?)")
             continue
-        h.run(name, make, mode=mode)
+        r = h.run(name, make, mode=mode)
+        if mode == "shortcut" and "shortcut" not in r:
+            r["shortcut"] = sc_text
     van = h.res.get("vanilla")
-    print(f"\n{'system':<14}{'acc':>7}{'prefix':>7}{'what':>6}{'foot':>6}{'upper':>6}{'is_a':>6}{'which':>6}"
+    print(f"\n{'system':<20}{'acc':>7}{'prefix':>7}{'what':>6}{'foot':>6}{'upper':>6}{'is_a':>6}{'which':>6}"
           f"{'img KiB':>9}{'ratio f16':>10}{'ratio f32':>10}{'same as vanilla':>17}")
     for name, r in h.res.items():
         same = sum(p == q for p, q in zip(r["answers"], van["answers"])) if van else 0
@@ -138,7 +146,7 @@ def main(argv=None) -> int:
         r["ratio_vs_f16_rows"] = r["image_bytes_median"] / RAW_F16
         r["ratio_vs_f32_rows"] = r["image_bytes_median"] / (2 * RAW_F16)
         pt = r["per_template"]
-        print(f"{name:<14}{r['accuracy']:>7.2f}{r['prefix_accuracy']:>7.2f}" + "".join(f"{pt.get(t, 0):>6.2f}" for t in
+        print(f"{name:<20}{r['accuracy']:>7.2f}{r['prefix_accuracy']:>7.2f}" + "".join(f"{pt.get(t, 0):>6.2f}" for t in
               ("what", "footwear", "upper", "is_a", "which")) +
               f"{r['image_bytes_median'] / 1024:>9.1f}{r['ratio_vs_f16_rows'] * 100:>9.1f}%"
               f"{r['ratio_vs_f32_rows'] * 100:>9.1f}%{same:>12}/{a.n}")

@@ -64,7 +64,7 @@ class SimulatedCodes:
 
 class Harness:
     def __init__(self, n: int, seed: int, at: int | None, threads: int, out: str, image_codecs: dict,
-                 merge_from=()):
+                 merge_from=(), redo=(), keep_as: str = ""):
         from collab.llm.models import default_model_path
         from collab.llm.server import prepare_parts
         from collab.net.link import LinkClient
@@ -91,6 +91,10 @@ class Harness:
                 old = json.loads(p.read_text())
                 if old.get("n") == n and old.get("seed") == seed and old.get("split_at") == self.at:
                     self.res.update({k: v for k, v in old.get("results", {}).items() if k not in self.res})
+        for name in redo:  # run again; the earlier result kept under name-keep_as when asked
+            prev = self.res.pop(name, None)
+            if prev is not None and keep_as:
+                self.res[f"{name}-{keep_as}"] = prev
         self.meta = {}
 
     def log(self, msg):
@@ -186,3 +190,5 @@ def add_common_arguments(ap, out_name: str) -> None:
     ap.add_argument("--out", default=str(RESULTS / out_name))
     ap.add_argument("--merge-from", nargs="*", default=[], help="JSONs of runs on the same questions whose "
                     "systems are taken as done (e.g. a part run in parallel with another --out)")
+    ap.add_argument("--redo", default="", help="comma-separated systems to run again although done before")
+    ap.add_argument("--keep-as", default="", help="keep the earlier results of --redo systems as NAME-KEEP_AS")

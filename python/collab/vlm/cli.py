@@ -6,7 +6,8 @@
                       started unless --server is given; --json prints one line per image;
                       --native runs the device through the one-call C API (collab_vlm_device_ask)
   collab vlm serve    the server: the "llm" task (tail + head) with the trained image-row
-                      codecs (MindFusion's R: FC codes of the image rows are decoded here)
+                      codecs (MindFusion's R: FC codes of the image rows are decoded here) and
+                      the VLM's decoding shortcut (MindFusion's D: --mode shortcut)
 
 --image-codec 8 (demo default) sends the image rows as the trained FC codec's codes at 1/8
 width (text rows exact); 0 sends them exact (or SLICER with --keep-last).
@@ -25,7 +26,9 @@ def _add_common(p, default_codec: int = 0):
     p.add_argument("--threads", type=int, default=2, help="CPU threads per side (default 2)")
     p.add_argument("--workdir", default=None, help="where split parts are cached (default ~/.cache/collab/llm)")
     p.add_argument("--projector", default=None, help="trained projector .npz (default ./models/vlm/projector.npz, else the one shipped with collab)")
-    p.add_argument("--mode", default="roundtrip", choices=["roundtrip", "kv-handoff"])
+    p.add_argument("--mode", default="roundtrip", choices=["roundtrip", "kv-handoff", "shortcut"],
+                   help="how the answer is decoded: rows per token (roundtrip), the server alone after a "
+                        "head-state handoff (kv-handoff) or through the VLM's trained decoding shortcut")
     p.add_argument("--max-tokens", type=int, default=8)
     p.add_argument("--keep-last", type=int, default=None,
                    help="SLICER-compress all but the last N prompt rows (image rows included); default exact")
@@ -59,6 +62,9 @@ def add_arguments(p, name: str = "vlm"):
     v.add_argument("--projector", default=None, help="the projector the image rows come from (codec check)")
     v.add_argument("--image-codecs", nargs="*", default=None,
                    help="CLFN image-row codecs (default: the trained ones for this split, if any)")
+    v.add_argument("--shortcut", default=None,
+                   help="the VLM's decoding shortcut (CLFN; default: the trained one for this split and projector, "
+                        "else the text LLM's)")
     _add_serve_arguments(v)  # host, port, session limits, token and TLS: the same as `collab llm serve`
     v.set_defaults(n_ctx=512)
 
@@ -260,9 +266,13 @@ def _serve(args) -> int:
         task._fc_codecs()                  # the image-row codecs now (small; a bad file fails here), the
         task.warm_up(nets=args.load_nets)  # shortcut in the background unless --load-nets
 
-    return serve_task(args, VlmTask, "collab vlm serve",
-                      lambda task: f"split at {task.at}, image-row codecs with code sizes {sorted(task._fc_codecs().by_k)}",
-                      warm, image_codecs=args.image_codecs, projector=args.projector)
+    def describe(task):
+        sc = task.vlm_shortcut_path()
+        return (f"split at {task.at}, image-row codecs with code sizes {sorted(task._fc_codecs().by_k)}, "
+                f"decoding shortcut: {sc if sc else 'none for the VLM (the text LLM one)'}")
+
+    return serve_task(args, VlmTask, "collab vlm serve", describe, warm, image_codecs=args.image_codecs,
+                      projector=args.projector, vlm_shortcut=args.shortcut)
 
 
 def _check_numbers(args) -> None:

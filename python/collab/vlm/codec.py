@@ -24,7 +24,8 @@ from ..llm.fcnet import FcCodecs, FcRowPolicy, load_net
 from ..llm.server import LlmTask
 from .models import projector_path
 
-__all__ = ["image_codec_matches", "load_image_codec", "find_image_codec", "image_row_policy", "VlmTask", "IMAGE_CODEC_ENV"]
+__all__ = ["image_codec_matches", "load_image_codec", "find_image_codec", "find_vlm_file", "image_row_policy", "VlmTask",
+           "IMAGE_CODEC_ENV"]
 
 IMAGE_CODEC_ENV = "COLLAB_VLM_CODECS"
 
@@ -54,12 +55,15 @@ def load_image_codec(path, *, model, split_at: int | None = None, projector=None
 
 
 def find_image_codec(at: int, ratio: int):
-    """The image codec for split point ``at`` and d/code = ``ratio``: $COLLAB_VLM_CODECS,
-    ./models/vlm, the installed package (collab/vlm/), the checkout this module runs from;
-    None if there is none."""
+    """The image codec for split point ``at`` and d/code = ``ratio`` (find_vlm_file), or None."""
     from .codec_train import artifact_name
 
-    name = artifact_name(at, ratio)
+    return find_vlm_file(artifact_name(at, ratio))
+
+
+def find_vlm_file(name: str):
+    """A trained collab-vlm-tiny file: $COLLAB_VLM_CODECS, ./models/vlm, the installed package
+    (collab/vlm/), the checkout this module runs from; None if there is none."""
     here = Path(__file__).resolve().parent
     for d in (os.environ.get(IMAGE_CODEC_ENV), "models/vlm", here, here.parents[2] / "models" / "vlm"):
         if d and (Path(d) / name).is_file():
@@ -75,13 +79,39 @@ def image_row_policy(codec, before, after, dtype: str = "f16") -> FcRowPolicy:
 class VlmTask(LlmTask):
     """The "llm" task for the VLM split: its FC payloads are image rows, decoded by the image
     codecs (given paths, else the shipped ones for this split point), each checked against
-    the tail's model, split point and projector."""
+    the tail's model, split point and projector. Mode shortcut decodes with the VLM's own
+    shortcut (``vlm_shortcut`` path, else the trained one for this split point and projector;
+    collab.vlm.shortcut); only without one, the text LLM's (or the untrained identity)."""
 
-    def __init__(self, *args, image_codecs=None, projector=None, ratios=(8, 4), **kw):
+    def __init__(self, *args, image_codecs=None, projector=None, ratios=(8, 4), vlm_shortcut=None, **kw):
         super().__init__(*args, **kw)
         self._image_codec_paths = list(image_codecs) if image_codecs is not None else None
         self._projector = projector
         self._ratios = ratios
+        self._vlm_shortcut_path = vlm_shortcut
+
+    def vlm_shortcut_path(self):
+        """The VLM shortcut mode shortcut will use (None: the text LLM's fallback)."""
+        from .shortcut import find_vlm_shortcut, vlm_shortcut_matches
+
+        if self._vlm_shortcut_path is not None:
+            return self._vlm_shortcut_path
+        p = find_vlm_shortcut(self.at)
+        return p if p is not None and vlm_shortcut_matches(p, self._projector) else None
+
+    def _shortcut_parts(self):
+        from ..llm.shortcut import TokenEmbedding
+        from .shortcut import load_vlm_shortcut
+
+        path = self.vlm_shortcut_path() if self._shortcut is None else None
+        if self._shortcut is None and path is None:
+            return super()._shortcut_parts()
+        with self._nets_lock:
+            if self._shortcut is None:
+                self._shortcut = load_vlm_shortcut(path, model=self.tail.path, split_at=self.at,
+                                                   projector=self._projector)
+                self._embed = TokenEmbedding(self.tail.path)
+            return self._shortcut, self._embed
 
     def _fc_codecs(self):
         if self._codecs is not None:  # loaded: no wait behind a shortcut load holding the lock

@@ -23,6 +23,9 @@ def add_shortcut_arguments(p) -> None:
     p.add_argument("--stats", default=None,
                    help="directory of rowstats.npz (per-token rows over offline text; default: --data)")
     p.add_argument("--fit-steps", type=int, default=1500, help="regression steps on cached rows")
+    p.add_argument("--fit-prompts", type=int, default=0,
+                   help="the fit stage's rows come from the first N training prompts only (their activation "
+                        "cache is reused when more prompts are added for Eq. 3; 0: all)")
     p.add_argument("--eq3-steps", type=int, default=300, help="Eq. 3 steps (one prompt each) through the tail")
     p.add_argument("--eq3-minutes", type=float, default=0.0, help="stop Eq. 3 after this long (0: no limit)")
     p.add_argument("--eq3-val-every", type=int, default=200,

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .prompts import all_prompts
+from .prompts import all_prompts, extra_train_prompts
 
 __all__ = ["generate", "load", "main"]
 
@@ -31,8 +31,10 @@ def _question_start(model, text: str, head_chars: int, toks) -> int:
 
 
 def generate(out_dir, *, model_path=None, max_new: int = 48, limit: int = 0, threads: int = 1,
-             split: str = "all", progress=sys.stderr) -> Path:
-    """limit: at most this many prompts per split (a fixed shuffle, so MMLU and templated mix)."""
+             split: str = "all", extra: bool = False, progress=sys.stderr) -> Path:
+    """limit: at most this many prompts per split (a fixed shuffle, so MMLU and templated mix).
+    extra: then the extra training prompts (prompts.extra_train_prompts, shuffled): more data
+    for Eq. 3, the held-out split unchanged."""
     from ..models import default_model_path
     from ..runtime import Model, greedy
 
@@ -47,6 +49,9 @@ def generate(out_dir, *, model_path=None, max_new: int = 48, limit: int = 0, thr
         if split in (name, "all"):
             ps = [ps[i] for i in rng.permutation(len(ps))]
             todo += [(p, name) for p in (ps[:limit] if limit else ps)]
+    if extra and split in ("train", "all"):
+        more = extra_train_prompts()
+        todo += [(more[i], "train") for i in np.random.default_rng(1).permutation(len(more))]
     model = Model(model_path or default_model_path())
     t0, n_new = time.time(), 0
     with path.open("a") as f:
@@ -89,8 +94,10 @@ def main(argv=None) -> int:
     ap.add_argument("--limit", type=int, default=0)
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--split", choices=("train", "heldout", "all"), default="all")
+    ap.add_argument("--extra", action="store_true", help="then more training prompts (held-out split unchanged)")
     a = ap.parse_args(argv)
-    print(generate(a.out, model_path=a.model, max_new=a.max_new, limit=a.limit, threads=a.threads, split=a.split))
+    print(generate(a.out, model_path=a.model, max_new=a.max_new, limit=a.limit, threads=a.threads, split=a.split,
+                   extra=a.extra))
     return 0
 
 

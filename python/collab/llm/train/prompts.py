@@ -14,7 +14,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-__all__ = ["Prompt", "mmlu_items", "templated", "all_prompts", "is_heldout"]
+__all__ = ["Prompt", "mmlu_items", "templated", "all_prompts", "extra_train_prompts", "is_heldout"]
 
 SYSTEM = "You are a helpful AI assistant named SmolLM, trained by Hugging Face"
 
@@ -99,15 +99,15 @@ _TEMPLATES = {
 }
 
 
-def _templated():
+def _templated(facts=_FACTS, topics=_TOPICS):
     out = []
     for fam, (ctx, q) in sorted(_TEMPLATES.items()):
         if "{c}" in q or "{c}" in ctx or "{k}" in q:
-            for c, k, r in _FACTS:
+            for c, k, r in facts:
                 out.append(Prompt(f"tpl/{fam}/{c}", "templated", f"tpl/{fam}", ctx.format(c=c, k=k, r=r),
                                   q.format(c=c, k=k, r=r)))
         else:
-            for t in _TOPICS:
+            for t in topics:
                 out.append(Prompt(f"tpl/{fam}/{t}", "templated", f"tpl/{fam}", ctx.format(t=t), q.format(t=t)))
     return out
 
@@ -122,3 +122,47 @@ def all_prompts():
     train = [p for p in ps if not is_heldout(p.group)]
     held = [p for p in ps if is_heldout(p.group)]
     return train, held
+
+
+# More training prompts for Eq. 3 (it overfits a few hundred): the same kinds as above, in groups
+# that are NOT held out only, so the held-out split (all_prompts()[1]) stays exactly as it was.
+_MORE_TOPICS = ["snow", "wind", "rivers", "deserts", "forests", "stars", "the sun", "oceans", "bridges", "trains",
+                "cars", "bicycles", "paper", "glass", "steel", "plastic", "salt", "sugar", "tea", "rice",
+                "cheese", "honey", "ants", "whales", "birds", "sharks", "trees", "flowers", "mushrooms", "bacteria",
+                "the brain", "sleep", "exercise", "money", "banks", "maps", "clocks", "calendars", "libraries",
+                "museums", "painting", "poetry", "football", "the olympics", "democracy", "taxes", "recycling",
+                "solar panels", "wind turbines", "nuclear power", "rockets", "satellites", "telescopes",
+                "microscopes", "robots", "smartphones", "email", "passwords", "printing", "radio"]
+_MORE_FACTS = [
+    ("Germany", "Berlin", "Europe"), ("China", "Beijing", "Asia"), ("Nigeria", "Abuja", "Africa"),
+    ("Argentina", "Buenos Aires", "South America"), ("Cuba", "Havana", "North America"),
+    ("Sweden", "Stockholm", "Europe"), ("Thailand", "Bangkok", "Asia"), ("Morocco", "Rabat", "Africa"),
+    ("Colombia", "Bogota", "South America"), ("New Zealand", "Wellington", "Oceania"),
+    ("Portugal", "Lisbon", "Europe"), ("Indonesia", "Jakarta", "Asia"), ("Ethiopia", "Addis Ababa", "Africa"),
+    ("Greece", "Athens", "Europe"), ("Ireland", "Dublin", "Europe"), ("Pakistan", "Islamabad", "Asia"),
+    ("Austria", "Vienna", "Europe"), ("Senegal", "Dakar", "Africa"), ("Ecuador", "Quito", "South America"),
+    ("Finland", "Helsinki", "Europe"), ("South Korea", "Seoul", "Asia"), ("Hungary", "Budapest", "Europe"),
+]
+_MMLU_ASKS = ["Now answer this one. Q: {q}\nGive the letter of the answer first, then explain.",
+              "Q: {q}\nWhich option is correct? Start with the letter.",
+              "Answer the following question and briefly justify it.\nQ: {q}"]
+
+
+def _more_mmlu():
+    out = []
+    for subject, items in mmlu_items().items():
+        for i, (q, _, gold) in enumerate(items):
+            for v, shift in ((1, 2), (2, 3)):  # another exemplar as context, another way of asking
+                j = (i + shift) % len(items)
+                if j == i:
+                    continue
+                ctx = f"Example question about {subject.replace('_', ' ')}:\nQ: {items[j][0]}\nA: {items[j][1]}\n\n"
+                out.append(Prompt(f"mmlu-v{v}/{subject}/{i}", "mmlu", f"mmlu/{subject}", ctx,
+                                  _MMLU_ASKS[v].format(q=q), gold))
+    return out
+
+
+def extra_train_prompts():
+    """More training prompts (no pid of all_prompts(); only groups all_prompts() trains on)."""
+    known = {p.pid for ps in all_prompts() for p in ps}
+    return [p for p in _more_mmlu() + _templated(_MORE_FACTS, _MORE_TOPICS) if not is_heldout(p.group) and p.pid not in known]

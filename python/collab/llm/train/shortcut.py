@@ -31,7 +31,17 @@ from .data import load
 from .nets import Shortcut, stats
 from .rowstats import load_stats
 
-__all__ = ["run_train_shortcut", "add_arguments", "eq3_loss", "eq3_loss_whole_sequence", "PromptCache", "main"]
+__all__ = ["run_train_shortcut", "add_arguments", "eq3_loss", "eq3_loss_whole_sequence", "PromptCache", "fit_problem",
+           "eq3_stage", "prompt_rows", "tf_eval", "main"]
+
+
+def prompt_rows(m, rec, at: int) -> torch.Tensor:
+    """The rows entering layer ``at`` over a sample's prompt: rec["head_rows"] when the sample
+    carries them (a VLM prompt: its image rows come from the vision encoder, not from tokens),
+    else the torch mirror's head over rec["tokens"]."""
+    if rec.get("head_rows") is not None:
+        return torch.as_tensor(rec["head_rows"], dtype=torch.float32)
+    return m.rows(rec["tokens"], upto=at)
 
 
 def eq3_loss(m, net, rec, at: int, prompts: "PromptCache | None" = None) -> tuple[torch.Tensor, float]:
@@ -41,8 +51,8 @@ def eq3_loss(m, net, rec, at: int, prompts: "PromptCache | None" = None) -> tupl
     the logits of its last row (the first answer token) come without gradient, once per prompt
     (``prompts`` keeps them); only the fed-back answer rows run forward and backward, attending
     to the cached K/V. Same loss as running the whole sequence through the tail."""
-    p, ans = rec["tokens"], rec["answer"]
-    kv, first = (prompts or PromptCache(0)).get(m, p, at)
+    ans = rec["answer"]
+    kv, first = (prompts or PromptCache(0)).get(m, rec, at)
     fed = net(m.embed(ans[:-1]))                         # shortcut rows for the fed-back tokens
     logits = m.tail_extend(fed, at, kv)
     nll = F.cross_entropy(logits, torch.as_tensor(ans[1:]), reduction="sum")
@@ -53,10 +63,10 @@ def eq3_loss(m, net, rec, at: int, prompts: "PromptCache | None" = None) -> tupl
 def eq3_loss_whole_sequence(m, net, rec, at: int) -> tuple[torch.Tensor, float]:
     """eq3_loss computed the plain way (prompt and answer rows through the tail together): the
     reference the cached version is checked and timed against."""
-    p, ans = rec["tokens"], rec["answer"]
+    ans = rec["answer"]
     with torch.no_grad():
-        head = m.rows(p, upto=at)
-    logits = m.tail(torch.cat([head, net(m.embed(ans[:-1]))]), at, logits_from=len(p) - 1)
+        head = prompt_rows(m, rec, at)
+    logits = m.tail(torch.cat([head, net(m.embed(ans[:-1]))]), at, logits_from=len(head) - 1)
     nll = F.cross_entropy(logits, torch.as_tensor(ans), reduction="none")
     return nll[1:].sum() / len(ans), float(nll[0].detach()) / len(ans)
 
@@ -68,11 +78,11 @@ class PromptCache:
         self.budget, self.used, self.kv = budget, 0, {}
 
     @torch.no_grad()
-    def get(self, m, tokens, at: int):
-        key = (at, tuple(tokens))
+    def get(self, m, rec, at: int):
+        key = (at, rec.get("key") or tuple(rec["tokens"]))
         if key in self.kv:
             return self.kv[key]
-        val = m.tail_prefill(m.rows(tokens, upto=at), at)    # exact prefill rows (device side), then the tail
+        val = m.tail_prefill(prompt_rows(m, rec, at), at)    # exact prefill rows (device side), then the tail
         size = sum(k.numel() + v.numel() for k, v in val[0]) * 4
         if self.used + size <= self.budget:
             self.kv[key] = val
@@ -95,11 +105,11 @@ def tf_eval(m, net, recs, at: int) -> dict:
     hit = n = 0
     nll = 0.0
     for r in recs:
-        p, ans = r["tokens"], r["answer"]
+        ans = r["answer"]
         if len(ans) < 2:
             continue
-        head = m.rows(p, upto=at)
-        logits = m.tail(torch.cat([head, net(m.embed(ans[:-1]))]), at, logits_from=len(p))
+        head = prompt_rows(m, r, at)
+        logits = m.tail(torch.cat([head, net(m.embed(ans[:-1]))]), at, logits_from=len(head))
         y = torch.as_tensor(ans[1:])
         hit += int((logits.argmax(-1) == y).sum())
         nll += float(F.cross_entropy(logits, y, reduction="sum"))
@@ -108,7 +118,8 @@ def tf_eval(m, net, recs, at: int) -> dict:
 
 
 def _targets(m, cache, stats_z, at: int, tr):
-    """(token ids, target mean rows, weights): offline-text sums plus the answer rows (weighted)."""
+    """(token ids, target mean rows, weights): offline-text sums (rowstats; None: none) plus the
+    answer rows (weighted)."""
     V, d = m.w("token_embd.weight").shape
     S = torch.zeros(V, d, dtype=torch.float64)
     C = torch.zeros(V, dtype=torch.float64)
@@ -127,6 +138,64 @@ def _wstats(x, w, floor=1e-3):
     w = (w / w.sum())[:, None]
     mu = (w * x).sum(0)
     return mu, ((w * (x - mu).pow(2)).sum(0)).sqrt().clamp_min(floor)
+
+
+def fit_problem(m, cache, stats_z, at: int, tr):
+    """(new Shortcut net, fit loss on a batch of indices, token ids, their target rows): the fit
+    stage's regression of the projection onto per-token mean rows (_targets), tokens drawn by
+    their weight."""
+    ids, M, W = _targets(m, cache, stats_z, at, tr)
+    X = m.embed(ids).float()
+    net = Shortcut(m.n_embd, _wstats(X, W), _wstats(M - X, W))
+    probs = W / W.sum()
+
+    def fit_loss(b):
+        b = torch.multinomial(probs, len(b), replacement=True)
+        return ((net(X[b]) - M[b]) / net.out.s).pow(2).mean()
+
+    return net, fit_loss, ids, M
+
+
+def eq3_stage(m, net, opt, recs, val_recs, at: int, *, steps: int, start: int, minutes: float, val_every: int,
+              hist: list, evals: dict, save, tag: str, prompts: "PromptCache | None" = None) -> int:
+    """Eq. 3 over ``recs`` in rounds of ``val_every`` steps, keeping the net with the best
+    teacher-forced validation NLL on ``val_recs`` (evals["eq3_best"]; loaded into ``net`` at the
+    end): with a few hundred prompts Eq. 3 starts to overfit after a few epochs. Returns the step
+    reached."""
+    prompts = prompts if prompts is not None else PromptCache()
+
+    def eq3(rec):
+        if len(rec["answer"]) < 2:
+            return None
+        return eq3_loss(m, net, rec, at, prompts)[0]
+
+    step = start
+    every = int(val_every or 0) or steps
+
+    def validate():
+        ev = tf_eval(m, net, val_recs, at)
+        print(f"[{tag}] Eq. 3 step {step}: validation NLL {ev['nll']:.4f}, top-1 {ev['tf_top1']:.4f}",
+              file=sys.stderr, flush=True)
+        if ev["nll"] < evals.get("eq3_best", {}).get("nll", float("inf")):
+            evals["eq3_best"] = {"step": step, "nll": ev["nll"], "tf_top1": ev["tf_top1"],
+                                 "net": {k: v.clone() for k, v in net.state_dict().items()}}
+
+    if every < steps and start > 0 and "eq3_best" not in evals:
+        validate()  # continued from an Eq. 3 net: it is a candidate too
+    t_end = time.time() + 60 * minutes if minutes else float("inf")
+    while step < steps and time.time() < t_end:
+        left = (t_end - time.time()) / 60 if minutes else 0.0
+        step = common.sample_stage(opt, eq3, recs, steps=min(step + every, steps), start=step,
+                                   minutes=max(left, 1e-3) if minutes else 0.0, hist=hist, save=save,
+                                   tag=f"{tag} eq3", seed=1)
+        if every < steps:
+            validate()
+            save(step, True)
+    best = evals.get("eq3_best")
+    if best is not None and best["step"] != step:
+        print(f"[{tag}] keeping the Eq. 3 net of step {best['step']} (best validation NLL)", file=sys.stderr)
+        net.load_state_dict(best["net"])
+    return step
 
 
 def _split(n, frac=0.05, seed=0):
@@ -149,19 +218,18 @@ def run_train_shortcut(args) -> int:
     layers = tuple(sorted(set(common.CACHE_LAYERS) | {at}))
     val_recs = [r for r in recs if _is_val(r["pid"])][:24]
     recs = [r for r in recs if not _is_val(r["pid"])]
-    cache = common.cache_rows(args.data, recs, layers, model=args.model)[at]
+    n_fit = int(getattr(args, "fit_prompts", 0) or 0) or len(recs)
+    cache = common.cache_rows(args.data, recs[:n_fit], layers, model=args.model)[at]
     sz = load_stats(getattr(args, "stats", None) or args.data)
     if sz is not None and at not in list(sz["layers"]):
         sz = None
     tr, va = _split(len(cache["tok"]))
-    ids, M, W = _targets(m, cache, sz, at, tr)
-    X = m.embed(ids).float()
+    net, fit_loss, ids, M = fit_problem(m, cache, sz, at, tr)
     Xv = m.embed(torch.as_tensor(cache["tok"])[va]).float()
     Yv = torch.as_tensor(cache["rows"])[va]
     if sz is not None and len(sz["tok"]):
         Xv = torch.cat([Xv, m.embed(torch.as_tensor(sz["tok"])).float()])
         Yv = torch.cat([Yv, torch.as_tensor(sz[f"val{at}"]).float()])
-    net = Shortcut(m.n_embd, _wstats(X, W), _wstats(M - X, W))
     opt = torch.optim.AdamW(net.parameters(), lr=args.lr, weight_decay=1e-4)
     state = None if args.fresh else ck.load()
     stage, step, hist = "fit", 0, {"fit": [], "eq3": []}
@@ -197,14 +265,8 @@ def run_train_shortcut(args) -> int:
         mrow = M[torch.as_tensor([mean_of[allt[i]] for i in seen])]
         oracle = float(((mrow - Yv[sel]) / sv).pow(2).mean()) if len(seen) else None
 
-    probs = W / W.sum()
-
-    def fit_loss(b):
-        b = torch.multinomial(probs, len(b), replacement=True)
-        return ((net(X[b]) - M[b]) / net.out.s).pow(2).mean()
-
     if stage == "fit":
-        common.fit_stage(net, opt, fit_loss, len(X), steps=args.fit_steps, start=step, batch=args.batch, lr=args.lr,
+        common.fit_stage(net, opt, fit_loss, len(ids), steps=args.fit_steps, start=step, batch=args.batch, lr=args.lr,
                          val=val_fit, hist=hist["fit"], save=save, tag=f"shortcut-{at} fit")
         evals["fit"] = tf_eval(m, net, val_recs, at)
         evals["fit_net"] = {k: v.clone() for k, v in net.state_dict().items()}
@@ -213,34 +275,10 @@ def run_train_shortcut(args) -> int:
         opt = torch.optim.AdamW(net.parameters(), lr=args.lr * 0.1, weight_decay=1e-4)
         save(0, True)
 
-    prompts = PromptCache()
-
-    def eq3(rec):
-        if len(rec["answer"]) < 2:
-            return None
-        return eq3_loss(m, net, rec, at, prompts)[0]
-
     if stage == "eq3" and args.eq3_steps > 0:
-        # in rounds of --eq3-val-every steps, keeping the net with the best validation NLL: with a
-        # few hundred prompts Eq. 3 starts to overfit after a few epochs
-        every = int(getattr(args, "eq3_val_every", 0) or 0) or args.eq3_steps
-        t_end = time.time() + 60 * args.eq3_minutes if args.eq3_minutes else float("inf")
-        while step < args.eq3_steps and time.time() < t_end:
-            left = (t_end - time.time()) / 60 if args.eq3_minutes else 0.0
-            step = common.sample_stage(opt, eq3, recs, steps=min(step + every, args.eq3_steps), start=step,
-                                       minutes=max(left, 1e-3) if args.eq3_minutes else 0.0, hist=hist["eq3"],
-                                       save=save, tag=f"shortcut-{at} eq3", seed=1)
-            if every < args.eq3_steps:
-                nll = tf_eval(m, net, val_recs, at)["nll"]
-                print(f"[shortcut-{at}] Eq. 3 step {step}: validation NLL {nll:.4f}", file=sys.stderr)
-                if nll < evals.get("eq3_best", {}).get("nll", float("inf")):
-                    evals["eq3_best"] = {"step": step, "nll": nll,
-                                         "net": {k: v.clone() for k, v in net.state_dict().items()}}
-                save(step, True)
-        best = evals.get("eq3_best")
-        if best is not None and best["step"] != step:
-            print(f"[shortcut-{at}] keeping the Eq. 3 net of step {best['step']} (best validation NLL)", file=sys.stderr)
-            net.load_state_dict(best["net"])
+        step = eq3_stage(m, net, opt, recs, val_recs, at, steps=args.eq3_steps, start=step, minutes=args.eq3_minutes,
+                         val_every=getattr(args, "eq3_val_every", 0), hist=hist["eq3"], evals=evals, save=save,
+                         tag=f"shortcut-{at}")
 
     v, base = val_fit()
     if stage == "eq3" and step > 0:
@@ -255,7 +293,7 @@ def run_train_shortcut(args) -> int:
             "objective": "fit (standardised MSE on per-token mean rows: offline text + answers) then Eq. 3",
             "fit_steps": args.fit_steps, "eq3_steps_done": step if stage == "eq3" else 0, "val_mse_std": v,
             "val_mse_std_identity": base, "val_mse_std_token_mean_oracle": oracle,
-            "train_prompts": len(recs), "decode_rows": int(len(cache["tok"])),
+            "train_prompts": len(recs), "fit_prompts": n_fit, "decode_rows": int(len(cache["tok"])),
             "text_tokens": int(sz["tokens"]) if sz is not None else 0, "distinct_tokens": int(len(ids)),
             "validation": {k: ({a: b for a, b in v.items() if a != "net"} if k == "eq3_best" else v)
                            for k, v in evals.items() if k != "fit_net"}, "history": hist}

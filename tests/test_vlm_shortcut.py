@@ -126,3 +126,17 @@ def test_shipped_vlm_shortcut_on_the_real_vlm():
         g = dev.ask(x[i], q, mode="shortcut", client=client, max_tokens=4)
         assert g.tokens[0] == ref.tokens[0]
     assert task._shortcut_parts()[0].source == str(path)
+
+
+def test_serve_refuses_a_shortcut_that_is_not_the_vlms(tmp_path, capsys):
+    """`collab vlm serve --shortcut F` loads F before serving: a text LLM's shortcut is refused
+    with a clear message and exit status 2, not at the first request."""
+    require_llama()
+    pytest.importorskip("grpc")
+    from collab.cli import main
+
+    text, _ = _shortcut_file(tmp_path, answers=None, name="text.clfn")
+    rc = main(["vlm", "serve", "--model", str(tiny_llm()), "--at", "2", "--port", "0", "--threads", "1",
+               "--workdir", str(tmp_path / "parts"), "--shortcut", str(text)])
+    assert rc == 2
+    assert "not a VLM decoding shortcut" in capsys.readouterr().err

@@ -259,20 +259,28 @@ def _ask(args) -> int:
 
 
 def _serve(args) -> int:
+    from ..errors import InvalidArgument
+    from ..llm.artifact import ArtifactError
     from ..llm.cli import serve_task
     from .codec import VlmTask
 
     def warm(task):
         task._fc_codecs()                  # the image-row codecs now (small; a bad file fails here), the
-        task.warm_up(nets=args.load_nets)  # shortcut in the background unless --load-nets
+        if args.shortcut:                  # shortcut in the background unless --load-nets or given (a
+            task._shortcut_parts()         # mismatched file fails here, not at the first request)
+        task.warm_up(nets=args.load_nets)
 
     def describe(task):
         sc = task.vlm_shortcut_path()
         return (f"split at {task.at}, image-row codecs with code sizes {sorted(task._fc_codecs().by_k)}, "
                 f"decoding shortcut: {sc if sc else 'none for the VLM (the text LLM one)'}")
 
-    return serve_task(args, VlmTask, "collab vlm serve", describe, warm, image_codecs=args.image_codecs,
-                      projector=args.projector, vlm_shortcut=args.shortcut)
+    try:
+        return serve_task(args, VlmTask, "collab vlm serve", describe, warm, image_codecs=args.image_codecs,
+                          projector=args.projector, vlm_shortcut=args.shortcut)
+    except (ArtifactError, InvalidArgument) as e:  # a trained file that does not fit: say which, no traceback
+        print(f"collab vlm serve: {e}", file=sys.stderr)
+        return 2
 
 
 def _check_numbers(args) -> None:

@@ -37,7 +37,7 @@ def trained(method, split=1):
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--rates", default="0,25,50,60,75")
-    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--threads", type=int, default=1)
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
     c = ex.load_cache(S)
@@ -46,11 +46,12 @@ def main():
     full = float(np.load(os.path.join(S.models, "head_full.npz"))["test_acc"])
     rates = [int(r) for r in a.rates.split(",")]
     res = {"n_test": int(len(c["test_y"])), "full_model_acc": full, "rates": rates, "curves": {}}
+    res["compute"] = "bfloat16 autocast" if S.bf16 else "float32"
     for method in ("ours", "topk"):
         accs = []
         for r in ex.progress(rates, len(rates), f"{method} w/o reconstruction"):
             kept = ex.kept_for(method, r / 100, c, "test", m, S)
-            with torch.no_grad():
+            with torch.no_grad(), S.autocast():
                 x = ex.device_side(m, c["test_l1"], kept, 1)
                 acc = ex.accuracy(ex.server_logits(m, x, 1, head), c["test_y"])
             accs.append(acc)

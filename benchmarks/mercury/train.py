@@ -14,6 +14,7 @@ cross-entropy on the first MERCURY_N_META cached training images (Eq. 19, collab
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 import pathlib
 import sys
@@ -27,7 +28,7 @@ from collab.vit import mercury
 from collab.vit.baselines import DeconvGenerator, n_params
 
 S = ex.Settings.from_env(pathlib.Path(__file__).resolve().parents[2])
-CONFIGS = "ours:75:1,ours:50:1,topk:75:1,ours:25:1,topk:50:1,ours:75:3,deconv:75:3,ours:50:3,ours:75:6"
+CONFIGS = "ours:75:1,ours:50:1,topk:75:1,ours:25:1,ours:75:3,deconv:75:3,ours:50:3,ours:75:6"
 
 
 def artifact(method, rate_pct, split):
@@ -85,27 +86,49 @@ def train_config(m, c, full_head, method, rate_pct, split, epochs, lr):
         extra_arrays["gen_hidden"] = np.int64(gen.down.out_channels)
     ex.save_head(os.path.join(S.models, artifact(method, rate_pct, split)), head, rate_pct=rate_pct, split=split,
                  method=method, test_acc=acc, extra_params=extra, n_train=len(xtr), n_test=len(xte), epochs=epochs,
+                 pool=ex.POOL,
                  **extra_arrays)
     return acc
+
+
+def train_head(c):
+    """The full model's head on every cached training feature; its accuracy on the test subset (the
+    reference of every comparison) and on the whole cached test set; a CLS-only head beside it."""
+    full = ex.load_cache(dataclasses.replace(S, n_test=S.n_test_all)) if S.n_test_all != S.n_test else c
+    lin, acc, tr = ex.train_full_head(c)
+    with torch.no_grad():
+        acc_all = ex.accuracy(lin(torch.from_numpy(full["test_feat"])), full["test_y"])
+    d = ex.DIM
+    cls_only = {k: (v[:, :d] if k.endswith("_feat") else v) for k, v in c.items() if k.endswith(("_feat", "_y"))}
+    lin_cls, acc_cls, _ = ex.train_full_head(cls_only)
+    with torch.no_grad():
+        acc_cls_all = ex.accuracy(lin_cls(torch.from_numpy(full["test_feat"][:, :d])), full["test_y"])
+    print(f"full model (frozen DINOv2 ViT-S/14 + linear head on {ex.POOL}, {len(c['train_y'])} training images): "
+          f"test accuracy {acc:.4f} ({len(c['test_y'])} images), {acc_all:.4f} ({len(full['test_y'])} images), "
+          f"train {tr:.4f}; CLS only: {acc_cls:.4f} / {acc_cls_all:.4f}")
+    ex.save_head(os.path.join(S.models, "head_full.npz"), lin, rate_pct=0, split=0, method="full", test_acc=acc,
+                 n_train=len(c["train_y"]), n_test=len(c["test_y"]), extra_params=0, pool=ex.POOL,
+                 test_acc_all=acc_all, n_test_all=len(full["test_y"]), train_acc=tr,
+                 cls_only_test_acc=acc_cls, cls_only_test_acc_all=acc_cls_all)
 
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--configs", default=CONFIGS)
-    ap.add_argument("--epochs", type=int, default=2)
+    ap.add_argument("--epochs", type=int, default=3)
     ap.add_argument("--lr", type=float, default=3e-2)
-    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--skip-existing", action="store_true")
+    ap.add_argument("--head", choices=("train", "reuse"), default="train",
+                    help="reuse: keep the models folder's head_full.npz (a second process training other configs)")
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
     os.makedirs(S.models, exist_ok=True)
     c = ex.load_cache(S)
     print(f"subsets: train {len(c['train_y'])} (meta-token training uses {S.n_meta}), test {len(c['test_y'])}; "
           f"{ex.IMG}px -> {ex.GRID}x{ex.GRID} grid")
-    lin, acc, tr = ex.train_full_head(c)
-    print(f"full model (frozen DINOv2 ViT-S/14 + linear head): test accuracy {acc:.4f}, train {tr:.4f}")
-    ex.save_head(os.path.join(S.models, "head_full.npz"), lin, rate_pct=0, split=0, method="full", test_acc=acc,
-                 n_train=S.n_train, n_test=S.n_test, extra_params=0)
+    if a.head == "train":
+        train_head(c)
     m = ex.load_model()
     full_head = ex.load_head(os.path.join(S.models, "head_full.npz"))
     for cfg in a.configs.split(","):
@@ -113,7 +136,8 @@ def main():
         if a.skip_existing and os.path.exists(os.path.join(S.models, artifact(method, int(r), int(s)))):
             print("exists:", artifact(method, int(r), int(s)))
             continue
-        train_config(m, c, full_head, method, int(r), int(s), a.epochs, a.lr)
+        with S.autocast():
+            train_config(m, c, full_head, method, int(r), int(s), a.epochs, a.lr)
 
 
 if __name__ == "__main__":

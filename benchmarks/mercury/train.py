@@ -38,10 +38,11 @@ def artifact(method, rate_pct, split):
 def train_config(m, c, full_head, method, rate_pct, split, epochs, lr):
     rate = rate_pct / 100
     torch.manual_seed(ex.SEED)
-    tr_kept = ex.kept_for(method, rate, c, "train", m, S)[:S.n_meta]
-    te_kept = ex.kept_for(method, rate, c, "test", m, S)
-    xtr = ex.device_side(m, c["train_l1"][:S.n_meta], tr_kept, split)
-    xte = ex.device_side(m, c["test_l1"], te_kept, split)
+    with S.autocast():
+        tr_kept = ex.kept_for(method, rate, c, "train", m, S)[:S.n_meta]
+        te_kept = ex.kept_for(method, rate, c, "test", m, S)
+        xtr = ex.device_side(m, c["train_l1"][:S.n_meta], tr_kept, split)
+        xte = ex.device_side(m, c["test_l1"], te_kept, split)
     ytr = torch.from_numpy(c["train_y"][:S.n_meta])
     k = ex.GRID * ex.GRID + 1 - xtr.shape[1]
     head = torch.nn.Linear(full_head.in_features, 10)
@@ -55,7 +56,10 @@ def train_config(m, c, full_head, method, rate_pct, split, epochs, lr):
         extra = k * xtr.shape[-1]
     else:
         gen = DeconvGenerator(xtr.shape[-1])
-        params.append({"params": gen.parameters(), "lr": lr / 10})
+        with torch.no_grad():   # start from the mean token, as the meta tokens do (init_meta)
+            gen.up.bias.copy_(mercury.token_stats(xtr)[0] / xtr[:, 1:].std())
+        # 1.3M weights each moved by lr/10 per Adam step made the loss jump (3-12) and never settle
+        params.append({"params": gen.parameters(), "lr": lr / 100})
         extra = n_params(gen)
     opt = torch.optim.Adam(params)
     bs = 25
@@ -69,14 +73,18 @@ def train_config(m, c, full_head, method, rate_pct, split, epochs, lr):
             b = perm[s:s + bs]
             kb = tr_kept[b.numpy()]
             fill = None if gen is None else (lambda xb, kb=kb: gen(xb, kb, ex.GRID))
-            loss = mercury.train_step(m, xtr[b], ytr[b], split, head, opt, meta, fill)
+            # one autocast context per step: autocast caches the low-precision copy of every trained
+            # leaf (head, generator) until its context exits, so one context around the whole loop
+            # would run every step, and the evaluation, with the initial weights
+            with S.autocast():
+                loss = mercury.train_step(m, xtr[b], ytr[b], split, head, opt, meta, fill)
             it += 1
             el = time.time() - t0
             sys.stdout.write(f"\r{method} {rate_pct}% split {split}: epoch {ep + 1}/{epochs} step {it}/{steps} "
                              f"loss {loss:.3f} [{el:.0f}s, {el / it * (steps - it):.0f}s left]")
             sys.stdout.flush()
     sys.stdout.write("\n")
-    with torch.no_grad():
+    with torch.no_grad(), S.autocast():
         acc = ex.accuracy(ex.server_logits(m, xte, split, head, meta, gen, te_kept), c["test_y"])
     print(f"  test accuracy {acc:.4f} ({len(xte)} images), extra parameters {extra}")
     extra_arrays = {"meta": meta.detach().numpy().astype(np.float32)} if meta is not None else {}
@@ -86,7 +94,7 @@ def train_config(m, c, full_head, method, rate_pct, split, epochs, lr):
         extra_arrays["gen_hidden"] = np.int64(gen.down.out_channels)
     ex.save_head(os.path.join(S.models, artifact(method, rate_pct, split)), head, rate_pct=rate_pct, split=split,
                  method=method, test_acc=acc, extra_params=extra, n_train=len(xtr), n_test=len(xte), epochs=epochs,
-                 pool=ex.POOL,
+                 pool=ex.POOL, lr=lr,
                  **extra_arrays)
     return acc
 
@@ -131,13 +139,12 @@ def main():
         train_head(c)
     m = ex.load_model()
     full_head = ex.load_head(os.path.join(S.models, "head_full.npz"))
-    for cfg in a.configs.split(","):
+    for cfg in filter(None, a.configs.split(",")):
         method, r, s = cfg.split(":")
         if a.skip_existing and os.path.exists(os.path.join(S.models, artifact(method, int(r), int(s)))):
             print("exists:", artifact(method, int(r), int(s)))
             continue
-        with S.autocast():
-            train_config(m, c, full_head, method, int(r), int(s), a.epochs, a.lr)
+        train_config(m, c, full_head, method, int(r), int(s), a.epochs, a.lr)
 
 
 if __name__ == "__main__":

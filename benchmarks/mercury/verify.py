@@ -77,7 +77,8 @@ class Evaluator:
         self.y = self.c["test_y"]
 
     def head(self):
-        with torch.no_grad():
+        # train.py measured the head in float32 on the float32 test features, even with MERCURY_BF16
+        with torch.no_grad(), torch.autocast("cpu", enabled=False):
             return ex.accuracy(self.full_head(torch.from_numpy(self.c["test_feat"])), self.y)
 
     def norecon(self, method, rate):

@@ -27,6 +27,30 @@ def test_numpy_runtime_matches_torch_tiny(rng):
     np.testing.assert_allclose(npm.features(y), tm.features(yt).numpy(), atol=1e-3, rtol=1e-3)
 
 
+def test_cls_mean_pooling_numpy_torch_and_head_width(rng):
+    from collab.errors import InvalidArgument
+    from collab.vit.hooks import pool_for_head
+    p = tiny_params(seed=int(rng.integers(2**31)))
+    npm = NumpyViT(p, grid=4)
+    tm = TorchViT.from_numpy_params(p, grid=4).eval()
+    y = rng.standard_normal((2, 17, npm.dim)).astype(np.float32)
+    f = npm.features(y, "cls+mean")
+    assert f.shape == (2, 2 * npm.dim)
+    np.testing.assert_array_equal(f[:, :npm.dim], npm.features(y))   # the CLS half is the CLS feature
+    with torch.no_grad():
+        np.testing.assert_allclose(f, tm.features(torch.from_numpy(y), "cls+mean").numpy(), atol=1e-4)
+        tm.pool = "cls+mean"   # the model's own pooling is what forward() and features() return
+        np.testing.assert_allclose(f, tm.features(torch.from_numpy(y)).numpy(), atol=1e-4)
+    # the mean half is the mean of the normalised non-CLS tokens: permuting them changes nothing
+    perm = np.concatenate([[0], 1 + rng.permutation(16)])
+    np.testing.assert_allclose(npm.features(y[:, perm], "cls+mean"), f, atol=1e-5)
+    assert pool_for_head(npm.dim, npm.dim) == "cls" and pool_for_head(2 * npm.dim, npm.dim) == "cls+mean"
+    with pytest.raises(InvalidArgument):
+        pool_for_head(npm.dim + 1, npm.dim)
+    with pytest.raises(InvalidArgument):
+        npm.features(y, "mean")
+
+
 def test_numpy_runtime_rejects_bad_images():
     npm = NumpyViT(tiny_params(), grid=4)
     with pytest.raises(ValueError):

@@ -55,6 +55,25 @@ def test_split_roundtrip_matches_direct(setup, rate, split):
     assert len(payload) == 3 * (17 - k) * 32 * 2
 
 
+def test_split_roundtrip_with_cls_mean_head(tmp_path):
+    """A head twice the width reads CLS beside the mean of the other tokens (meta tokens included)."""
+    vit = NumpyViT(tiny_params(grid=4, depth=3, seed=4), grid=4)
+    r = np.random.default_rng(6)
+    k = cv.prune_count(16, 0.5)
+    m, w, b = (r.standard_normal((k, 32)).astype(np.float32), r.standard_normal((64, 5)).astype(np.float32),
+               r.standard_normal(5).astype(np.float32))
+    np.savez(tmp_path / "meta_r50_s2.npz", meta=m, head_w=w, head_b=b, rate_pct=50, split=2, method="ours")
+    images = r.standard_normal((2, 3, 8, 8)).astype(np.float32)
+    payload, meta = MercuryDevice(vit, 0.5, 2).run(images)
+    logits = decode_logits(*MercuryHandler(vit, MetaStore(str(tmp_path))).infer(payload, meta))
+    try:
+        patched = mercury.apply(vit, 0.5, split=2, meta=m)
+        want = patched.features(patched.run_blocks(patched.embed(images), 0, vit.depth), "cls+mean") @ w + b
+    finally:
+        mercury.remove(vit)
+    np.testing.assert_allclose(logits, want, atol=2e-2, rtol=1e-2)  # tokens travel as float16
+
+
 def test_split_with_slicer_codec(setup):
     vit, store = setup
     images = np.random.default_rng(1).standard_normal((2, 3, 8, 8)).astype(np.float32)

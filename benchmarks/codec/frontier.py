@@ -26,12 +26,10 @@ the planner's profile: embed + l blocks, so l = 6 is split 7 of `collab profile 
 from __future__ import annotations
 
 import argparse
-import functools
 import json
 import os
 import sys
 import time
-import zlib
 
 import numpy as np
 
@@ -39,7 +37,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(os.path.dirname(HERE))
 sys.path.insert(0, HERE)
 
-from collab import codec  # noqa: E402
+from collab.bench_codecs import roundtrip, slicer, zstd as _zstd  # noqa: E402
 from collab.bench_io import pyplot, save_json, save_png  # noqa: E402
 
 SPARSITIES = (0.5, 0.75, 0.9, 0.95)
@@ -61,11 +59,6 @@ PAPER_T5_RIGHT = {0.65: {0.05: 73.20, 0.10: 73.21, 0.15: 73.17, 0.20: 73.19},
                   0.85: {0.05: 69.80, 0.10: 69.80, 0.15: 69.80, 0.20: 69.82}}
 # Paper, Table 3 (left), ViT row: CaiT-XXS24 on ImageNet, l = 30, s = 0.9: 81.02 (-0.94).
 PAPER_T3_VIT = {"model": "CaiT-XXS24 (ImageNet)", "split": 30, "sparsity": 0.9, "acc": 81.02, "drop_pp": -0.94}
-
-
-def slicer(name, s, blocks, qbits, delta=0.0):
-    return {"name": name, "kind": "slicer", "sparsity": s, "blocks": list(blocks), "qbits": list(qbits),
-            "delta": delta}
 
 
 def frontier_configs(quick=False):
@@ -94,45 +87,18 @@ def ablation_configs():
     return cfgs
 
 
-# ---------------------------------------------------------------------------------- the codecs
-@functools.lru_cache(maxsize=None)
-def _zstd():
-    """(name, compress) of the lossless baseline, built once (it runs for every image)."""
-    try:
-        import zstandard
-        return "zstd", zstandard.ZstdCompressor(level=3).compress
-    except ImportError:  # zlib stands in where zstandard is not installed; the JSON says which
-        return "zlib", lambda b: zlib.compress(b, 6)
-
-
-def roundtrip(cfg, x):
-    """(decoded float32 tensor, bytes on the wire) for one image's (T, C) tensor."""
-    kind = cfg["kind"]
-    if kind == "fp16":
-        h = x.astype(np.float16)
-        return h.astype(np.float32), h.nbytes
-    if kind == "fp16+zstd":
-        h = x.astype(np.float16)
-        return h.astype(np.float32), len(_zstd()[1](h.tobytes()))
-    if kind == "int8":  # per-tensor symmetric int8 + one f32 scale
-        scale = float(np.abs(x).max()) / 127.0 or 1.0
-        q = np.clip(np.rint(x / scale), -127, 127).astype(np.int8)
-        return q.astype(np.float32) * scale, q.nbytes + 4
-    frame = codec.encode(x, cfg["sparsity"], blocks=tuple(cfg["blocks"]), qbits=tuple(cfg["qbits"]),
-                         delta=cfg["delta"], threads=1)
-    return codec.decode(frame), len(frame)
-
-
 # ---------------------------------------------------------------------------------- the model
 class Model:
     def __init__(self, n, cache):
         import torch
         from collab.vit import experiments as ex
         from collab.vit.data import load_fmnist, preprocess, subset
+        from collab.vit.hooks import pool_for_head
         torch.set_num_threads(1)
         self.torch = torch
         self.m = ex.load_model()
         self.head = ex.load_head(os.path.join(ROOT, "models", "mercury", "head_full.npz"))
+        self.m.pool = pool_for_head(self.head.in_features, self.m.dim)   # CLS or CLS + mean patch
         x, y = load_fmnist("test")
         self.idx = subset(len(x), n, seed=0)
         self.y = y[self.idx]

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import glob
+import json
 import os
 import pathlib
 
@@ -37,7 +38,7 @@ def trained(method, split=1):
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--rates", default="0,25,50,60,75")
-    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--threads", type=int, default=1)
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
     c = ex.load_cache(S)
@@ -46,20 +47,28 @@ def main():
     full = float(np.load(os.path.join(S.models, "head_full.npz"))["test_acc"])
     rates = [int(r) for r in a.rates.split(",")]
     res = {"n_test": int(len(c["test_y"])), "full_model_acc": full, "rates": rates, "curves": {}}
+    res["compute"] = "bfloat16 autocast" if S.bf16 else "float32"
+    out_p = os.path.join(S.results, "mercury_accuracy.json")
+    old = json.load(open(out_p)) if os.path.exists(out_p) else {}
+    same = all(old.get(k) == res[k] for k in ("n_test", "full_model_acc", "compute"))   # reuse its curves
     for method in ("ours", "topk"):
-        accs = []
-        for r in ex.progress(rates, len(rates), f"{method} w/o reconstruction"):
+        name = f"{method} w/o reconstruction"
+        cur = dict(old["curves"].get(name, {})) if same else {}
+        for r in ex.progress(rates, len(rates), name):
+            if str(r) in cur:
+                continue
             kept = ex.kept_for(method, r / 100, c, "test", m, S)
-            with torch.no_grad():
+            with torch.no_grad(), S.autocast():
                 x = ex.device_side(m, c["test_l1"], kept, 1)
-                acc = ex.accuracy(ex.server_logits(m, x, 1, head), c["test_y"])
-            accs.append(acc)
-            print(f"  {method} {r}%: {acc:.4f}")
-        res["curves"][f"{method} w/o reconstruction"] = dict(zip(map(str, rates), accs))
+                cur[str(r)] = ex.accuracy(ex.server_logits(m, x, 1, head), c["test_y"])
+            print(f"  {method} {r}%: {cur[str(r)]:.4f}")
+            res["curves"][name] = cur
+            save_json(out_p, res)   # resumable: each point as it is measured
+        res["curves"][name] = {str(r): cur[str(r)] for r in rates}
         tr = trained(method)
         res["curves"][f"{method} w/ reconstruction"] = {str(k): v["acc"] for k, v in tr.items()}
         res.setdefault("training", {})[method] = {str(k): v for k, v in tr.items()}
-    out = save_json(os.path.join(S.results, "mercury_accuracy.json"), res)
+    out = save_json(out_p, res)
     plt = pyplot()
     if plt is not None:
         fig, ax = plt.subplots(figsize=(6, 4))

@@ -2,13 +2,13 @@
 
     python benchmarks/mercury/latency.py [--splits 1,3,6] [--slowdown 1.0]
 
-latency = device compute (measured here, one image, 1 thread, min of 15 runs, x --slowdown to stand for a
+latency = device compute (measured here on core 0, one image, 1 thread, min of 15 runs (median in the JSON), x --slowdown to stand for a
           slower phone CPU; 1.0 = this CPU as is)
         + uplink transfer of the actual payload bytes (float16 tokens) on real mahimahi uplink
           traces (../shared/traces/*.up; per trace the median over 200 start offsets, robust to
           the multi-second outages in ATT-LTE-driving; the headline number averages the LTE
           traces; per-trace means and medians, 3G traces included, are in the JSON; skipped if absent)
-        + server compute (measured here, same CPU, 1 thread, min of 15 runs).
+        + server compute (measured here on core 1, 1 thread, min of 15 runs).
 Methods: Mercury (regional pruning after layer 1 + meta tokens, and without meta tokens),
 OTAS-style ToMe (constant r per block), Janus-style ToMe (r_i = r0 * 0.7^i), vanilla.
 Accuracies: Mercury from models/mercury + benchmarks/results/mercury_accuracy.json (accuracy.py); ToMe
@@ -18,7 +18,6 @@ Writes benchmarks/results/mercury_latency.{json,png} and mercury_table1.json.
 from __future__ import annotations
 
 import argparse
-import glob
 import json
 import os
 import pathlib
@@ -28,46 +27,45 @@ import numpy as np
 import torch
 
 from collab.bench_io import pyplot, save_json, save_png
-from collab.net import load_trace, transfer_time
 from collab.vit import experiments as ex
 from collab.vit import mercury
 from collab.vit.baselines import apply_tome, tome_schedule
 from collab.vit.data import load_fmnist, preprocess
 
 S = ex.Settings.from_env(pathlib.Path(__file__).resolve().parents[2])
-TRACES = os.environ.get("COLLAB_TRACES") or next(
-    (p for p in (os.path.join(S.root, "..", "shared", "traces"), os.path.join(S.root, "..", "..", "shared", "traces"))
-     if os.path.isdir(p)), os.path.join(S.root, "..", "shared", "traces"))
+TRACES = ex.traces_dir(S)
 OTAS_R = [1, 2, 4]
 JANUS_R0 = [6, 12, 18]
 DIM = 384
 
 
-def transfer_ms(trace, nbytes: int, starts: np.ndarray) -> np.ndarray:
-    """Uplink time of nbytes from each start offset (ms): the planner's deterministic simulator."""
-    return np.asarray(transfer_time(nbytes, starts.astype(np.float64), trace), np.float64)
-
-
-def traces():
-    return {os.path.basename(p)[:-3]: load_trace(p) for p in sorted(glob.glob(os.path.join(TRACES, "*.up")))}
-
-
 def tome_accuracy(m, head, c, kind, r, cache):
     key = f"{kind}:{r}"
     if key not in cache:
-        cache[key] = ex.image_accuracy(apply_tome(m, r, kind), head, c, f"ToMe {kind} r={r} accuracy")
+        with S.autocast():
+            cache[key] = ex.image_accuracy(apply_tome(m, r, kind), head, c, f"ToMe {kind} r={r} accuracy")
         m.clear_hooks()
     return cache[key]
 
 
-def timed(fn, threads, reps=15):
-    """Minimum over reps (the CPU is shared with other jobs; the minimum is the least disturbed)."""
+DEVICE_CPU, SERVER_CPU = 0, 1   # device and server parts pinned to different cores
+
+
+def timed(fn, threads, cpu, reps=15):
+    """Minimum over reps on core cpu (the CPU is shared with other jobs; the minimum is the least
+    disturbed), and the median."""
     torch.set_num_threads(threads)
-    fn()
-    ts = []
-    for _ in range(reps):
-        t0 = time.perf_counter(); fn(); ts.append(time.perf_counter() - t0)
-    return float(np.min(ts))
+    allowed = os.sched_getaffinity(0)
+    if cpu in allowed:
+        os.sched_setaffinity(0, {cpu})
+    try:
+        fn()
+        ts = []
+        for _ in range(reps):
+            t0 = time.perf_counter(); fn(); ts.append(time.perf_counter() - t0)
+    finally:
+        os.sched_setaffinity(0, allowed)
+    return float(np.min(ts)), float(np.median(ts))
 
 
 def measure(m, img, split, kind, arg, meta_k):
@@ -99,8 +97,8 @@ def measure(m, img, split, kind, arg, meta_k):
                 m.tome.size = state["size"]   # the device part's token sizes travel with the tokens
             m.features(m.run_blocks(x, split, depth))
 
-    td = timed(device, 1)
-    ts = timed(server, 1)
+    td, td_med = timed(device, 1, DEVICE_CPU)
+    ts, ts_med = timed(server, 1, SERVER_CPU)
     m.clear_hooks()
     t_dev = state["x"].shape[1]
     toks = []
@@ -109,7 +107,7 @@ def measure(m, img, split, kind, arg, meta_k):
     for i in range(split, depth):
         toks.append(t)
         t -= sched[i]
-    return td, ts, t_dev * DIM * 2, toks
+    return td, ts, t_dev * DIM * 2, toks, (td_med, ts_med)
 
 
 def main():
@@ -127,15 +125,17 @@ def main():
     full_acc = float(np.load(os.path.join(S.models, "head_full.npz"))["test_acc"])
     tome_cache_p = os.path.join(S.results, "mercury_tome_acc.json")
     tome_cache = json.load(open(tome_cache_p)) if os.path.exists(tome_cache_p) else {}
-    torch.set_num_threads(2)
+    setup = {"n_test": int(len(c["test_y"])), "head_acc": full_acc, "compute": "bfloat16 autocast" if S.bf16 else "float32"}
+    if tome_cache.get("_setup") != setup:   # measured with another head, subset or precision
+        tome_cache = {"_setup": setup}
+    torch.set_num_threads(1)
     for kind, rs in (("constant", OTAS_R), ("decay", JANUS_R0)):
         for r in rs:
             tome_accuracy(m, head, c, kind, r, tome_cache)
             save_json(tome_cache_p, tome_cache)
-    tr = traces()
+    tr = ex.load_traces(S)
     if not tr:
         print(f"no mahimahi uplink traces under {TRACES}: transfer time skipped (0)")
-    starts = {k: np.linspace(0, v.period_ms, 200, endpoint=False).astype(np.int64) for k, v in tr.items()}
     img = torch.from_numpy(preprocess(load_fmnist("test")[0][:1], ex.IMG))
     points = []
     for split in splits:
@@ -150,13 +150,11 @@ def main():
         cfgs += [("constant", r, "OTAS-style ToMe", 0, tome_cache[f"constant:{r}"]) for r in OTAS_R]
         cfgs += [("decay", r, "Janus-style ToMe", 0, tome_cache[f"decay:{r}"]) for r in JANUS_R0]
         for kind, arg, label, meta_k, acc in ex.progress(cfgs, len(cfgs), f"latency split {split}"):
-            td, ts, nbytes, toks = measure(m, img, split, kind, arg, meta_k)
-            per_trace = {n: {"mean": float(v.mean()), "median": float(np.median(v))}
-                         for n, t in tr.items() for v in [transfer_ms(t, nbytes, starts[n])]}
-            lte = [v["median"] for n, v in per_trace.items() if "LTE" in n] or [v["median"] for v in per_trace.values()]
-            tx = float(np.mean(lte)) if lte else 0.0
+            td, ts, nbytes, toks, (td_med, ts_med) = measure(m, img, split, kind, arg, meta_k)
+            tx, per_trace = ex.uplink_ms(tr, nbytes)
             points.append({"split": split, "method": label, "param": arg, "acc": acc, "device_ms": 1e3 * td * a.slowdown,
                            "transfer_ms": tx, "transfer_ms_per_trace": per_trace, "server_ms": 1e3 * ts,
+                           "device_ms_median": 1e3 * td_med * a.slowdown, "server_ms_median": 1e3 * ts_med,
                            "payload_bytes": nbytes, "latency_ms": 1e3 * td * a.slowdown + tx + 1e3 * ts,
                            "server_gflops": ex.server_flops(toks) / 1e9, "extra_params": meta_k * DIM})
     # speedup at equal accuracy: for each baseline point, the fastest Mercury point at >= its accuracy

@@ -2,7 +2,8 @@
 
 Reads what accuracy.py measured (benchmarks/results/mercury_accuracy.json: accuracy per pruning
 rate with and without the meta-token reconstruction, split after block 1) and the trained
-artifacts' own test accuracies (models/mercury/meta_r75_s3/s6: rate 75 % at deeper splits), and
+artifacts' own test accuracies (models/mercury/meta_r*_s3/s6: deeper splits) and Table II's
+kept-tokens-only row (mercury_table2.json: 75 % without reconstruction at split 3), and
 writes one entry per (split, rate, reconstruction) with the bytes the device sends (the kept
 tokens in float16, CLS included: collab.vit.runtime.MercuryDevice without a codec). The
 reference at each split is the unpruned model sending all 65 tokens in float16.
@@ -62,13 +63,21 @@ def build(accuracy_json, models_dir):
             continue
         s, r = int(z["split"]), int(z["rate_pct"])
         add(s, "mercury", {"rate_pct": r, "reconstruct": True}, r, float(z["test_acc"]), os.path.basename(f))
+    t2 = os.path.join(os.path.dirname(accuracy_json), "mercury_table2.json")
+    if os.path.exists(t2):   # Table II's kept-tokens-only row: 75 % without reconstruction at split 3
+        t = json.load(open(t2))
+        none = [r for r in t["rows"] if r["method"] == "none"]
+        if none and t.get("n_test") == acc["n_test"]:
+            add(int(t["split"]), "mercury", {"rate_pct": int(t["rate_pct"]), "reconstruct": False},
+                int(t["rate_pct"]), none[0]["accuracy"], "benchmarks/results/mercury_table2.json")
     for s in sorted({k[0] for k in entries}):
         add(s, "exact", {}, 0, full, "models/mercury/head_full.npz")
     return QualityTable.from_dict({
         "schema": "collab.quality/1", "system": "mercury",
         "model": {"name": numpy_vit_model_name(GRID), "sha256": gguf_digest(find_vit_onnx()).hex()},
         "metric": {"name": "top1", "unit": "fraction", "higher_is_better": True,
-                   "description": "top-1 on the seeded 1000-image Fashion-MNIST test subset of benchmarks/mercury"},
+                   "description": f"top-1 on the seeded {int(acc['n_test'])}-image Fashion-MNIST test subset of "
+                                  "benchmarks/mercury"},
         "item": "image (kept tokens x 384, float16)",
         "measured": {"by": "benchmarks/mercury/accuracy.py + train.py", "command": "python benchmarks/mercury/quality_table.py",
                      "items": "Fashion-MNIST test images", "n": int(acc["n_test"]),

@@ -27,18 +27,19 @@ RATE, SPLIT, DIM = 75, 3, 384
 
 
 def main():
-    torch.set_num_threads(2)
+    torch.set_num_threads(1)
     c = ex.load_cache(S)
     m = ex.load_model()
     head = ex.load_head(os.path.join(S.models, "head_full.npz"))
     kept = ex.kept_for("ours", RATE / 100, c, "test", m, S)
-    x = ex.device_side(m, c["test_l1"], kept, SPLIT)
+    with S.autocast():
+        x = ex.device_side(m, c["test_l1"], kept, SPLIT)
     k = ex.GRID * ex.GRID + 1 - x.shape[1]
     depth = m.depth
     rows = []
 
     def ev(name, xs, params=0, extra_flops=0.0):
-        with torch.no_grad():
+        with torch.no_grad(), S.autocast():
             acc = ex.accuracy(ex.server_logits(m, xs, SPLIT, head), c["test_y"])
         rows.append({"method": name, "accuracy": acc, "extra_params": params,
                      "server_gflops": (ex.server_flops([xs.shape[1]] * (depth - SPLIT)) + extra_flops) / 1e9,

@@ -14,6 +14,7 @@ cross-entropy on the first MERCURY_N_META cached training images (Eq. 19, collab
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 import pathlib
 import sys
@@ -27,7 +28,7 @@ from collab.vit import mercury
 from collab.vit.baselines import DeconvGenerator, n_params
 
 S = ex.Settings.from_env(pathlib.Path(__file__).resolve().parents[2])
-CONFIGS = "ours:75:1,ours:50:1,topk:75:1,ours:25:1,topk:50:1,ours:75:3,deconv:75:3,ours:50:3,ours:75:6"
+CONFIGS = "ours:75:1,ours:50:1,topk:75:1,ours:25:1,ours:75:3,deconv:75:3,ours:50:3,ours:75:6"
 
 
 def artifact(method, rate_pct, split):
@@ -37,10 +38,11 @@ def artifact(method, rate_pct, split):
 def train_config(m, c, full_head, method, rate_pct, split, epochs, lr):
     rate = rate_pct / 100
     torch.manual_seed(ex.SEED)
-    tr_kept = ex.kept_for(method, rate, c, "train", m, S)[:S.n_meta]
-    te_kept = ex.kept_for(method, rate, c, "test", m, S)
-    xtr = ex.device_side(m, c["train_l1"][:S.n_meta], tr_kept, split)
-    xte = ex.device_side(m, c["test_l1"], te_kept, split)
+    with S.autocast():
+        tr_kept = ex.kept_for(method, rate, c, "train", m, S)[:S.n_meta]
+        te_kept = ex.kept_for(method, rate, c, "test", m, S)
+        xtr = ex.device_side(m, c["train_l1"][:S.n_meta], tr_kept, split)
+        xte = ex.device_side(m, c["test_l1"], te_kept, split)
     ytr = torch.from_numpy(c["train_y"][:S.n_meta])
     k = ex.GRID * ex.GRID + 1 - xtr.shape[1]
     head = torch.nn.Linear(full_head.in_features, 10)
@@ -54,7 +56,10 @@ def train_config(m, c, full_head, method, rate_pct, split, epochs, lr):
         extra = k * xtr.shape[-1]
     else:
         gen = DeconvGenerator(xtr.shape[-1])
-        params.append({"params": gen.parameters(), "lr": lr / 10})
+        with torch.no_grad():   # start from the mean token, as the meta tokens do (init_meta)
+            gen.up.bias.copy_(mercury.token_stats(xtr)[0] / xtr[:, 1:].std())
+        # 1.3M weights each moved by lr/10 per Adam step made the loss jump (3-12) and never settle
+        params.append({"params": gen.parameters(), "lr": lr / 100})
         extra = n_params(gen)
     opt = torch.optim.Adam(params)
     bs = 25
@@ -68,14 +73,18 @@ def train_config(m, c, full_head, method, rate_pct, split, epochs, lr):
             b = perm[s:s + bs]
             kb = tr_kept[b.numpy()]
             fill = None if gen is None else (lambda xb, kb=kb: gen(xb, kb, ex.GRID))
-            loss = mercury.train_step(m, xtr[b], ytr[b], split, head, opt, meta, fill)
+            # one autocast context per step: autocast caches the low-precision copy of every trained
+            # leaf (head, generator) until its context exits, so one context around the whole loop
+            # would run every step, and the evaluation, with the initial weights
+            with S.autocast():
+                loss = mercury.train_step(m, xtr[b], ytr[b], split, head, opt, meta, fill)
             it += 1
             el = time.time() - t0
             sys.stdout.write(f"\r{method} {rate_pct}% split {split}: epoch {ep + 1}/{epochs} step {it}/{steps} "
                              f"loss {loss:.3f} [{el:.0f}s, {el / it * (steps - it):.0f}s left]")
             sys.stdout.flush()
     sys.stdout.write("\n")
-    with torch.no_grad():
+    with torch.no_grad(), S.autocast():
         acc = ex.accuracy(ex.server_logits(m, xte, split, head, meta, gen, te_kept), c["test_y"])
     print(f"  test accuracy {acc:.4f} ({len(xte)} images), extra parameters {extra}")
     extra_arrays = {"meta": meta.detach().numpy().astype(np.float32)} if meta is not None else {}
@@ -85,30 +94,52 @@ def train_config(m, c, full_head, method, rate_pct, split, epochs, lr):
         extra_arrays["gen_hidden"] = np.int64(gen.down.out_channels)
     ex.save_head(os.path.join(S.models, artifact(method, rate_pct, split)), head, rate_pct=rate_pct, split=split,
                  method=method, test_acc=acc, extra_params=extra, n_train=len(xtr), n_test=len(xte), epochs=epochs,
+                 pool=ex.POOL, lr=lr,
                  **extra_arrays)
     return acc
+
+
+def train_head(c):
+    """The full model's head on every cached training feature; its accuracy on the test subset (the
+    reference of every comparison) and on the whole cached test set; a CLS-only head beside it."""
+    full = ex.load_cache(dataclasses.replace(S, n_test=S.n_test_all)) if S.n_test_all != S.n_test else c
+    lin, acc, tr = ex.train_full_head(c)
+    with torch.no_grad():
+        acc_all = ex.accuracy(lin(torch.from_numpy(full["test_feat"])), full["test_y"])
+    d = ex.DIM
+    cls_only = {k: (v[:, :d] if k.endswith("_feat") else v) for k, v in c.items() if k.endswith(("_feat", "_y"))}
+    lin_cls, acc_cls, _ = ex.train_full_head(cls_only)
+    with torch.no_grad():
+        acc_cls_all = ex.accuracy(lin_cls(torch.from_numpy(full["test_feat"][:, :d])), full["test_y"])
+    print(f"full model (frozen DINOv2 ViT-S/14 + linear head on {ex.POOL}, {len(c['train_y'])} training images): "
+          f"test accuracy {acc:.4f} ({len(c['test_y'])} images), {acc_all:.4f} ({len(full['test_y'])} images), "
+          f"train {tr:.4f}; CLS only: {acc_cls:.4f} / {acc_cls_all:.4f}")
+    ex.save_head(os.path.join(S.models, "head_full.npz"), lin, rate_pct=0, split=0, method="full", test_acc=acc,
+                 n_train=len(c["train_y"]), n_test=len(c["test_y"]), extra_params=0, pool=ex.POOL,
+                 test_acc_all=acc_all, n_test_all=len(full["test_y"]), train_acc=tr,
+                 cls_only_test_acc=acc_cls, cls_only_test_acc_all=acc_cls_all)
 
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--configs", default=CONFIGS)
-    ap.add_argument("--epochs", type=int, default=2)
+    ap.add_argument("--epochs", type=int, default=3)
     ap.add_argument("--lr", type=float, default=3e-2)
-    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--skip-existing", action="store_true")
+    ap.add_argument("--head", choices=("train", "reuse"), default="train",
+                    help="reuse: keep the models folder's head_full.npz (a second process training other configs)")
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
     os.makedirs(S.models, exist_ok=True)
     c = ex.load_cache(S)
     print(f"subsets: train {len(c['train_y'])} (meta-token training uses {S.n_meta}), test {len(c['test_y'])}; "
           f"{ex.IMG}px -> {ex.GRID}x{ex.GRID} grid")
-    lin, acc, tr = ex.train_full_head(c)
-    print(f"full model (frozen DINOv2 ViT-S/14 + linear head): test accuracy {acc:.4f}, train {tr:.4f}")
-    ex.save_head(os.path.join(S.models, "head_full.npz"), lin, rate_pct=0, split=0, method="full", test_acc=acc,
-                 n_train=S.n_train, n_test=S.n_test, extra_params=0)
+    if a.head == "train":
+        train_head(c)
     m = ex.load_model()
     full_head = ex.load_head(os.path.join(S.models, "head_full.npz"))
-    for cfg in a.configs.split(","):
+    for cfg in filter(None, a.configs.split(",")):
         method, r, s = cfg.split(":")
         if a.skip_existing and os.path.exists(os.path.join(S.models, artifact(method, int(r), int(s)))):
             print("exists:", artifact(method, int(r), int(s)))

@@ -170,20 +170,27 @@ def duplicate_fill(x: torch.Tensor, kept: np.ndarray, grid: int, region: int = 2
 class DeconvGenerator(nn.Module):
     """Generation baseline (Table II): kept tokens scattered onto the grid (zeros elsewhere),
     then a ConvTranspose(k=2, s=2) after a stride-2 conv regenerates a full grid; the pruned
-    positions are read from it."""
+    positions are read from it. The convolutions work on the tokens divided by their standard
+    deviation (DINOv2's residual stream has channels in the hundreds, which made the generator
+    diverge within a few hundred Adam steps), and the deconvolution weights start at zero (the
+    training recipe sets its bias to the mean token, so training starts from mean-token padding)."""
 
     def __init__(self, dim: int, hidden: int = 256):
         super().__init__()
         self.down = nn.Conv2d(dim, hidden, 2, 2)
         self.up = nn.ConvTranspose2d(hidden, dim, 2, 2)
+        nn.init.zeros_(self.up.weight)
+        nn.init.zeros_(self.up.bias)
 
     def forward(self, x: torch.Tensor, kept: np.ndarray, grid: int) -> torch.Tensor:
         b, t, c = x.shape
         canvas = torch.zeros(b, grid * grid, c)
         idx = torch.from_numpy(kept[:, 1:] - 1).long()
         canvas = canvas.scatter(1, idx[:, :, None].expand(-1, -1, c), x[:, 1:])
-        g = canvas.transpose(1, 2).reshape(b, c, grid, grid)
-        full = self.up(torch.relu(self.down(g))).reshape(b, c, grid * grid).transpose(1, 2)
+        scale = x[:, 1:].detach().float().std().clamp_min(1e-6)
+        g = canvas.transpose(1, 2).reshape(b, c, grid, grid) / scale
+        full = (self.up(torch.relu(self.down(g))) * scale).reshape(b, c, grid * grid).transpose(1, 2)
+        full = full.to(x.dtype)
         mask = torch.ones(b, grid * grid, dtype=torch.bool)
         mask.scatter_(1, idx, False)
         gen = full[mask].reshape(b, -1, c)

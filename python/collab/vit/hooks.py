@@ -40,3 +40,25 @@ class BlockHook:
 
     def after_attention(self, x, att: Attention):
         return x
+
+
+POOLS = ("cls", "cls+mean")
+
+
+def pool_of(pool: str) -> str:
+    """A checked feature pooling name: "cls" (the CLS token) or "cls+mean" (CLS beside the mean of
+    the other tokens, twice as wide)."""
+    if pool not in POOLS:
+        from ..errors import InvalidArgument
+        raise InvalidArgument(f"pool must be one of {POOLS}, got {pool!r}")
+    return pool
+
+
+def pool_for_head(in_features: int, dim: int) -> str:
+    """The pooling a head of in_features inputs was trained on, for a ViT of width dim."""
+    if in_features == dim:
+        return "cls"
+    if in_features == 2 * dim:
+        return "cls+mean"
+    from ..errors import InvalidArgument
+    raise InvalidArgument(f"a head of {in_features} inputs fits neither CLS ({dim}) nor CLS+mean ({2 * dim})")

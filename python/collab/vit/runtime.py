@@ -24,6 +24,7 @@ import numpy as np
 from ..errors import InvalidArgument
 from ..transport.handlers import TaskHandler, TaskSession
 from . import mercury, prune_count
+from .hooks import pool_for_head
 from .runtime_model import NumpyViT
 
 TASK_NAME = "mercury-vit"
@@ -119,7 +120,7 @@ class MercuryHandler(TaskHandler):
                 raise InvalidArgument(f"meta tokens {m.shape} do not match {k} pruned tokens")
             x = mercury.pad(x, m)   # X' (+) M
         x = self.vit.run_blocks(x, split, self.vit.depth)
-        return self.vit.features(x) @ w + b
+        return self.vit.features(x, pool_for_head(w.shape[0], self.vit.dim)) @ w + b
 
     def infer(self, payload: bytes, meta: dict):
         rate, split, shape, enc, k = _parse_meta(meta, self.vit)

@@ -7,7 +7,7 @@ import math
 import numpy as np
 
 from ..errors import InvalidArgument
-from .hooks import Attention, BlockHook
+from .hooks import Attention, BlockHook, pool_of
 from .weights import HEADS, LN_EPS, VitWeights
 
 
@@ -112,8 +112,12 @@ class NumpyViT:
             x = self.block(x, i)
         return x
 
-    def features(self, x: np.ndarray) -> np.ndarray:
-        return _layernorm(x, self.p["norm_w"], self.p["norm_b"])[:, 0].astype(np.float32)
+    def features(self, x: np.ndarray, pool: str = "cls") -> np.ndarray:
+        """Final LayerNorm, then CLS ("cls") or CLS beside the mean of the other tokens ("cls+mean")."""
+        h = _layernorm(x, self.p["norm_w"], self.p["norm_b"])
+        if pool_of(pool) == "cls":
+            return h[:, 0].astype(np.float32)
+        return np.concatenate([h[:, 0], h[:, 1:].mean(1)], -1).astype(np.float32)
 
     def forward(self, images: np.ndarray) -> np.ndarray:
         """Normalised CLS features of images (B, 3, S, S) through every block (and their hooks)."""

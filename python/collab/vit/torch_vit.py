@@ -14,7 +14,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .hooks import Attention, BlockHook
+from .hooks import Attention, BlockHook, pool_of
 from .weights import HEADS, LN_EPS, VitWeights
 
 
@@ -65,6 +65,8 @@ class Block(nn.Module):
 
 
 class TorchViT(nn.Module):
+    pool = "cls"   # features() pooling; the experiments set "cls+mean" for the CLS+mean head
+
     def __init__(self, weights: VitWeights | None = None, grid: int = 8, dim: int = 384, depth: int = 12,
                  heads: int = HEADS, mlp: int = 1536, patch: int = 14, seed: int = 0):
         super().__init__()
@@ -151,8 +153,14 @@ class TorchViT(nn.Module):
         residual, .probs the attention probabilities)."""
         return self.blocks[0].run(self.embed(images))
 
-    def features(self, x):
-        return self.norm(x)[:, 0]
+    def features(self, x, pool: str | None = None):
+        """Final LayerNorm, then the CLS token ("cls") or CLS beside the mean of the other tokens
+        ("cls+mean", DINOv2's linear-probe feature; with meta tokens appended they count too);
+        pool None: the model's own `pool` (what forward() returns)."""
+        h = self.norm(x)
+        if pool_of(pool or self.pool) == "cls":
+            return h[:, 0]
+        return torch.cat([h[:, 0], h[:, 1:].mean(1)], -1)
 
     def forward(self, images):
         return self.features(self.run_blocks(self.embed(images), 0, len(self.blocks)))

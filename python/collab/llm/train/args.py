@@ -46,9 +46,6 @@ def add_codec_arguments(p) -> None:
     p.add_argument("--fit-steps", type=int, default=1500)
     p.add_argument("--eq2-steps", type=int, default=200)
     p.add_argument("--eq2-minutes", type=float, default=0.0)
-    p.add_argument("--corpus-rows", type=int, default=0,
-                   help="also fit on this many context rows of offline text (collab.llm.train.corpus, the "
-                        "user turn of chat-wrapped chunks) from the native head part (default 0: none)")
     p.add_argument("--batch", type=int, default=256)
     p.add_argument("--lr", type=float, default=1e-3)
     p.add_argument("--threads", type=int, default=1)

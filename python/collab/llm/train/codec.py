@@ -32,55 +32,6 @@ def compressed_positions(q_start: int) -> slice:
     return slice(1, max(1, int(q_start)))
 
 
-def corpus_context_rows(n_rows: int, at: int, data_dir, model=None, per_chunk: int = 48) -> np.ndarray:
-    """Up to n_rows rows entering layer ``at`` over offline text (collab.llm.train.corpus): the
-    user turn of each chat-wrapped chunk (after the system prefix, before the request and the
-    assistant turn: rows of context, as Eq. 1's beta), at most per_chunk random ones per chunk,
-    from the native head part (llama.cpp: the rows the codec sees at run time). Cached in
-    data_dir."""
-    from ..runtime import Model
-    from ..server import prepare_parts
-    from .corpus import SYSTEM_PREFIX, chat_chunk, chunks, documents
-
-    path = Path(data_dir) / f"corpus-ctx-l{at}-n{n_rows}.npz"
-    if path.exists():
-        return np.load(path)["rows"]
-    head, _, _ = prepare_parts(common.model_path(model), at)
-    hm = Model(head)
-    n_sys = len(hm.tokenize(SYSTEM_PREFIX))
-    rng = np.random.default_rng(0)
-    out, total, t0 = [], 0, __import__("time").time()
-    with hm.session("head", n_ctx=1024, n_threads=1) as s:
-        for name, text in documents():
-            for k, ch in enumerate(chunks(text)):
-                chat, _ = chat_chunk(f"{name}#{k}", ch)
-                user_end = chat.index("<|im_end|>", len(SYSTEM_PREFIX))  # the user turn's end, not the system's
-                n_user = len(hm.tokenize(chat[:user_end]))
-                toks = hm.tokenize(chat)[:1024]
-                pick = np.arange(n_sys, min(n_user, len(toks)) - 8)  # the request sentence stays out
-                if pick.size < 4:
-                    continue
-                s.truncate(0)
-                rows = s.decode(toks)
-                pick = np.sort(rng.choice(pick, min(per_chunk, pick.size), replace=False))
-                out.append(rows[pick].astype(np.float16))
-                total += pick.size
-                if total >= n_rows:
-                    break
-            if total >= n_rows:
-                break
-            if len(out) % 50 == 0:
-                print(f"[corpus rows] {total}/{n_rows} ({__import__('time').time() - t0:.0f} s)", file=sys.stderr,
-                      flush=True)
-    if not out:
-        raise SystemExit("no offline text found for the corpus rows (collab.llm.train.corpus)")
-    rows = np.concatenate(out)[:n_rows]
-    tmp = path.with_name(path.name + ".tmp.npz")
-    np.savez(tmp, rows=rows)
-    tmp.replace(path)
-    return rows
-
-
 def eq2_loss(m, net, rec, at: int) -> torch.Tensor:
     p, ans = rec["tokens"], rec["answer"]
     with torch.no_grad():
@@ -104,10 +55,6 @@ def run_train_codec(args) -> int:
         raise SystemExit(f"--at must be in [1, {m.n_layer - 1}]")
     layers = tuple(sorted(set(common.CACHE_LAYERS) | {at}))
     R = torch.as_tensor(common.cache_rows(args.data, load(args.data, "train"), layers, model=args.model)[at]["ctx"])
-    n_prompt_rows = len(R)
-    if args.corpus_rows > 0:
-        C = corpus_context_rows(args.corpus_rows, at, args.data, args.model)
-        R = torch.cat([R, torch.as_tensor(C.astype(np.float32))])
     idx = np.random.default_rng(0).permutation(len(R))
     va, tr = idx[:max(1, len(R) // 20)], idx[max(1, len(R) // 20):]
     net = Codec(m.n_embd, m.n_embd // ratio, stats(R[tr]))
@@ -151,8 +98,7 @@ def run_train_codec(args) -> int:
     v, rel = val_fit()
     meta = {"recipe": "collab.llm.train.codec", "objective": "fit (standardised MSE) then Eq. 2", "ratio": ratio,
             "fit_steps": args.fit_steps, "eq2_steps_done": step if stage == "eq2" else 0, "val_mse_std": v,
-            "val_rel_err": rel, "context_rows": int(len(R)), "prompt_context_rows": int(n_prompt_rows),
-            "corpus_context_rows": int(len(R) - n_prompt_rows), "history": hist,
+            "val_rel_err": rel, "context_rows": int(len(R)), "history": hist,
             "compressed_positions": "1 .. q_start-1"}
     common.write_artifact(net, out, at=at, n_layer=m.n_layer, model=args.model, meta=meta, tag=tag,
                           summary=f"val std-MSE {v:.4f}, rel err {rel:.4f}")

@@ -164,3 +164,13 @@ def test_non_contiguous_input_is_fine(rng):
     x = rng.standard_normal((32, 32)).astype(np.float32)
     assert codec.encode(x[:, ::2], 0.5) == codec.encode(np.ascontiguousarray(x[:, ::2]), 0.5)
     assert codec.encode(x.T, 0.5) == codec.encode(np.ascontiguousarray(x.T), 0.5)
+
+
+def test_empty_tensor_with_large_other_dimensions():
+    """A zero anywhere in the shape makes the tensor empty, whatever the product of the
+    dimensions before it (hypothesis found (157, 27356480, 0) refused as too large)."""
+    assert codec.predict_bits((157, 27356480, 0), 0.0) > 0
+    x = np.zeros((1 << 20, 1 << 13, 0), np.float32)
+    frame = codec.encode(x, 0.5)
+    assert codec.decode(frame).shape == x.shape
+    assert codec.inspect(frame)["shape"] == list(x.shape) or tuple(codec.inspect(frame)["shape"]) == x.shape

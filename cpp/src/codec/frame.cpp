@@ -122,15 +122,15 @@ FrameHeader parse_frame(const uint8_t* frame, size_t len) {
   h.index_code = code;
   h.ndim = ndim;
   uint64_t numel = 1;
-  bool zero = false;
+  bool zero = false;  // as checked_numel: a zero anywhere makes the tensor empty
   for (int i = 0; i < ndim; ++i) {
     uint64_t d = r.varint(kMaxElements);
     h.shape[i] = int64_t(d);
     if (d == 0) zero = true;
-    if (!zero) {
-      numel *= d;
-      COLLAB_FRAME_CHECK(numel <= kMaxElements, "too many elements");
-    }
+  }
+  for (int i = 0; i < ndim && !zero; ++i) {
+    numel *= uint64_t(h.shape[i]);
+    COLLAB_FRAME_CHECK(numel <= kMaxElements, "too many elements");
   }
   h.numel = zero ? 0 : numel;
 

@@ -30,12 +30,14 @@ uint64_t checked_numel(const int64_t* shape, int32_t ndim) {
                    ndim);
   COLLAB_ARG_CHECK(ndim == 0 || shape != nullptr, "shape is NULL");
   uint64_t n = 1;
-  bool zero = false;
+  bool zero = false;  // an empty tensor whatever its other dimensions: look at all of them first
   for (int32_t i = 0; i < ndim; ++i) {
     COLLAB_ARG_CHECK(shape[i] >= 0, "shape[%d] is negative", i);
+    COLLAB_ARG_CHECK(uint64_t(shape[i]) <= kMaxElements, "shape[%d] too large", i);
+    if (shape[i] == 0) zero = true;
+  }
+  for (int32_t i = 0; i < ndim; ++i) {
     uint64_t d = uint64_t(shape[i]);
-    if (d == 0) zero = true;
-    COLLAB_ARG_CHECK(d <= kMaxElements, "shape[%d] too large", i);
     if (!zero) {
       n *= d;
       COLLAB_ARG_CHECK(n <= kMaxElements, "tensor has more than %llu elements",

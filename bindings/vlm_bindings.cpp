@@ -51,7 +51,9 @@ using U8 = py::array_t<uint8_t, py::array::c_style>;
 struct PyTransport {
   py::object obj;
   py::object on_token;  // None or f(token, piece bytes) -> truthy to stop
+  const collab_llm_model* vocab = nullptr;
   std::vector<int32_t> tokens;
+  std::string text;  // the pieces of the non-end-of-generation tokens (as Model.detokenize joins them)
   bool failed = false;
   py::object error;  // the exception instance kept from a failed callback
   // the last received message (valid until the next recv, as collab_transport asks)
@@ -134,6 +136,7 @@ struct PyTransport {
   static int32_t token(int32_t tok, const char* piece, size_t len, void* u) {
     auto* t = static_cast<PyTransport*>(u);
     t->tokens.push_back(tok);
+    if (!collab_llm_model_token_is_eog(t->vocab, tok)) t->text.append(piece, len);
     if (t->on_token.is_none()) return 0;
     py::gil_scoped_acquire gil;
     try {
@@ -190,6 +193,7 @@ struct VlmDevice {
     PyTransport t;
     t.obj = transport;
     t.on_token = on_token;
+    t.vocab = model;
     collab_transport tr{&t, &PyTransport::open, &PyTransport::send, &PyTransport::recv, &PyTransport::close};
     collab_vlm_answer_info info{};
     collab_status st;
@@ -205,6 +209,7 @@ struct VlmDevice {
     check(st);
     py::dict d;
     d["tokens"] = t.tokens;
+    d["text"] = py::bytes(t.text).attr("decode")("utf-8", "replace");
     d["n_prompt"] = info.n_prompt;
     d["n_image_rows"] = info.n_image_rows;
     d["stop"] = std::string(info.stop);

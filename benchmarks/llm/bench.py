@@ -69,13 +69,6 @@ def add_arguments(p):
 
 
 # ---- processes ------------------------------------------------------------------------------
-def _pin(cores):
-    """Server-side children: on the server cores, outside the device's CPU cap (--device-cpu)."""
-    from collab.bench_io import server_preexec
-
-    return server_preexec(cores)
-
-
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -86,8 +79,10 @@ class Proxy:
     """benchmarks/llm/proxy_proc.py as a child process."""
 
     def __init__(self, target: str, cores):
+        from collab.bench_io import server_preexec  # on the server cores, outside the device's CPU cap
+
         self.p = subprocess.Popen([sys.executable, str(HERE / "proxy_proc.py"), target], stdin=subprocess.PIPE,
-                                  stdout=subprocess.PIPE, text=True, preexec_fn=_pin(cores))
+                                  stdout=subprocess.PIPE, text=True, preexec_fn=server_preexec(cores))
         line = self.p.stdout.readline().split()
         if line[:1] != ["port"]:
             raise RuntimeError(f"proxy for {target} did not start")
@@ -402,7 +397,7 @@ def run(args) -> int:
     dev_cores, srv_cores = ({cores[0]}, {cores[1]}) if len(cores) >= 2 else (None, None)
     if dev_cores:
         os.sched_setaffinity(0, dev_cores)
-    from collab.bench_io import limit_device_cpu
+    from collab.bench_io import limit_device_cpu, server_preexec
 
     device_cpu = limit_device_cpu(args.device_cpu)
     full = Path(args.model) if args.model else default_model_path()
@@ -420,7 +415,7 @@ def run(args) -> int:
             cmd += ["--workdir", args.workdir]
         if "shortcut" in modes:
             cmd.append("--load-nets")   # the trained nets load before the port opens, not on the first request
-        srv = subprocess.Popen(cmd, preexec_fn=_pin(srv_cores), stdout=subprocess.DEVNULL)
+        srv = subprocess.Popen(cmd, preexec_fn=server_preexec(srv_cores), stdout=subprocess.DEVNULL)
         procs.append(srv)
         gproxy = Proxy(f"127.0.0.1:{port}", srv_cores)
         proxies.append(gproxy)
@@ -433,7 +428,7 @@ def run(args) -> int:
             else:
                 rport = _free_port()
                 rsrv = subprocess.Popen([str(exe), "-H", "127.0.0.1", "-p", str(rport), "-t", str(args.threads)],
-                                        preexec_fn=_pin(srv_cores), stdout=subprocess.DEVNULL,
+                                        preexec_fn=server_preexec(srv_cores), stdout=subprocess.DEVNULL,
                                         stderr=subprocess.DEVNULL)
                 procs.append(rsrv)
                 _wait_port(rport, rsrv, "ggml-rpc-server")

@@ -47,7 +47,7 @@ def pin_device_core() -> tuple[int, int]:
 
 
 
-_DEVICE_GROUP = None  # (parent group dir, tasks file name) once limit_device_cpu capped this process
+_DEVICE_GROUP = None  # the parent group's directory once limit_device_cpu capped this process
 
 
 def server_preexec(cores=None):
@@ -61,7 +61,7 @@ def server_preexec(cores=None):
         if cores:
             os.sched_setaffinity(0, cores)
         if _DEVICE_GROUP is not None:
-            (Path(_DEVICE_GROUP[0]) / _DEVICE_GROUP[1]).write_text(str(os.getpid()))
+            (Path(_DEVICE_GROUP) / "cgroup.procs").write_text(str(os.getpid()))
     return f
 
 
@@ -96,21 +96,18 @@ def limit_device_cpu(fraction: float | None) -> str:
             (g / "cpu.max").write_text(f"{quota} {period}")
         else:
             raise OSError("no cgroup cpu controller found")
-        tasks = "tasks" if g.parent == v1 else "cgroup.threads"
-        for tid in os.listdir(f"/proc/{os.getpid()}/task"):  # every thread already running, then new ones inherit
-            (g / tasks).write_text(tid)
+        (g / "cgroup.procs").write_text(str(os.getpid()))  # the whole process (v1 and v2); children inherit
     except OSError as e:
         raise SystemExit(f"cannot throttle the device to {fraction:g} of a core ({e}); run as root or drop "
                          "--device-cpu") from None
     import atexit
 
     global _DEVICE_GROUP
-    _DEVICE_GROUP = (str(g.parent), tasks)
+    _DEVICE_GROUP = str(g.parent)
 
     def release():  # back to the parent group, then remove the emptied one
         try:
-            for tid in os.listdir(f"/proc/{os.getpid()}/task"):
-                (g.parent / tasks).write_text(tid)
+            (g.parent / "cgroup.procs").write_text(str(os.getpid()))
             g.rmdir()
         except OSError:
             pass

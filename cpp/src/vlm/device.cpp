@@ -48,6 +48,8 @@ std::string hex(const uint8_t* d, size_t n) {
   return s;
 }
 
+using Meta = std::vector<std::pair<std::string, std::string>>;
+
 // One session over the app's transport: counts bytes, closes exactly once.
 class Channel {
  public:
@@ -55,24 +57,17 @@ class Channel {
   ~Channel() {
     if (open_) t_.close(t_.user_data, 1);
   }
-  void open(const std::string& task, const std::vector<std::pair<std::string, std::string>>& meta) {
-    std::vector<collab_meta_entry> m;
-    for (const auto& kv : meta) m.push_back({kv.first.c_str(), kv.second.c_str()});
+  void open(const std::string& task, const Meta& meta) {
+    const std::vector<collab_meta_entry> m = entries(meta);
     const int32_t rc = t_.open(t_.user_data, task.c_str(), m.data(), m.size());
     if (rc != 0) fail(COLLAB_ERR_TRANSPORT, "transport open failed (%d)", rc);
     open_ = true;
   }
-  void send(const char* kind, const std::vector<uint8_t>& payload,
-            const std::vector<std::pair<std::string, std::string>>& meta = {}) {
-    std::vector<collab_meta_entry> m;
+  // One message, counted in up() (as the Python device's message_bytes: kind, payload, meta).
+  void send(const char* kind, const std::vector<uint8_t>& payload, const Meta& meta = {}) {
     up_ += std::strlen(kind) + payload.size();
-    for (const auto& kv : meta) {
-      m.push_back({kv.first.c_str(), kv.second.c_str()});
-      up_ += kv.first.size() + kv.second.size();
-    }
-    collab_message msg{kind, payload.empty() ? nullptr : payload.data(), payload.size(), m.data(), m.size()};
-    const int32_t rc = t_.send(t_.user_data, &msg);
-    if (rc != 0) fail(COLLAB_ERR_TRANSPORT, "transport send of '%s' failed (%d)", kind, rc);
+    for (const auto& kv : meta) up_ += kv.first.size() + kv.second.size();
+    post(kind, payload, meta);
   }
   // The next message; its pointers are valid until the next recv / close.
   const collab_message& recv() {
@@ -91,9 +86,7 @@ class Channel {
   }
   // Normal end: "end" (not counted, as the Python device's Generation does not), then close(0).
   void finish() {
-    const uint64_t up = up_;
-    send("end", {});
-    up_ = up;
+    post("end", {}, {});
     open_ = false;
     t_.close(t_.user_data, 0);
   }
@@ -101,6 +94,18 @@ class Channel {
   uint64_t down() const { return down_; }
 
  private:
+  static std::vector<collab_meta_entry> entries(const Meta& meta) {
+    std::vector<collab_meta_entry> m;
+    for (const auto& kv : meta) m.push_back({kv.first.c_str(), kv.second.c_str()});
+    return m;
+  }
+  void post(const char* kind, const std::vector<uint8_t>& payload, const Meta& meta) {
+    const std::vector<collab_meta_entry> m = entries(meta);
+    collab_message msg{kind, payload.empty() ? nullptr : payload.data(), payload.size(), m.data(), m.size()};
+    const int32_t rc = t_.send(t_.user_data, &msg);
+    if (rc != 0) fail(COLLAB_ERR_TRANSPORT, "transport send of '%s' failed (%d)", kind, rc);
+  }
+
   const collab_transport& t_;
   int32_t timeout_ms_;
   bool open_ = false;

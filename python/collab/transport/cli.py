@@ -131,11 +131,9 @@ def run(args) -> int:
         return 2
     try:
         sec = server_credentials_from_args(args)
-        from .._validate import check_float
-        from .drain import MAX_DRAIN_S
+        from .drain import check_drain_settings
 
-        check_float("--drain-timeout", args.drain_timeout, 0.0, MAX_DRAIN_S)
-        check_float("--drain-notice-s", args.drain_notice_s, 0.0, MAX_DRAIN_S)
+        check_drain_settings(args.drain_timeout, args.drain_notice_s, ("--drain-timeout", "--drain-notice-s"))
         stats_kwargs = {k: v for k, v in (("max_decoded_bytes", _mib(args.max_decoded_mb, "--max-decoded-mb")),
                                           ("budget_bytes", _mib(args.decode_budget_mb, "--decode-budget-mb")))
                         if v is not None}

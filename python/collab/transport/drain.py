@@ -30,12 +30,17 @@ MAX_DRAIN_S = 86400.0  # a drain deadline is finite: an infinite one would never
 DRAINING_DETAIL = "replica draining: it takes no new requests or sessions; retry (another replica serves it)"
 
 
-def drain(server, timeout: float = 30.0, notice_s: float = 0.0) -> float:
-    """Drain `server` (a collab.transport.Server) and stop it. Returns the seconds it took."""
+def check_drain_settings(timeout, notice_s, names=("drain timeout (seconds)", "drain notice (seconds)")):
+    """(timeout, notice_s) as finite seconds in [0, MAX_DRAIN_S], else InvalidArgument naming
+    them (``names``: how the caller calls them, e.g. the CLI's options)."""
     from .._validate import check_float
 
-    timeout = check_float("drain timeout (seconds)", timeout, 0.0, MAX_DRAIN_S)
-    notice_s = check_float("drain notice (seconds)", notice_s, 0.0, MAX_DRAIN_S)
+    return (check_float(names[0], timeout, 0.0, MAX_DRAIN_S), check_float(names[1], notice_s, 0.0, MAX_DRAIN_S))
+
+
+def drain(server, timeout: float = 30.0, notice_s: float = 0.0) -> float:
+    """Drain `server` (a collab.transport.Server) and stop it. Returns the seconds it took."""
+    timeout, notice_s = check_drain_settings(timeout, notice_s)
     t0 = time.perf_counter()
     hooks = server.replica
     hooks.begin_drain()

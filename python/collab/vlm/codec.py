@@ -24,7 +24,7 @@ from ..llm.fcnet import FcCodecs, FcRowPolicy, load_net
 from ..llm.server import LlmTask
 from .models import projector_path
 
-__all__ = ["image_codec_matches", "load_image_codec", "find_image_codec", "find_vlm_file", "image_row_policy", "VlmTask",
+__all__ = ["trained_with_projector", "image_codec_matches", "check_vlm_net", "load_image_codec", "find_image_codec", "find_vlm_file", "image_row_policy", "VlmTask",
            "IMAGE_CODEC_ENV"]
 
 IMAGE_CODEC_ENV = "COLLAB_VLM_CODECS"
@@ -36,21 +36,30 @@ def _projector_digest(projector) -> str:
     return projector_digest(projector or projector_path())
 
 
-def image_codec_matches(path, projector=None) -> bool:
-    """Whether the image codec at ``path`` was trained on the rows of this projector (the
-    shipped codecs belong to the shipped projector; another projector makes other rows)."""
+def trained_with_projector(path, projector=None) -> bool:
+    """Whether the VLM net at ``path`` (an image codec or the VLM's shortcut) was trained on the
+    image rows of this projector (the shipped nets belong to the shipped projector; another
+    projector makes other rows)."""
     return FcNet.load(path).meta.get("projector_sha256") == _projector_digest(projector)
+
+
+image_codec_matches = trained_with_projector
+
+
+def check_vlm_net(path, *, key: str, value: str, what: str, projector=None) -> None:
+    """A VLM net's meta: ``key`` = ``value`` (what kind of net it is) and the projector's digest;
+    ArtifactError naming ``what`` otherwise. The CLFN header (model, split) is the loader's."""
+    meta = FcNet.load(path).meta
+    if meta.get(key) != value:
+        raise ArtifactError(f"{path} is not {what} (meta {key}={meta.get(key)!r})")
+    if meta.get("projector_sha256") != _projector_digest(projector):
+        raise ArtifactError(f"{path} was trained on the image rows of another projector")
 
 
 def load_image_codec(path, *, model, split_at: int | None = None, projector=None, n_threads: int = 1):
     """A NativeNet (kind codec) for image rows, checked against the text model (digest), the
     split point and the projector the image rows come from."""
-    info = FcNet.load(path)
-    if info.meta.get("rows") != "image":
-        raise ArtifactError(f"{path} is not an image-row codec (meta rows={info.meta.get('rows')!r})")
-    want = _projector_digest(projector)
-    if info.meta.get("projector_sha256") != want:
-        raise ArtifactError(f"{path} was trained on the image rows of another projector")
+    check_vlm_net(path, key="rows", value="image", what="an image-row codec", projector=projector)
     return load_net(path, kind="codec", model=model, split_at=split_at, n_threads=n_threads)
 
 

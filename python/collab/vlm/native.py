@@ -92,9 +92,6 @@ class NativeVlmDevice:
         self._d = _native.VlmDevice(str(head), str(mmproj), "" if codec is None else str(codec), _MODES[mode],
                                     _CODES[code_dtype], int(max_tokens), int(n_ctx), int(n_threads),
                                     int(timeout_s * 1000), str(task))
-        from ..llm.runtime import Model
-
-        self._vocab = Model(head)
 
     def ask(self, image: bytes, question: str, client, on_token=None) -> NativeAnswer:
         """image: PNG or JPEG bytes. on_token(token_id, piece_bytes) -> truthy stops early."""
@@ -103,9 +100,7 @@ class NativeVlmDevice:
         if not isinstance(question, str):
             raise InvalidArgument("question must be a string")
         r = self._d.ask(bytes(image), question, SessionTransport(client), on_token)
-        v = self._vocab
-        text = v.detokenize([t for t in r["tokens"] if not v.is_eog(t)])
-        return NativeAnswer(tokens=list(r["tokens"]), text=text, stop=r["stop"], prompt_tokens=r["n_prompt"],
+        return NativeAnswer(tokens=list(r["tokens"]), text=r["text"], stop=r["stop"], prompt_tokens=r["n_prompt"],
                             image_rows=r["n_image_rows"], bytes_up=r["bytes_up"], bytes_down=r["bytes_down"],
                             prefill_bytes=r["prefill_bytes"], state_bytes=r["state_bytes"], encode_s=r["encode_s"],
                             head_s=r["head_s"], ttft_s=r["ttft_s"], total_s=r["total_s"])

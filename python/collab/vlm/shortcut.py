@@ -8,7 +8,6 @@ another projector, and (CLFN header) for another text model or split point.
 """
 from __future__ import annotations
 
-from ..llm.artifact import ArtifactError, FcNet
 from ..llm.shortcut import ShortcutProjection
 
 __all__ = ["vlm_shortcut_matches", "load_vlm_shortcut", "find_vlm_shortcut"]
@@ -16,23 +15,19 @@ __all__ = ["vlm_shortcut_matches", "load_vlm_shortcut", "find_vlm_shortcut"]
 
 def vlm_shortcut_matches(path, projector=None) -> bool:
     """Whether the VLM shortcut at ``path`` was trained with this projector's image rows."""
-    from .codec import _projector_digest
+    from .codec import trained_with_projector
 
-    return FcNet.load(path).meta.get("projector_sha256") == _projector_digest(projector)
+    return trained_with_projector(path, projector)
 
 
 def load_vlm_shortcut(path, *, model, split_at: int | None = None, projector=None,
                       n_threads: int = 1) -> ShortcutProjection:
     """A trained VLM shortcut, run natively, checked against the text model (digest), the split
     point and the projector; a text LLM's shortcut (no "answers": "vlm") is refused."""
-    from .codec import _projector_digest
+    from .codec import check_vlm_net
 
-    info = FcNet.load(path)
-    if info.meta.get("answers") != "vlm":
-        raise ArtifactError(f"{path} is not a VLM decoding shortcut (a text LLM's? meta answers="
-                            f"{info.meta.get('answers')!r})")
-    if info.meta.get("projector_sha256") != _projector_digest(projector):
-        raise ArtifactError(f"{path} was trained with the image rows of another projector")
+    check_vlm_net(path, key="answers", value="vlm", what="a VLM decoding shortcut (a text LLM's?)",
+                  projector=projector)
     return ShortcutProjection.load(path, model=model, split_at=split_at, n_threads=n_threads)
 
 

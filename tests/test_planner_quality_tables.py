@@ -8,13 +8,15 @@ import pytest
 
 from collab.planner.quality import BoundError, choose, load_quality_table
 
-RESULTS = pathlib.Path(__file__).resolve().parents[1] / "benchmarks" / "results"
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "benchmarks" / "results"
+MODELS = ROOT / "models" / "mercury"
 
 
-@pytest.mark.parametrize("name, system", [("slicer_quality_vit112.json", "vit"),
-                                          ("mercury_quality_vit112.json", "mercury")])
+@pytest.mark.parametrize("name, system", [(RESULTS / "slicer_quality_vit112.json", "vit"),
+                                          (MODELS / "dinov2-s-112.quality.json", "mercury")])
 def test_committed_tables_validate(name, system):
-    t = load_quality_table(RESULTS / name, system=system)
+    t = load_quality_table(name, system=system)
     assert t.model_name == "dinov2-s-focus@112px"
     for split in t.splits():
         ref = [e for e in t.at(split) if e.reference]
@@ -24,7 +26,7 @@ def test_committed_tables_validate(name, system):
 
 
 def test_mercury_rate_follows_the_bound():
-    t = load_quality_table(RESULTS / "mercury_quality_vit112.json")
+    t = load_quality_table(MODELS / "dinov2-s-112.quality.json")
     losses = []
     for bound in (0.0, 5.0, 15.0, 60.0):
         c = choose(t, split=2, items=1, bandwidth_bps=2e6, rtt_ms=20, max_loss=bound)

@@ -12,8 +12,8 @@ Split numbering follows the planner's ViT profiles (`collab profile --numpy-vit 
 the device = embed + blocks, so Mercury's "split after block S" is split S + 1, the same as the
 SLICER table of benchmarks/codec/frontier.py.
 
-    python benchmarks/mercury/quality_table.py      # -> benchmarks/results/mercury_quality_vit112.json
-    collab plan --quality-table benchmarks/results/mercury_quality_vit112.json --split 2 --items 1 \
+    python benchmarks/mercury/quality_table.py      # -> models/mercury/dinov2-s-112.quality.json
+    collab plan --quality-table models/mercury/dinov2-s-112.quality.json --split 2 --items 1 \
         --link fixed:8 --rtt-ms 20 --max-loss 5      # the pruning rate for that link and bound
 """
 from __future__ import annotations
@@ -89,7 +89,7 @@ def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--accuracy", default=os.path.join(ROOT, "benchmarks", "results", "mercury_accuracy.json"))
     p.add_argument("--models", default=os.path.join(ROOT, "models", "mercury"))
-    p.add_argument("--out", default=os.path.join(ROOT, "benchmarks", "results", "mercury_quality_vit112.json"))
+    p.add_argument("--out", default=os.path.join(ROOT, "models", "mercury", "dinov2-s-112.quality.json"))
     args = p.parse_args(argv)
     t = build(args.accuracy, args.models)
     t.save(args.out)

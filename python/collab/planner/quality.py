@@ -239,13 +239,15 @@ class Choice:
 
 def choose(table: QualityTable | None, *, split: int, items: int, bandwidth_bps: float | None = None,
            rtt_ms: float = 0.0, max_loss: float, latency_target_ms: float | None = None, fixed_bytes: float = 0.0,
-           policies=None, link=None, start_ms: float = 0.0) -> Choice:
+           policies=None, link=None, start_ms: float = 0.0, accept=None) -> Choice:
     """The entry at ``split`` with the least expected latency whose measured loss is at most
     ``max_loss`` (pp for a fraction metric) and, when given, whose latency meets the target.
     Expected latency = transfer of (fixed_bytes + items * bytes_per_item) + RTT + items *
     (encode + decode ms per item); the transfer at ``bandwidth_bps``, or on ``link`` (a
     collab.net link: fixed rate or trace, its transfer_time from ``start_ms``). policies: only
-    these policy names (the ones the caller can run). Raises NoTableError without a table and
+    these policy names (the ones the caller can run); accept: a function entry -> "" when the
+    caller can run that entry, else why not (finer than policies: a config the other end lacks).
+    Raises NoTableError without a table and
     BoundError when nothing qualifies."""
     if table is None:
         raise NoTableError("no measured quality table: the quality loss of a compressed row policy cannot be "
@@ -267,12 +269,12 @@ def choose(table: QualityTable | None, *, split: int, items: int, bandwidth_bps:
         loss = table.loss(e)
         b = fixed + items * e.bytes_per_item
         lat = transfer(b) + items * (e.encode_ms_per_item + e.decode_ms_per_item)
-        why = ""
-        if policies is not None and e.policy not in policies:
-            why = "not available here"
-        elif loss > bound + 1e-9:  # the loss is a difference of two measured numbers: no float dust
+        why = "not available here" if policies is not None and e.policy not in policies else ""
+        if not why and accept is not None:
+            why = accept(e) or ""
+        if not why and loss > bound + 1e-9:  # the loss is a difference of two measured numbers: no float dust
             why = f"loss above {bound:g}"
-        elif latency_target_ms is not None and lat > latency_target_ms:
+        if not why and latency_target_ms is not None and lat > latency_target_ms:
             why = f"slower than {latency_target_ms:g} ms"
         considered.append((e, loss, b, lat, why))
         if not why and (best is None or (lat, loss) < (best[3], best[1])):

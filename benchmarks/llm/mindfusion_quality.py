@@ -248,7 +248,7 @@ def write_quality_table(path, result, src, argv):
     import datetime
 
     from collab.llm.artifact import model_digest
-    from collab.planner.quality import QualityTable
+    from collab.planner.quality import QualityTable, load_quality_table, merge_tables
 
     entries = [e for at, sp in sorted(result["splits"].items(), key=lambda kv: int(kv[0]))
                for e in quality_entries(at, sp["per_prompt"])]
@@ -268,8 +268,10 @@ def write_quality_table(path, result, src, argv):
                   "codec_time": "wall-clock on the measuring machine (1 thread)",
                   "created": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")},
         entries=entries)
+    if Path(path).is_file():  # keep the split points measured by other runs
+        t = merge_tables(load_quality_table(path, system="llm", model_sha256=t.model_sha256), t)
     t.save(path)
-    print(f"wrote quality table {path} ({len(entries)} entries)")
+    print(f"wrote quality table {path} ({len(t.entries)} entries, splits {t.splits()})")
     return t
 
 

@@ -11,7 +11,8 @@ from _llm_common import tiny_model  # noqa: E402
 
 from collab.llm.train.mirror import LlamaMirror  # noqa: E402
 from collab.llm.train.nets import Shortcut  # noqa: E402
-from collab.llm.train.shortcut import PromptCache, eq3_loss, eq3_loss_whole_sequence  # noqa: E402
+from collab.llm.train.shortcut import (PromptCache, eq3_loss, eq3_loss_whole_sequence,  # noqa: E402
+                                       keep_fit_if_better, tf_eval)
 
 
 @pytest.fixture(scope="module")
@@ -79,3 +80,39 @@ def test_tail_extend_matches_tail(mirror):
     kv, last = mirror.tail_prefill(x[:11], 2)
     assert torch.allclose(last[0], full[10], atol=1e-4)
     assert torch.allclose(mirror.tail_extend(x[11:], 2, kv), full[11:], atol=1e-4)
+
+
+def _recs(mirror, n=3, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    V = mirror.w("token_embd.weight").shape[0]
+    return [{"tokens": torch.randint(0, V, (11,), generator=g).tolist(),
+             "answer": torch.randint(0, V, (6,), generator=g).tolist()} for _ in range(n)]
+
+
+def test_fit_net_validated_on_other_prompts_is_validated_again(mirror):
+    """A run continued on another data set has its fit-stage NLL from other validation prompts:
+    it must not decide the export against the Eq. 3 net's NLL on these prompts."""
+    at, recs = 2, _recs(mirror)
+    eq3_net, fit_net = _net(mirror.n_embd, 0), _net(mirror.n_embd, 1)
+    fit_state = {k: v.clone() for k, v in fit_net.state_dict().items()}
+    on_these = tf_eval(mirror, fit_net, recs, at)
+    ev3 = tf_eval(mirror, eq3_net, recs, at)
+    # stale: measured on 7 other tokens, far better than anything here
+    evals = {"fit": {"nll": 0.0, "tf_top1": 1.0, "tokens": 7}, "fit_net": fit_state, "eq3": ev3}
+    swapped = keep_fit_if_better(mirror, eq3_net, evals, recs, at)
+    assert evals["fit"]["tokens"] == ev3["tokens"]
+    assert evals["fit"]["nll"] == pytest.approx(on_these["nll"], rel=1e-6)
+    assert swapped == (on_these["nll"] < ev3["nll"])
+    want = fit_state if swapped else _net(mirror.n_embd, 0).state_dict()
+    assert all(torch.equal(v, want[k]) for k, v in eq3_net.state_dict().items())
+
+
+def test_fit_net_kept_only_when_better_on_the_same_prompts(mirror):
+    at, recs = 2, _recs(mirror, seed=1)
+    net = _net(mirror.n_embd, 0)
+    state = {k: v.clone() for k, v in net.state_dict().items()}
+    ev = tf_eval(mirror, net, recs, at)
+    worse = dict(ev, nll=ev["nll"] + 1.0)
+    assert not keep_fit_if_better(mirror, net, {"fit": worse, "fit_net": state, "eq3": ev}, recs, at)
+    assert keep_fit_if_better(mirror, net, {"fit": ev, "fit_net": state, "eq3": worse}, recs, at)
+    assert not keep_fit_if_better(mirror, net, {"eq3": ev}, recs, at)  # no fit stage in this run

@@ -6,7 +6,7 @@ import math
 import pytest
 
 from collab.planner.quality import (SCHEMA, BoundError, NoTableError, QualityError, QualityTable, choose,
-                                    load_quality_table)
+                                    load_quality_table, merge_tables)
 
 SHA = "ab" * 32
 
@@ -139,3 +139,30 @@ def test_cli_plan_with_a_quality_table(tmp_path, capsys):
     assert cli.main(base) == 2  # no --max-loss
     assert "--max-loss" in capsys.readouterr().err
     assert cli.main(["plan"]) == 2  # neither a profile nor a table
+
+
+def test_merge_keeps_other_splits_and_replaces_remeasured_ones():
+    old = QualityTable.from_dict(table_dict(measured={"by": "test", "command": "old run"}))
+    e15 = [{"split": 15, "policy": "exact", "config": {}, "reference": True, "bytes_per_item": 2304, "quality": 0.97},
+           {"split": 15, "policy": "fc", "config": {"ratio": 8, "dtype": "int8"}, "bytes_per_item": 76,
+            "quality": 0.93}]
+    old = merge_tables(old, QualityTable.from_dict(table_dict(entries=e15, measured={"command": "run 15"})))
+    assert old.splits() == [4, 15] and len(old.at(4)) == 4 and len(old.at(15)) == 2
+    assert old.measured["splits"]["4"]["command"] == "old run" and old.measured["splits"]["15"]["command"] == "run 15"
+    e4 = [{"split": 4, "policy": "exact", "config": {}, "reference": True, "bytes_per_item": 2304, "quality": 0.99},
+          {"split": 4, "policy": "fc", "config": {"ratio": 8, "dtype": "int8"}, "bytes_per_item": 76, "quality": 0.5}]
+    m = merge_tables(old, QualityTable.from_dict(table_dict(entries=e4, measured={"command": "run 4"})))
+    assert m.splits() == [4, 15]
+    assert [(e.policy, e.quality) for e in m.at(4)] == [("exact", 0.99), ("fc", 0.5)]  # re-measured: replaced
+    assert [e.quality for e in m.at(15)] == [0.97, 0.93]                               # not re-measured: kept
+    assert m.measured["command"] == "run 4"
+    assert m.measured["splits"] == {"4": {"command": "run 4"}, "15": {"command": "run 15"}}
+    assert QualityTable.from_dict(json.loads(json.dumps(m.as_dict()))).splits() == [4, 15]  # valid as a file
+
+
+@pytest.mark.parametrize("over", [{"system": "vlm"}, {"model": {"name": "x", "sha256": "cd" * 32}},
+                                  {"metric": {"name": "ppl", "unit": "value", "higher_is_better": False}},
+                                  {"item": "patch"}])
+def test_merge_refuses_a_different_table(over):
+    with pytest.raises(QualityError, match="cannot merge"):
+        merge_tables(QualityTable.from_dict(table_dict()), QualityTable.from_dict(table_dict(**over)))

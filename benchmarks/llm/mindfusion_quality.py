@@ -244,14 +244,16 @@ def quality_entries(at, per_prompt):
     return out
 
 
-def write_quality_table(path, result, src, argv):
+def write_quality_table(path, result, src, argv, splits=None):
+    """The collab.quality/1 table of the split points measured by this command (``splits``;
+    None: every split in ``result``), merged into an existing table at ``path``."""
     import datetime
 
     from collab.llm.artifact import model_digest
-    from collab.planner.quality import QualityTable
+    from collab.planner.quality import QualityTable, load_quality_table, merge_tables
 
     entries = [e for at, sp in sorted(result["splits"].items(), key=lambda kv: int(kv[0]))
-               for e in quality_entries(at, sp["per_prompt"])]
+               if splits is None or str(at) in splits for e in quality_entries(at, sp["per_prompt"])]
     if not entries:
         return None
     t = QualityTable(
@@ -268,8 +270,10 @@ def write_quality_table(path, result, src, argv):
                   "codec_time": "wall-clock on the measuring machine (1 thread)",
                   "created": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")},
         entries=entries)
+    if Path(path).is_file():  # keep the split points measured by other runs
+        t = merge_tables(load_quality_table(path, system="llm", model_sha256=t.model_sha256), t)
     t.save(path)
-    print(f"wrote quality table {path} ({len(entries)} entries)")
+    print(f"wrote quality table {path} ({len(t.entries)} entries, splits {t.splits()})")
     return t
 
 
@@ -390,7 +394,7 @@ def main():
         save_json(args.out, result)
         if args.quality_table:
             result["quality_argv"] = sys.argv
-            write_quality_table(args.quality_table, result, src, sys.argv)
+            write_quality_table(args.quality_table, result, src, sys.argv, splits=[str(a) for a in ats[: ats.index(at) + 1]])
     plot(result, args.out)
 
 

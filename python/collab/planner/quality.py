@@ -14,7 +14,8 @@ JSON schema "collab.quality/1":
      "metric": {"name": "tf_top1", "unit": "fraction", "higher_is_better": true,
                 "description": "..."},
      "item": "early row (a row before the question)",
-     "measured": {"by": "...", "command": "...", "items": "...", "n": 12, "created": "..."},
+     "measured": {"by": "...", "command": "...", "items": "...", "n": 12, "created": "...",
+                  "splits": {"15": {...the same keys, for the run that measured split 15}, ...}},
      "entries": [{"split": 15, "policy": "exact", "config": {}, "reference": true,
                   "bytes_per_item": 2304.0, "quality": 0.977, "extra": {"ppl": 2.0},
                   "encode_ms_per_item": 0.0, "decode_ms_per_item": 0.0}, ...]}
@@ -32,8 +33,8 @@ from .._validate import check_float, check_int
 from ..errors import InvalidArgument
 from ._io import read_json, write_json
 
-__all__ = ["SCHEMA", "QualityError", "QualityEntry", "QualityTable", "Choice", "load_quality_table", "choose",
-           "NoTableError", "BoundError"]
+__all__ = ["SCHEMA", "QualityError", "QualityEntry", "QualityTable", "Choice", "load_quality_table", "merge_tables",
+           "choose", "NoTableError", "BoundError"]
 
 SCHEMA = "collab.quality/1"
 _HEX64 = re.compile(r"^[0-9a-f]{64}$")
@@ -217,6 +218,33 @@ def load_quality_table(path, *, system: str | None = None, model_sha256: str | N
     if model_sha256 is not None:
         t.check_model(model_sha256)
     return t
+
+
+def merge_tables(old: QualityTable, new: QualityTable) -> QualityTable:
+    """new's entries, plus old's entries at the splits new did not measure: a table measured one
+    split point at a time keeps the others. Both must describe the same system, model and metric.
+    measured["splits"] keeps each split's own measurement record (command, items, date)."""
+    for what, a, b in (("system", old.system, new.system), ("model", old.model_sha256, new.model_sha256),
+                       ("metric", old.metric.get("name"), new.metric.get("name")),
+                       ("metric direction", old.metric.get("higher_is_better"), new.metric.get("higher_is_better")),
+                       ("metric unit", old.metric.get("unit", "fraction"), new.metric.get("unit", "fraction")),
+                       ("item", old.item, new.item)):
+        if a != b:
+            raise QualityError(f"cannot merge quality tables with a different {what} ({a!r} vs {b!r})")
+    mine = set(new.splits())
+    record = {k: v for k, v in new.measured.items() if k != "splits"}
+    per = {str(s): dict(v) for s, v in (old.measured.get("splits") or {}).items()
+           if isinstance(v, dict) and int(s) not in mine}
+    old_record = {k: v for k, v in old.measured.items() if k != "splits"}
+    for s in old.splits():
+        if s not in mine:
+            per.setdefault(str(s), old_record)
+    per.update({str(s): record for s in mine})
+    measured = dict(record, splits=dict(sorted(per.items(), key=lambda kv: int(kv[0]))))
+    entries = [e for e in old.entries if e.split not in mine] + list(new.entries)
+    return QualityTable(system=new.system, model_name=new.model_name, model_sha256=new.model_sha256,
+                        metric=dict(new.metric), entries=sorted(entries, key=lambda e: e.split), item=new.item,
+                        measured=measured)
 
 
 @dataclass

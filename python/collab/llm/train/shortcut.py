@@ -32,7 +32,7 @@ from .nets import Shortcut, stats
 from .rowstats import load_stats
 
 __all__ = ["run_train_shortcut", "add_arguments", "eq3_loss", "eq3_loss_whole_sequence", "PromptCache", "fit_problem",
-           "eq3_stage", "prompt_rows", "tf_eval", "main"]
+           "keep_fit_if_better", "eq3_stage", "prompt_rows", "tf_eval", "main"]
 
 
 def prompt_rows(m, rec, at: int) -> torch.Tensor:
@@ -198,6 +198,25 @@ def eq3_stage(m, net, opt, recs, val_recs, at: int, *, steps: int, start: int, m
     return step
 
 
+def keep_fit_if_better(m, net, evals: dict, val_recs, at: int) -> bool:
+    """Load the fit-stage net into ``net`` if its validation NLL beats the Eq. 3 net's
+    (evals["eq3"]); True if it did. A fit validated on other prompts (training continued with
+    another data set) is validated again on ``val_recs`` first: NLLs of two prompt sets do not
+    compare."""
+    if "fit" not in evals or "eq3" not in evals:
+        return False
+    if "fit_net" in evals and evals["fit"].get("tokens") != evals["eq3"].get("tokens"):
+        eq3_net = {k: v.clone() for k, v in net.state_dict().items()}
+        net.load_state_dict(evals["fit_net"])
+        evals["fit"] = tf_eval(m, net, val_recs, at)
+        net.load_state_dict(eq3_net)
+        print(f"[shortcut-{at}] fit-stage net on these validation prompts: {evals['fit']}", file=sys.stderr)
+    if evals["eq3"]["nll"] <= evals["fit"]["nll"] or "fit_net" not in evals:
+        return False
+    net.load_state_dict(evals["fit_net"])
+    return True
+
+
 def _split(n, frac=0.05, seed=0):
     idx = np.random.default_rng(seed).permutation(n)
     k = max(1, int(n * frac))
@@ -284,9 +303,8 @@ def run_train_shortcut(args) -> int:
     if stage == "eq3" and step > 0:
         evals["eq3"] = tf_eval(m, net, val_recs, at)
         print(f"[shortcut-{at}] after Eq. 3: {evals['eq3']}", file=sys.stderr)
-        if "fit" in evals and evals["eq3"]["nll"] > evals["fit"]["nll"]:
+        if keep_fit_if_better(m, net, evals, val_recs, at):
             print(f"[shortcut-{at}] Eq. 3 made the validation NLL worse: exporting the fit-stage net", file=sys.stderr)
-            net.load_state_dict(evals["fit_net"])
             evals["exported"] = "fit"
             v, base = val_fit()
     meta = {"recipe": "collab.llm.train.shortcut",

@@ -48,6 +48,7 @@ ALLOCATIONS = {"[8]": ((1, 1), (8,)), "[8,4]": ((2, 2), (8, 4)), "[8,4,2]": ((3,
 SPLITS = (1, 3, 6, 9)
 HEADLINE = ["int8"] + [f"s{s} [8,4,2]" for s in SPARSITIES] + ["fp16", "fp16+zstd"]
 ABLATION_SPLIT = 6
+HEAD = os.path.join(ROOT, "models", "mercury", "head_full.npz")
 # Paper, Table 5 (left): ResNet at l = 5, accuracy (%) and communication latency L_c (ms).
 PAPER_T5_LEFT = {0.75: {"ATKF": (74.53, 9592), "ATKF+MS": (74.54, 7928), "ATKF+ABQ": (74.54, 8720),
                         "ATKF+MS+ABQ": (74.58, 7152)},
@@ -100,7 +101,7 @@ class Model:
         torch.set_num_threads(1)
         self.torch = torch
         self.m = ex.load_model()
-        self.head = ex.load_head(os.path.join(ROOT, "models", "mercury", "head_full.npz"))
+        self.head = ex.load_head(HEAD)
         self.m.pool = pool_for_head(self.head.in_features, self.m.dim)   # CLS or CLS + mean patch
         x, y = load_fmnist("test")
         self.idx = subset(len(x), n, seed=0)
@@ -215,10 +216,14 @@ def run(args):
     out = args.out or os.path.join(ROOT, "benchmarks", "results",
                                    "slicer_frontier_quick.json" if args.quick else "slicer_frontier.json")
     res = {}
+    head_sha = hashlib.sha256(open(HEAD, "rb").read()).hexdigest()
     if os.path.exists(out) and not args.restart:
         res = json.load(open(out))
         if res.get("n") != args.n:
             raise SystemExit(f"{out} holds n={res.get('n')}; pass --restart or the same --n")
+        if res.get("head_sha256") != head_sha:   # results of another head must not be resumed
+            raise SystemExit(f"{out} was measured with another head than {HEAD}; pass --restart")
+    res["head_sha256"] = head_sha
     res.update({"schema": "collab.slicer_frontier/1", "n": args.n, "model": "DINOv2 ViT-S/14, 112 px, head_full",
                 "dataset": "Fashion-MNIST test, seeded subset (seed 0)", "lossless_baseline": _zstd()[0]})
     res.setdefault("results", {})
@@ -263,13 +268,13 @@ def run(args):
 
 
 def select(cfgs, names):
-    """The configurations named (all when names is None), in the given order; 'headline' stands
-    for int8, fp16, fp16 + zstd and SLICER [8,4,2] at every sparsity."""
+    """The configurations named (all when names is None), in the order of cfgs; 'headline' stands
+    for int8, fp16, fp16 + zstd and SLICER [8,4,2] at every sparsity, 'ablation' for Table 5's."""
     if names is None:
         return cfgs
     want = []
     for n in names:
-        want += HEADLINE if n == "headline" else [n]
+        want += {"headline": HEADLINE, "ablation": [c["name"] for c in ablation_configs()]}.get(n, [n])
     return [c for c in cfgs if c["name"] in want]
 
 
@@ -380,7 +385,7 @@ def main(argv=None):
                    help="where the device-part tensors are cached")
     p.add_argument("--configs", nargs="+", metavar="NAME",
                    help="only these configurations (names as in the JSON, e.g. int8 fp16 's0.5 [8,4,2]'; "
-                        "'headline' = int8, fp16, fp16+zstd and SLICER [8,4,2] at every sparsity)")
+                        "'headline' = int8, fp16, fp16+zstd and SLICER [8,4,2] at every sparsity; 'ablation' = Table 5's)")
     p.add_argument("--splits", help="only these split points, comma-separated (default 1,3,6,9)")
     args = p.parse_args(argv)
     if not 1 <= args.n <= 10000:
@@ -393,7 +398,7 @@ def main(argv=None):
         if not all(1 <= l <= 11 for l in args.splits):
             p.error("--splits must be block indices in [1, 11]")
     if args.configs:
-        known = {c["name"] for c in frontier_configs() + ablation_configs()} | {"headline"}
+        known = {c["name"] for c in frontier_configs() + ablation_configs()} | {"headline", "ablation"}
         bad = [c for c in args.configs if c not in known]
         if bad:
             p.error(f"unknown configuration(s) {bad}; known: {sorted(known)}")

@@ -20,7 +20,9 @@ the next run. The quality table the planner reads (collab.planner.quality) is de
 the JSON (--quality-table F writes it, schema collab.quality/1; its split counts the pieces of
 the planner's profile: embed + l blocks, so l = 6 is split 7 of `collab profile --numpy-vit 8`).
 
-    python benchmarks/codec/frontier.py --n 1000              # ~1 h of one core
+    python benchmarks/codec/frontier.py --n 1000              # ~25 min of one idle core
+    python benchmarks/codec/frontier.py --n 10000 --configs headline --out benchmarks/results/slicer_frontier_10k.json
+                                                              # all 10k test images, ~10 min per configuration
     python benchmarks/codec/frontier.py --n 200 --quick       # l = 6 only, a few configs
 """
 from __future__ import annotations

@@ -20,14 +20,18 @@ the next run. The quality table the planner reads (collab.planner.quality) is de
 the JSON (--quality-table F writes it, schema collab.quality/1; its split counts the pieces of
 the planner's profile: embed + l blocks, so l = 6 is split 7 of `collab profile --numpy-vit 8`).
 
-    python benchmarks/codec/frontier.py --n 1000              # ~1 h of one core
+    python benchmarks/codec/frontier.py --n 1000              # ~25 min of one idle core
+    python benchmarks/codec/frontier.py --n 10000 --configs headline --out benchmarks/results/slicer_frontier_10k.json
+                                                              # all 10k test images, ~10 min per configuration
     python benchmarks/codec/frontier.py --n 200 --quick       # l = 6 only, a few configs
 """
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import os
+import shlex
 import sys
 import time
 
@@ -44,7 +48,9 @@ SPARSITIES = (0.5, 0.75, 0.9, 0.95)
 ALLOCATIONS = {"[8]": ((1, 1), (8,)), "[8,4]": ((2, 2), (8, 4)), "[8,4,2]": ((3, 3), (8, 4, 2)),
                "[4,4,4]": ((3, 3), (4, 4, 4))}
 SPLITS = (1, 3, 6, 9)
+HEADLINE = ["int8"] + [f"s{s} [8,4,2]" for s in SPARSITIES] + ["fp16", "fp16+zstd"]
 ABLATION_SPLIT = 6
+HEAD = os.path.join(ROOT, "models", "mercury", "head_full.npz")
 # Paper, Table 5 (left): ResNet at l = 5, accuracy (%) and communication latency L_c (ms).
 PAPER_T5_LEFT = {0.75: {"ATKF": (74.53, 9592), "ATKF+MS": (74.54, 7928), "ATKF+ABQ": (74.54, 8720),
                         "ATKF+MS+ABQ": (74.58, 7152)},
@@ -97,7 +103,7 @@ class Model:
         torch.set_num_threads(1)
         self.torch = torch
         self.m = ex.load_model()
-        self.head = ex.load_head(os.path.join(ROOT, "models", "mercury", "head_full.npz"))
+        self.head = ex.load_head(HEAD)
         self.m.pool = pool_for_head(self.head.in_features, self.m.dim)   # CLS or CLS + mean patch
         x, y = load_fmnist("test")
         self.idx = subset(len(x), n, seed=0)
@@ -108,24 +114,32 @@ class Model:
         os.makedirs(cache, exist_ok=True)
 
     def device_part(self, splits, bs=100):
-        """{l: (n, 65, 384) float32} for every l, blocks run once; cached in self.cache."""
+        """{l: (n, 65, 384) float32} for every l, blocks run once; cached in self.cache. Written
+        straight into memory-mapped files (all 10k images at four splits are 4 GB) that are
+        renamed into place only once complete."""
         paths = {l: os.path.join(self.cache, f"x_l{l}_n{len(self.idx)}.npy") for l in splits}
-        if all(os.path.exists(p) for p in paths.values()):
-            return {l: np.load(p, mmap_mode="r") for l, p in paths.items()}
-        torch = self.torch
-        outs = {l: [] for l in splits}
-        t0 = time.time()
-        with torch.no_grad():
-            for b in range(0, len(self.idx), bs):
-                h = self.m.embed(torch.from_numpy(self.preprocess(self.images[b:b + bs])))
-                done = 0
-                for l in sorted(splits):
-                    h = self.m.run_blocks(h, done, l)
-                    done = l
-                    outs[l].append(h.numpy().astype(np.float32))
-                _progress(b + bs, len(self.idx), "device part", t0)
-        for l, p in paths.items():
-            np.save(p, np.concatenate(outs[l]))
+        todo = sorted(l for l, p in paths.items() if not os.path.exists(p))
+        if todo:
+            torch = self.torch
+            n = len(self.idx)
+            outs = {}
+            t0 = time.time()
+            with torch.no_grad():
+                for b in range(0, n, bs):
+                    h = self.m.embed(torch.from_numpy(self.preprocess(self.images[b:b + bs])))
+                    done = 0
+                    for l in todo:
+                        h = self.m.run_blocks(h, done, l)
+                        done = l
+                        if l not in outs:  # the token count is known after the first batch
+                            outs[l] = np.lib.format.open_memmap(paths[l] + ".partial.npy", "w+", np.float32,
+                                                                (n,) + tuple(h.shape[1:]))
+                        outs[l][b:b + bs] = h.numpy()
+                    _progress(b + bs, n, "device part", t0)
+            for l in todo:
+                outs[l].flush()
+                del outs[l]
+                os.replace(paths[l] + ".partial.npy", paths[l])
         return {l: np.load(p, mmap_mode="r") for l, p in paths.items()}
 
     def server_part(self, x, l, bs=100):
@@ -156,22 +170,47 @@ def _progress(done, total, desc, t0):
     sys.stdout.flush()
 
 
-def evaluate(model, feats, l, cfg, ref_pred):
+def _decode_all(x, cfg, chunk):
+    """Yield (start, decoded float32 chunk, bytes per image) over x, chunk images at a time."""
+    for b in range(0, len(x), chunk):
+        xs = np.asarray(x[b:b + chunk], np.float32)
+        dec = np.empty(xs.shape, np.float32)
+        nb = np.empty(len(xs), np.int64)
+        for i in range(len(xs)):
+            dec[i], nb[i] = roundtrip(cfg, np.ascontiguousarray(xs[i]))
+        yield b, xs, dec, nb
+
+
+def evaluate(model, feats, l, cfg, ref_pred, done, chunk=1000):
+    """One (split, configuration). Two passes in chunks (10k decoded tensors are 1 GB): the codec
+    alone first, giving the bytes and a digest of the decoded tensors; when an earlier result
+    at this split decoded to the very same tensors (fp16 + zstd is fp16 on the server side),
+    its server-side numbers are taken over instead of running the server part again."""
     x = feats[l]
-    dec = np.empty(x.shape, np.float32)
     nbytes = np.empty(len(x), np.int64)
+    digest = hashlib.sha256()
     t0 = time.time()
-    for i in range(len(x)):
-        dec[i], nbytes[i] = roundtrip(cfg, np.ascontiguousarray(x[i]))
+    for b, _, dec, nb in _decode_all(x, cfg, chunk):
+        nbytes[b:b + len(nb)] = nb
+        digest.update(dec.tobytes())
     t_codec = time.time() - t0
-    pred = model.server_part(dec, l)
-    acc = float((pred == model.y).mean())
-    err = dec - x
-    return {"bytes": float(nbytes.mean()), "fp32_bytes": int(x[0].nbytes),
-            "ratio_vs_fp32": float(x[0].nbytes / nbytes.mean()), "acc": acc,
-            "agree": float((pred == ref_pred).mean()),
-            "rel_err": float(np.linalg.norm(err) / max(np.linalg.norm(x), 1e-30)),
-            "codec_ms_per_image": 1e3 * t_codec / len(x)}
+    digest = digest.hexdigest()
+    r = {"bytes": float(nbytes.mean()), "fp32_bytes": int(x[0].nbytes),
+         "ratio_vs_fp32": float(x[0].nbytes / nbytes.mean()), "codec_ms_per_image": 1e3 * t_codec / len(x),
+         "decoded_sha256": digest}
+    same = next((k for k, d in done.items() if d.get("split") == l and d.get("decoded_sha256") == digest), None)
+    if same is not None:
+        r.update({k: done[same][k] for k in ("acc", "agree", "rel_err")}, same_decoded_as=same)
+        return r
+    pred = np.empty(len(x), np.int64)
+    err2 = ref2 = 0.0
+    for b, xs, dec, _ in _decode_all(x, cfg, chunk):
+        pred[b:b + len(xs)] = model.server_part(dec, l)
+        err2 += float(np.sum((dec.astype(np.float64) - xs) ** 2))
+        ref2 += float(np.sum(xs.astype(np.float64) ** 2))
+    r.update({"acc": float((pred == model.y).mean()), "agree": float((pred == ref_pred).mean()),
+              "rel_err": float(np.sqrt(err2 / max(ref2, 1e-30)))})
+    return r
 
 
 # ---------------------------------------------------------------------------------- driver
@@ -179,24 +218,32 @@ def run(args):
     out = args.out or os.path.join(ROOT, "benchmarks", "results",
                                    "slicer_frontier_quick.json" if args.quick else "slicer_frontier.json")
     res = {}
+    head_sha = hashlib.sha256(open(HEAD, "rb").read()).hexdigest()
     if os.path.exists(out) and not args.restart:
         res = json.load(open(out))
         if res.get("n") != args.n:
             raise SystemExit(f"{out} holds n={res.get('n')}; pass --restart or the same --n")
+        if res.get("head_sha256") != head_sha:   # results of another head must not be resumed
+            raise SystemExit(f"{out} was measured with another head than {HEAD}; pass --restart")
+    res["head_sha256"] = head_sha
     res.update({"schema": "collab.slicer_frontier/1", "n": args.n, "model": "DINOv2 ViT-S/14, 112 px, head_full",
                 "dataset": "Fashion-MNIST test, seeded subset (seed 0)", "lossless_baseline": _zstd()[0]})
     res.setdefault("results", {})
+    # The command of the run that added the most recent results (a resumed run may select others).
+    res["command"] = "python benchmarks/codec/frontier.py " + " ".join(shlex.quote(a) for a in sys.argv[1:])
     res["paper"] = {"table3_vit": PAPER_T3_VIT, "table5_left": {str(k): v for k, v in PAPER_T5_LEFT.items()},
                     "table5_mid": PAPER_T5_MID,
                     "table5_right": {str(k): {str(d): a for d, a in v.items()} for k, v in PAPER_T5_RIGHT.items()}}
-    model = Model(args.n, os.path.join(args.cache, "slicer_frontier"))
-    splits = (ABLATION_SPLIT,) if args.quick else SPLITS
-    feats = model.device_part(sorted(set(splits) | {ABLATION_SPLIT}))
+    splits = args.splits or ((ABLATION_SPLIT,) if args.quick else SPLITS)
     # Cheap, telling jobs first (a run cut short still covers every split): the configurations in
-    # the order frontier_configs gives them, each over the splits from the deepest (cheapest tail).
-    jobs = [(l, c, "frontier") for c in frontier_configs(args.quick) for l in sorted(splits, reverse=True)]
-    if not args.quick and not args.no_ablation:
-        jobs += [(ABLATION_SPLIT, c, "ablation") for c in ablation_configs()]
+    # the order frontier_configs (or --configs) gives them, each over the splits from the deepest
+    # (cheapest tail).
+    jobs = [(l, c, "frontier") for c in select(frontier_configs(args.quick), args.configs)
+            for l in sorted(splits, reverse=True)]
+    if not args.quick and not args.no_ablation and ABLATION_SPLIT in splits:
+        jobs += [(ABLATION_SPLIT, c, "ablation") for c in select(ablation_configs(), args.configs)]
+    model = Model(args.n, os.path.join(args.cache, "slicer_frontier"))
+    feats = model.device_part(sorted({j[0] for j in jobs} | set(splits)))
     refs = {}
     for l in sorted({j[0] for j in jobs}):
         key = f"l{l}|fp32"
@@ -212,7 +259,7 @@ def run(args):
     for i, (l, cfg, table) in enumerate(jobs):
         key = f"l{l}|{cfg['name']}"
         if key not in res["results"]:
-            r = evaluate(model, feats, l, cfg, refs[l])
+            r = evaluate(model, feats, l, cfg, refs[l], res["results"])
             r.update({"split": l, "table": table, "config": cfg,
                       "drop_pp": 100 * (r["acc"] - res["results"][f"l{l}|fp32"]["acc"])})
             res["results"][key] = r
@@ -220,6 +267,17 @@ def run(args):
         _progress(i + 1, len(jobs), "configurations", t0)
     report(res, out)
     return out
+
+
+def select(cfgs, names):
+    """The configurations named (all when names is None), in the order of cfgs; 'headline' stands
+    for int8, fp16, fp16 + zstd and SLICER [8,4,2] at every sparsity, 'ablation' for Table 5's."""
+    if names is None:
+        return cfgs
+    want = []
+    for n in names:
+        want += {"headline": HEADLINE, "ablation": [c["name"] for c in ablation_configs()]}.get(n, [n])
+    return [c for c in cfgs if c["name"] in want]
 
 
 def _rows(res, table):
@@ -309,7 +367,7 @@ def quality_table(res, path):
         "metric": {"name": "top1", "unit": "fraction", "higher_is_better": True,
                    "description": "top-1 accuracy of head_full on the decoded split tensor"},
         "item": "image (65 tokens x 384 float32 at the split)",
-        "measured": {"by": "benchmarks/codec/frontier.py", "command": f"python benchmarks/codec/frontier.py --n {res['n']}",
+        "measured": {"by": "benchmarks/codec/frontier.py", "command": res.get("command", f"python benchmarks/codec/frontier.py --n {res['n']}"),
                      "items": "Fashion-MNIST test images", "n": res["n"],
                      "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())},
         "entries": entries})
@@ -327,9 +385,25 @@ def main(argv=None):
     p.add_argument("--quality-table", help="also write the results as a planner quality table (collab.quality/1)")
     p.add_argument("--cache", default=os.environ.get("COLLAB_CACHE", os.path.expanduser("~/.cache/collab")),
                    help="where the device-part tensors are cached")
+    p.add_argument("--configs", nargs="+", metavar="NAME",
+                   help="only these configurations (names as in the JSON, e.g. int8 fp16 's0.5 [8,4,2]'; "
+                        "'headline' = int8, fp16, fp16+zstd and SLICER [8,4,2] at every sparsity; 'ablation' = Table 5's)")
+    p.add_argument("--splits", help="only these split points, comma-separated (default 1,3,6,9)")
     args = p.parse_args(argv)
     if not 1 <= args.n <= 10000:
         p.error("--n must be in [1, 10000]")
+    if args.splits:
+        try:
+            args.splits = tuple(sorted({int(v) for v in args.splits.split(",")}))
+        except ValueError:
+            p.error("--splits takes comma-separated block indices, e.g. 1,3,6,9")
+        if not all(1 <= l <= 11 for l in args.splits):
+            p.error("--splits must be block indices in [1, 11]")
+    if args.configs:
+        known = {c["name"] for c in frontier_configs() + ablation_configs()} | {"headline", "ablation"}
+        bad = [c for c in args.configs if c not in known]
+        if bad:
+            p.error(f"unknown configuration(s) {bad}; known: {sorted(known)}")
     out = run(args)
     if args.quality_table:
         import json as _json

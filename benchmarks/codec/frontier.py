@@ -41,6 +41,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(os.path.dirname(HERE))
 sys.path.insert(0, HERE)
 
+from collab.llm.artifact import gguf_digest  # noqa: E402  (sha256 of any file's bytes)
 from collab.bench_codecs import roundtrip, slicer, zstd as _zstd  # noqa: E402
 from collab.bench_io import pyplot, save_json, save_png  # noqa: E402
 
@@ -218,7 +219,7 @@ def run(args):
     out = args.out or os.path.join(ROOT, "benchmarks", "results",
                                    "slicer_frontier_quick.json" if args.quick else "slicer_frontier.json")
     res = {}
-    head_sha = hashlib.sha256(open(HEAD, "rb").read()).hexdigest()
+    head_sha = gguf_digest(HEAD).hex()  # sha256 of the file
     if os.path.exists(out) and not args.restart:
         res = json.load(open(out))
         if res.get("n") != args.n:
@@ -341,9 +342,8 @@ def plot(res, out):
 def quality_table(res, path):
     """The measured results as a collab.quality/1 table for the planner (`collab plan
     --quality-table F --max-loss PP` with a `collab profile --numpy-vit 8` profile)."""
-    from collab.llm.artifact import gguf_digest  # sha256 of any file's bytes
     from collab.planner.quality import QualityTable
-    from collab.vit.profile import find_vit_onnx, numpy_vit_model_name
+    from collab.vit.profile import numpy_vit_model_name, numpy_vit_model_sha256
     entries, seen = [], set()
     for r in res["results"].values():
         c = dict(r["config"])
@@ -363,7 +363,7 @@ def quality_table(res, path):
                         "extra": {"agree": r["agree"], "blocks_on_device": r["split"]}})
     t = QualityTable.from_dict({
         "schema": "collab.quality/1", "system": "vit",
-        "model": {"name": numpy_vit_model_name(8), "sha256": gguf_digest(find_vit_onnx()).hex()},
+        "model": {"name": numpy_vit_model_name(8), "sha256": numpy_vit_model_sha256()},
         "metric": {"name": "top1", "unit": "fraction", "higher_is_better": True,
                    "description": "top-1 accuracy of head_full on the decoded split tensor"},
         "item": "image (65 tokens x 384 float32 at the split)",

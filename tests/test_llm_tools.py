@@ -111,17 +111,21 @@ def test_bench_command_tiny(tmp_path):
     assert (tmp_path / "llm_bench.png").stat().st_size > 1000
 
 
-def test_demo_command_tiny(tmp_path, capsys):
-    """`collab llm demo`: server process (gRPC, when the transport is installed) + device here."""
+@pytest.mark.parametrize("context", ["", "a long note about cats and mats. "])
+def test_demo_command_tiny(tmp_path, capsys, context):
+    """`collab llm demo`: server process (gRPC, when the transport is installed) + device here;
+    --context goes before the question in the one user message both runs see."""
     from _llm_common import require_llama, tiny_model
 
     require_llama()
     from collab.cli import main
 
     rc = main(["llm", "demo", "--model", str(tiny_model(4)), "--at", "2", "--max-tokens", "5",
-               "--prompt", "the cat sat on the mat", "--workdir", str(tmp_path)])
+               "--prompt", "the cat sat on the mat", "--workdir", str(tmp_path)]
+              + (["--context", context] if context else []))
     out = capsys.readouterr().out
     assert rc == 0, out
+    assert f"prompt: {context}the cat sat on the mat" in out
     assert "time to 1st token" in out and "bytes up" in out and "round trips" in out
     m = re.search(r"agreement with device-only: (\d+)/(\d+) tokens", out)
     assert m and m.group(1) == m.group(2) and int(m.group(2)) >= 1, out  # kv-handoff is exact

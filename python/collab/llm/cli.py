@@ -75,20 +75,24 @@ def add_arguments(p, name: str | None = None):
     d = sub.add_parser("demo", help="split generation: server process (tail) + device (head) on loopback")
     _add_model_args(d)
     d.add_argument("--prompt", default="What is the capital of France? Answer in one sentence.")
+    d.add_argument("--context", default="", metavar="TEXT",
+                   help="text placed before --prompt in the user message (a document, a transcript): the rows "
+                        "--rows auto and --fc-codec compress by default, the question staying exact")
     d.add_argument("--mode", default="kv-handoff", choices=["server-only", "roundtrip", "kv-handoff", "shortcut"])
     d.add_argument("--max-tokens", type=int, default=48)
     d.add_argument("--keep-last", type=int, default=None,
                    help="compress all but the last N prompt rows with the SLICER codec (default: send exact); "
-                        "with --fc-codec: the last N rows stay exact (default: the last quarter)")
+                        "with --fc-codec: the last N rows stay exact (default: the question's rows with --context, else the "
+                        "last quarter); with --rows auto: default the question's rows")
     d.add_argument("--fc-codec", type=int, default=None, choices=(4, 8), metavar="R",
                    help="send the early prompt rows as codes of the trained FC codec, 1/R of the width "
                         "(R = 4 or 8; int8 codes; models/llm nets for this split)")
     d.add_argument("--sparsity", type=float, default=0.5)
     d.add_argument("--qbits", type=int, default=8)
     d.add_argument("--rows", choices=("auto",), default=None,
-                   help="auto: choose exact / SLICER / trained FC codes for the early prompt rows from the measured "
-                        "quality table: the least expected latency on --link-mbps / --rtt-ms whose measured loss is "
-                        "at most --max-loss")
+                   help="auto: choose exact / SLICER / trained FC codes for the prompt rows before the question (system "
+                        "prompt and --context; the table was measured on those) from the measured quality table: the "
+                        "least expected latency on --link-mbps / --rtt-ms whose measured loss is at most --max-loss")
     d.add_argument("--max-loss", type=float, default=None, metavar="PP",
                    help="with --rows auto: largest measured quality loss allowed, in percentage points of "
                         "teacher-forced top-1 agreement with the full model")
@@ -261,9 +265,13 @@ def _demo(args) -> int:
 
         policy = auto_policy(args, head=head, full=full, at=at)
     elif args.fc_codec:
-        from .rowplan import fc_policy
+        from .rowplan import fc_policy, question_rows
 
-        policy = fc_policy(head, at, args.fc_codec, args.keep_last)
+        keep = args.keep_last
+        if keep is None and args.context:   # the context compressed, the question exact (as trained)
+            n, q0 = question_rows(head, args.prompt, args.context)
+            keep = n - q0
+        policy = fc_policy(head, at, args.fc_codec, keep)
     else:
         policy = RowPolicy.exact() if args.keep_last is None else \
             RowPolicy(keep_last=args.keep_last, sparsity=args.sparsity, qbits=(args.qbits,))
@@ -296,13 +304,14 @@ def _demo(args) -> int:
           f"{args.threads} threads each")
     dev.warm_up()  # an app keeps its model loaded: do not time the first page-in
     try:
-        print(f"\nprompt: {args.prompt}\nanswer ({args.mode}): ", end="", flush=True)
-        st = dev.stream(args.prompt, mode=args.mode, client=client, max_tokens=args.max_tokens)
+        user = args.context + args.prompt
+        print(f"\nprompt: {user}\nanswer ({args.mode}): ", end="", flush=True)
+        st = dev.stream(user, mode=args.mode, client=client, max_tokens=args.max_tokens)
         for piece in st:  # each token's text as it arrives
             print(piece, end="", flush=True)
         print("\n")
         g = st.generation
-        ref = None if args.no_reference else dev.generate(args.prompt, mode="device-only",
+        ref = None if args.no_reference else dev.generate(user, mode="device-only",
                                                           max_tokens=args.max_tokens)
     finally:
         if proc is not None:

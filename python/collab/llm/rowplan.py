@@ -15,7 +15,7 @@ from .._validate import check_float
 from ..errors import InvalidArgument
 from .protocol import RowPolicy
 
-__all__ = ["fc_policy", "auto_policy", "policy_for", "QUALITY_TABLE", "DEFAULT_KEEP_LAST"]
+__all__ = ["fc_policy", "auto_policy", "policy_for", "question_rows", "QUALITY_TABLE", "DEFAULT_KEEP_LAST"]
 
 QUALITY_TABLE = "smollm2-135m.quality.json"
 DEFAULT_KEEP_LAST = 0.25
@@ -51,18 +51,36 @@ def policy_for(entry, *, head, at: int, keep_last):
     raise InvalidArgument(f"the quality table names a row policy this runtime does not have: {entry.policy!r}")
 
 
-def _early_rows(head, prompt: str, keep_last) -> tuple[int, int, int]:
-    """(early rows, exact rows, keep_last as rows) of the prompt as the device will send it."""
+def question_rows(head, question: str, context: str = "") -> tuple[int, int]:
+    """(prompt rows, first question row) of the user message context + question as the device
+    sends it (chat template applied when the model has one). The quality table was measured on
+    the rows before the question (benchmarks/llm/mindfusion_quality.py: context rows, the question
+    exact), so that is the span a measured policy may compress."""
     from .runtime import Model
 
     m = Model(head)
+    user = context + question
     try:
-        text = m.chat_prompt(prompt)
+        text = m.chat_prompt(user)
     except InvalidArgument:
-        text = prompt
-    n = len(m.tokenize(text))
-    k = keep_last if keep_last is not None else DEFAULT_KEEP_LAST
-    keep = int(round(k * n)) if isinstance(k, float) else int(k)
+        text = user
+    toks = m.tokenize(text)
+    before = m.tokenize(text[:text.index(user) + len(context)])
+    q0 = 0
+    while q0 < min(len(before), len(toks)) and before[q0] == toks[q0]:
+        q0 += 1
+    return len(toks), q0
+
+
+def _early_rows(head, prompt: str, keep_last, context: str = "") -> tuple[int, int, int]:
+    """(early rows, exact rows, keep_last as rows) of the prompt as the device will send it.
+    Without an explicit keep_last the question rows stay exact: the early rows are row 1 up to
+    the question (the system prompt and the context), as the table was measured."""
+    n, q0 = question_rows(head, prompt, context)
+    if keep_last is None:
+        keep = n - q0
+    else:
+        keep = int(round(keep_last * n)) if isinstance(keep_last, float) else int(keep_last)
     keep = min(max(keep, 0), n)
     early = max(0, n - keep - 1)  # row 0 (the attention sink) always travels exact
     return early, n - early, keep
@@ -84,13 +102,13 @@ def auto_policy(args, *, head, full, at: int):
     table = None
     if path is not None:
         table = load_quality_table(path, system="llm", model_sha256=model_digest(full).hex())
-    early, exact_rows, keep = _early_rows(head, args.prompt, args.keep_last)
+    early, exact_rows, keep = _early_rows(head, args.prompt, args.keep_last, getattr(args, "context", None) or "")
     d = int(Model(head).n_embd)
     c = choose(table, split=at, items=early, bandwidth_bps=mbps * 1e6, rtt_ms=rtt, max_loss=max_loss,
                latency_target_ms=args.latency_target_ms, fixed_bytes=exact_rows * d * 4.0,
                policies=("exact", "slicer", "fc"))
     unit = "pp" if table.fraction else table.metric["name"]
-    print(f"row policy (--rows auto, {path}; {early} early rows, last {keep} + row 0 exact, "
+    print(f"row policy (--rows auto, {path}; {early} early rows before the question, last {keep} + row 0 exact, "
           f"{mbps:g} Mbit/s, RTT {rtt:g} ms, max loss {max_loss:g} {unit} of {table.metric['name']}):")
     print(c.describe(unit))
     return policy_for(c.entry, head=head, at=at, keep_last=keep)

@@ -50,6 +50,11 @@ ALLOCATIONS = {"[8]": ((1, 1), (8,)), "[8,4]": ((2, 2), (8, 4)), "[8,4,2]": ((3,
                "[4,4,4]": ((3, 3), (4, 4, 4))}
 SPLITS = (1, 3, 6, 9)
 HEADLINE = ["int8"] + [f"s{s} [8,4,2]" for s in SPARSITIES] + ["fp16", "fp16+zstd"]
+# Between s 0.5 (6.8x) and s 0.75 (12x) [8,4,2], where the 0.5 pp boundary and the paper's 10x lie.
+BOUNDARY = (0.6, 0.65, 0.7)
+# s = 0 (nothing pruned): the densest the codec sends, SLICER's near-lossless end and the planner's
+# first choice at each split (its search starts at the lowest sparsity).
+DENSE = {"s0 [8]": ((1, 1), (8,)), "s0 [8,4,2]": ((3, 3), (8, 4, 2))}
 ABLATION_SPLIT = 6
 HEAD = os.path.join(ROOT, "models", "mercury", "head_full.npz")
 # Paper, Table 5 (left): ResNet at l = 5, accuracy (%) and communication latency L_c (ms).
@@ -75,6 +80,9 @@ def frontier_configs(quick=False):
             continue
         for s in ((0.75, 0.9) if quick else SPARSITIES):
             cfgs.append(slicer(f"s{s} {a}", s, blocks, qbits))
+    if not quick:
+        cfgs += [slicer(f"s{s} [8,4,2]", s, (3, 3), (8, 4, 2)) for s in BOUNDARY]
+        cfgs += [slicer(n, 0.0, blocks, qbits) for n, (blocks, qbits) in DENSE.items()]
     return cfgs + [{"name": n, "kind": n} for n in ("fp16", "fp16+zstd")]
 
 
@@ -272,12 +280,14 @@ def run(args):
 
 def select(cfgs, names):
     """The configurations named (all when names is None), in the order of cfgs; 'headline' stands
-    for int8, fp16, fp16 + zstd and SLICER [8,4,2] at every sparsity, 'ablation' for Table 5's."""
+    for int8, fp16, fp16 + zstd and SLICER [8,4,2] at every sparsity, 'boundary' for [8,4,2] at
+    s 0.6-0.7, 'dense' for s = 0, 'ablation' for Table 5's."""
     if names is None:
         return cfgs
     want = []
     for n in names:
-        want += {"headline": HEADLINE, "ablation": [c["name"] for c in ablation_configs()]}.get(n, [n])
+        want += {"headline": HEADLINE, "boundary": [f"s{s} [8,4,2]" for s in BOUNDARY], "dense": list(DENSE),
+                 "ablation": [c["name"] for c in ablation_configs()]}.get(n, [n])
     return [c for c in cfgs if c["name"] in want]
 
 
@@ -387,7 +397,8 @@ def main(argv=None):
                    help="where the device-part tensors are cached")
     p.add_argument("--configs", nargs="+", metavar="NAME",
                    help="only these configurations (names as in the JSON, e.g. int8 fp16 's0.5 [8,4,2]'; "
-                        "'headline' = int8, fp16, fp16+zstd and SLICER [8,4,2] at every sparsity; 'ablation' = Table 5's)")
+                        "'headline' = int8, fp16, fp16+zstd and SLICER [8,4,2] at every sparsity; 'boundary' = "
+                        "[8,4,2] at s 0.6 / 0.65 / 0.7; 'dense' = s 0 [8] and [8,4,2]; 'ablation' = Table 5's)")
     p.add_argument("--splits", help="only these split points, comma-separated (default 1,3,6,9)")
     args = p.parse_args(argv)
     if not 1 <= args.n <= 10000:
@@ -400,7 +411,7 @@ def main(argv=None):
         if not all(1 <= l <= 11 for l in args.splits):
             p.error("--splits must be block indices in [1, 11]")
     if args.configs:
-        known = {c["name"] for c in frontier_configs() + ablation_configs()} | {"headline", "ablation"}
+        known = {c["name"] for c in frontier_configs() + ablation_configs()} | {"headline", "boundary", "dense", "ablation"}
         bad = [c for c in args.configs if c not in known]
         if bad:
             p.error(f"unknown configuration(s) {bad}; known: {sorted(known)}")

@@ -35,23 +35,43 @@ def artifact(method, rate_pct, split):
     return f"meta_r{rate_pct:02d}_s{split}.npz" if method == "ours" else f"{method}_r{rate_pct:02d}_s{split}.npz"
 
 
-def train_config(m, c, full_head, method, rate_pct, split, epochs, lr):
+def train_config(m, c, full_head, method, rate_pct, split, epochs, lr, cont=None, freeze_head=False,
+                 n_val=0, val_every=400, minutes=None):
+    """Eq. 19 for one configuration. cont: a models folder whose artifact of the same name the run
+    starts from (its meta tokens and head); freeze_head trains M only; n_val > 0 holds out the last
+    n_val of the MERCURY_N_META training images, validates every val_every steps and keeps the best
+    state (never the test set); the run checkpoints into the cache folder at each validation and
+    resumes from there, and stops after `minutes` with the best state so far."""
     rate = rate_pct / 100
+    name = artifact(method, rate_pct, split)
     torch.manual_seed(ex.SEED)
+    n_fit = S.n_meta - n_val
     with S.autocast():
         tr_kept = ex.kept_for(method, rate, c, "train", m, S)[:S.n_meta]
         te_kept = ex.kept_for(method, rate, c, "test", m, S)
-        xtr = ex.device_side(m, c["train_l1"][:S.n_meta], tr_kept, split)
+        xall = ex.device_side(m, c["train_l1"][:S.n_meta], tr_kept, split)
         xte = ex.device_side(m, c["test_l1"], te_kept, split)
-    ytr = torch.from_numpy(c["train_y"][:S.n_meta])
+    xtr, xval = xall[:n_fit], xall[n_fit:]
+    yall = torch.from_numpy(c["train_y"][:S.n_meta])
+    ytr, yval = yall[:n_fit], c["train_y"][n_fit:S.n_meta]
     k = ex.GRID * ex.GRID + 1 - xtr.shape[1]
+    start = full_head
+    if cont is not None:
+        if method not in ("ours", "topk"):
+            raise SystemExit(f"continuing is for meta tokens only, not {method}")
+        z = np.load(os.path.join(cont, name))
+        start = ex.load_head(os.path.join(cont, name))
     head = torch.nn.Linear(full_head.in_features, 10)
     with torch.no_grad():
-        head.weight.copy_(full_head.weight); head.bias.copy_(full_head.bias)
-    params = [{"params": head.parameters(), "lr": lr / 10}]
+        head.weight.copy_(start.weight); head.bias.copy_(start.bias)
+    head.requires_grad_(not freeze_head)
+    params = [] if freeze_head else [{"params": head.parameters(), "lr": lr / 10}]
     meta = gen = None
     if method in ("ours", "topk"):
         meta = mercury.init_meta(xtr, k)
+        if cont is not None:
+            with torch.no_grad():
+                meta.copy_(torch.from_numpy(z["meta"]))
         params.append({"params": [meta], "lr": lr * float(mercury.token_stats(xtr)[1].mean())})
         extra = k * xtr.shape[-1]
     else:
@@ -62,14 +82,44 @@ def train_config(m, c, full_head, method, rate_pct, split, epochs, lr):
         params.append({"params": gen.parameters(), "lr": lr / 100})
         extra = n_params(gen)
     opt = torch.optim.Adam(params)
+    trained = [p for g_ in params for p in g_["params"]]
+
+    def val_acc():
+        if not n_val:
+            return None
+        with torch.no_grad(), S.autocast():
+            return ex.accuracy(ex.server_logits(m, xval, split, head, meta, gen, tr_kept[n_fit:]), yval)
+
+    def snapshot():
+        return [p.detach().clone() for p in trained]
+
     bs = 25
-    steps = epochs * ((len(xtr) + bs - 1) // bs)
+    per_epoch = (len(xtr) + bs - 1) // bs
+    steps = epochs * per_epoch
     it = 0
+    best = (val_acc(), snapshot())
+    hist = [(0, best[0])]
+    if n_val:
+        print(f"{method} {rate_pct}% split {split}: validation accuracy at the start {best[0]:.4f} ({n_val} images)")
+    ckpt = os.path.join(S.cache, f"ckpt_{name[:-4]}_n{S.n_meta}.pt")
+    if n_val and os.path.exists(ckpt):
+        st = torch.load(ckpt)
+        with torch.no_grad():
+            for p, v in zip(trained, st["params"]):
+                p.copy_(v)
+        opt.load_state_dict(st["opt"])
+        it, best, hist = st["it"], (st["best_acc"], st["best"]), st["hist"]
+        print(f"resumed at step {it}/{steps} (best validation {best[0]:.4f})")
     t0 = time.time()
+    it0 = it
     g = torch.Generator().manual_seed(ex.SEED)
     for ep in range(epochs):
-        perm = torch.randperm(len(xtr), generator=g)
+        perm = torch.randperm(len(xtr), generator=g)   # drawn every epoch, so a resumed run sees the same order
         for s in range(0, len(xtr), bs):
+            if ep * per_epoch + s // bs < it:
+                continue
+            if minutes is not None and time.time() - t0 > 60 * minutes:
+                break
             b = perm[s:s + bs]
             kb = tr_kept[b.numpy()]
             fill = None if gen is None else (lambda xb, kb=kb: gen(xb, kb, ex.GRID))
@@ -81,9 +131,26 @@ def train_config(m, c, full_head, method, rate_pct, split, epochs, lr):
             it += 1
             el = time.time() - t0
             sys.stdout.write(f"\r{method} {rate_pct}% split {split}: epoch {ep + 1}/{epochs} step {it}/{steps} "
-                             f"loss {loss:.3f} [{el:.0f}s, {el / it * (steps - it):.0f}s left]")
+                             f"loss {loss:.3f} [{el:.0f}s, {el / (it - it0) * (steps - it):.0f}s left]")
             sys.stdout.flush()
+            if n_val and (it % val_every == 0 or it == steps):
+                acc_v = val_acc()
+                hist.append((it, acc_v))
+                if acc_v > best[0]:
+                    best = (acc_v, snapshot())
+                print(f"\n  step {it}: validation {acc_v:.4f} (best {best[0]:.4f})")
+                torch.save({"params": [p.detach() for p in trained], "opt": opt.state_dict(), "it": it,
+                            "best_acc": best[0], "best": best[1], "hist": hist}, ckpt + ".tmp")
+                os.replace(ckpt + ".tmp", ckpt)
     sys.stdout.write("\n")
+    if n_val and hist[-1][0] != it:   # stopped by the time budget between two validations
+        hist.append((it, val_acc()))
+        if hist[-1][1] > best[0]:
+            best = (hist[-1][1], snapshot())
+    if n_val:   # the validated best, not the last step
+        with torch.no_grad():
+            for p, v in zip(trained, best[1]):
+                p.copy_(v)
     with torch.no_grad(), S.autocast():
         acc = ex.accuracy(ex.server_logits(m, xte, split, head, meta, gen, te_kept), c["test_y"])
     print(f"  test accuracy {acc:.4f} ({len(xte)} images), extra parameters {extra}")
@@ -92,9 +159,14 @@ def train_config(m, c, full_head, method, rate_pct, split, epochs, lr):
         np.savez(os.path.join(S.cache, f"deconv_gen_r{rate_pct:02d}_s{split}.npz"),
                  **{k_: v.detach().numpy() for k_, v in gen.state_dict().items()})
         extra_arrays["gen_hidden"] = np.int64(gen.down.out_channels)
-    ex.save_head(os.path.join(S.models, artifact(method, rate_pct, split)), head, rate_pct=rate_pct, split=split,
+    if n_val:
+        extra_arrays.update(val_acc=best[0], n_val=n_val, val_history=np.array(hist, dtype=np.float64),
+                            steps_run=it)
+    if cont is not None:
+        extra_arrays.update(continued_from_n_train=int(z["n_train"]), continued_from_epochs=int(z["epochs"]))
+    ex.save_head(os.path.join(S.models, name), head, rate_pct=rate_pct, split=split,
                  method=method, test_acc=acc, extra_params=extra, n_train=len(xtr), n_test=len(xte), epochs=epochs,
-                 pool=ex.POOL, lr=lr,
+                 pool=ex.POOL, lr=lr, head="frozen" if freeze_head else "trained",
                  **extra_arrays)
     return acc
 
@@ -129,6 +201,13 @@ def main():
     ap.add_argument("--skip-existing", action="store_true")
     ap.add_argument("--head", choices=("train", "reuse"), default="train",
                     help="reuse: keep the models folder's head_full.npz (a second process training other configs)")
+    ap.add_argument("--continue-from", metavar="DIR",
+                    help="start each configuration from DIR's artifact of the same name (its M and head)")
+    ap.add_argument("--freeze-head", action="store_true", help="train the meta tokens only (Eq. 19 without the head)")
+    ap.add_argument("--val", type=int, default=0,
+                    help="hold out the last VAL of the MERCURY_N_META images; keep the best validated state")
+    ap.add_argument("--val-every", type=int, default=400, help="steps between validations (and checkpoints)")
+    ap.add_argument("--minutes", type=float, help="stop each configuration after this long (best state so far)")
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
     os.makedirs(S.models, exist_ok=True)
@@ -144,7 +223,8 @@ def main():
         if a.skip_existing and os.path.exists(os.path.join(S.models, artifact(method, int(r), int(s)))):
             print("exists:", artifact(method, int(r), int(s)))
             continue
-        train_config(m, c, full_head, method, int(r), int(s), a.epochs, a.lr)
+        train_config(m, c, full_head, method, int(r), int(s), a.epochs, a.lr, cont=a.continue_from,
+                     freeze_head=a.freeze_head, n_val=a.val, val_every=a.val_every, minutes=a.minutes)
 
 
 if __name__ == "__main__":

@@ -151,7 +151,9 @@ def kept_for(method, rate, c, split_name, m, s: Settings):
     """Kept token indices of the cached split_name images: regional pruning on the cached layer-1
     attention outputs, or attention top-k for 'topk'."""
     if method in ("ours", "deconv", "zero", "dup", "none"):
-        return mercury.kept_indices(c[f"{split_name}_ao"].astype(np.float32), rate, REGION)
+        ao = c[f"{split_name}_ao"]   # float16 in the cache: converted in chunks (60k images are 6 GB in float32)
+        return np.concatenate([mercury.kept_indices(ao[i:i + 5000].astype(np.float32), rate, REGION)
+                               for i in range(0, len(ao), 5000)])
     if method == "topk":
         from .baselines import kept_topk
         idx = c[f"{split_name}_idx"][:len(c[f"{split_name}_ao"])]

@@ -112,3 +112,29 @@ def test_up_fails_cleanly_on_a_bad_task(tmp_path):
     with pytest.raises(RuntimeError, match="exited"):
         f.up(1, free_port(), ["no-such-builtin"], timeout=30)
     assert not f.running()
+
+
+def test_proxy_names_the_client_for_the_quota(tmp_path):
+    """Replicas trust the fleet's nginx for x-collab-client, and nginx sets it from the client's
+    address: a client cannot pick an identity of its own through the proxy (one session each
+    here, both on the replica that owns the key)."""
+    from collab.transport import ServerBusy
+    from collab.transport.common import CLIENT_HEADER
+
+    f = Fleet(tmp_path / "fleet")
+    f.up(1, free_port(), ["echo"], workers=1, drain_timeout=5.0, timeout=60,
+         serve_args=["--max-sessions-per-client", "1"])
+    try:
+        cmd = f.info["replicas"][0]["cmd"]
+        assert cmd[cmd.index("--trusted-proxy") + 1] == "127.0.0.1"
+        assert "grpc_set_header x-collab-client $remote_addr;" in (f.state_dir / "nginx.conf").read_text()
+        with Client(f.target) as a, Client(f.target) as b:
+            a._md = tuple(a._md) + ((CLIENT_HEADER, "spoof-a"),)
+            b._md = tuple(b._md) + ((CLIENT_HEADER, "spoof-b"),)
+            with a.session("echo", session_key="k") as s:
+                s.send("m", b"x")
+                assert s.recv(20)[1] == b"x"
+                with pytest.raises(ServerBusy, match="per-client"):
+                    b.session("echo", session_key="k")   # nginx replaced the header: the same client
+    finally:
+        f.down(timeout=10)

@@ -17,6 +17,7 @@ grpc = pytest.importorskip("grpc", reason="grpcio not installed (pip install grp
 
 import collab  # noqa: E402
 import collab.codec  # noqa: E402
+from collab.errors import InvalidArgument  # noqa: E402
 from collab.transport import InvalidRequest, Server, ServerBusy, TransportError, Unauthenticated  # noqa: E402
 from collab.transport import _wire as w  # noqa: E402
 from collab.transport import security  # noqa: E402
@@ -302,6 +303,46 @@ def test_per_client_session_quota():
         mine[1].close()
         assert srv.stats()["sessions_refused_quota"] == 1
     assert Server([h], max_sessions=64).max_sessions_per_client == 16  # on by default
+
+
+def _named(client, who):
+    """The client's calls carry x-collab-client: who (what a proxy in front of the server sets)."""
+    from collab.transport.common import CLIENT_HEADER
+
+    client._md = tuple(client._md) + ((CLIENT_HEADER, who),)
+    return client
+
+
+def test_quota_counts_the_clients_a_trusted_proxy_names():
+    """Behind a proxy every client has the proxy's address: a trusted proxy's x-collab-client
+    names the client the quota counts; from an untrusted peer the same header changes nothing."""
+    h = Idle()
+    with Server([h], port=0, workers=1, max_sessions=8, max_sessions_per_client=1, session_idle_s=300,
+                session_idle_busy_s=300, trusted_proxies=["127.0.0.1"]) as srv, \
+            _named(collab.Client(srv.address, timeout=20), "10.0.0.1") as a, \
+            _named(collab.Client(srv.address, timeout=20), "10.0.0.2") as b, \
+            collab.Client(srv.address, timeout=20) as proxy_itself:
+        held = [a.session("idle"), b.session("idle"), proxy_itself.session("idle")]  # three identities
+        for s in held:
+            s.send("m", b"k")
+            assert s.recv(20)[1] == b"k"
+        with pytest.raises(ServerBusy, match="per-client"):
+            a.session("idle")   # 10.0.0.1's one session is taken, whatever the others hold
+        for s in held:
+            s.close()
+    with Server([h], port=0, workers=1, max_sessions=8, max_sessions_per_client=1, session_idle_s=300,
+                session_idle_busy_s=300) as srv, \
+            _named(collab.Client(srv.address, timeout=20), "10.0.0.1") as a, \
+            _named(collab.Client(srv.address, timeout=20), "10.0.0.2") as b:
+        s = a.session("idle")
+        s.send("m", b"k")
+        assert s.recv(20)[1] == b"k"
+        with pytest.raises(ServerBusy, match="per-client"):
+            b.session("idle")   # not a trusted proxy: both are the one client 127.0.0.1
+        s.close()
+    for bad in ([""], [None], "x" * 300):
+        with pytest.raises(InvalidArgument, match="trusted_proxies"):
+            Server([h], trusted_proxies=bad)
 
 
 # ---- half-open and stalled connections -------------------------------------------------------------

@@ -166,7 +166,10 @@ class Fleet:
             pf = self.state_dir / f"replica-{i}.port"
             pf.unlink(missing_ok=True)
             cmd = [sys.executable, "-m", "collab.cli", "serve", "--port", "0", "--port-file", str(pf),
-                   "--workers", str(workers), "--drain-timeout", str(drain_timeout), "--log-level", "WARNING"]
+                   "--workers", str(workers), "--drain-timeout", str(drain_timeout), "--log-level", "WARNING",
+                   # nginx (on this machine) names each client in x-collab-client: per-client limits
+                   # count the clients behind the proxy, not the proxy
+                   "--trusted-proxy", "127.0.0.1"]
             for t in tasks:
                 cmd += ["--task", t]
             for a in task_args:

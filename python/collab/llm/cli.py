@@ -223,7 +223,7 @@ def serve_task(args, task_cls, prog, describe, warm, **task_kw) -> int:
     # reachable from other machines without TLS and a token
     srv = Server(handlers=[task], host=args.host, port=args.port, max_message_bytes=256 << 20,
                  session_idle_s=args.session_idle_s, auth_token=sec.auth_token, tls_cert=sec.tls_cert,
-                 tls_key=sec.tls_key).start()
+                 tls_key=sec.tls_key, trusted_proxies=sec.trusted_proxies).start()
     print(f"{prog}: task 'llm' ({describe(task)}) on {srv.address} "
           f"({'TLS' if sec.tls else 'no TLS'}, {'token' if sec.auth_token else 'no token'})", flush=True)
     try:

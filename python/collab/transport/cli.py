@@ -144,7 +144,8 @@ def run(args) -> int:
                      max_sessions_per_client=args.max_sessions_per_client,
                      session_idle_s=args.session_idle_s, session_idle_busy_s=args.session_idle_busy_s,
                      session_max_s=args.session_max_s,
-                     session_max_bytes=_mib(args.session_max_mb, "--session-max-mb"))
+                     session_max_bytes=_mib(args.session_max_mb, "--session-max-mb"),
+                     trusted_proxies=sec.trusted_proxies)
         srv.start()
     except (InvalidArgument, OSError) as e:
         print(f"collab serve: {e}", file=sys.stderr)

@@ -10,6 +10,8 @@ DEFAULT_MAX_MESSAGE_BYTES = 64 << 20   # largest gRPC message either side accept
 AUTH_HEADER = "authorization"          # metadata key of the bearer token
 SESSION_HEADER = "x-collab-session"    # routing key: a fleet proxy hashes it to pick one replica
 REPLICA_HEADER = "x-collab-replica"    # answered by the server: the replica that served the call
+CLIENT_HEADER = "x-collab-client"      # set by a trusted proxy: the address of the client behind it
+MAX_CLIENT_ID = 128                    # longest client identity a trusted proxy may name
 MAX_SESSION_KEY = 256                  # longest session_key a client sends
 
 Meta = Dict[str, str]

@@ -5,10 +5,11 @@ empty token file, a certificate and key that do not belong together (or are swap
 port outside 0..65535 are clear errors (InvalidArgument) before anything binds.
 
     p = argparse.ArgumentParser()
-    add_security_arguments(p)                       # --tls-cert --tls-key --auth-token --auth-token-file
+    add_security_arguments(p)       # --tls-cert --tls-key --auth-token --auth-token-file --trusted-proxy
     args = p.parse_args()
-    sec = server_credentials_from_args(args)        # SecurityConfig(auth_token, tls_cert, tls_key)
-    Server(handlers, host, port, auth_token=sec.auth_token, tls_cert=sec.tls_cert, tls_key=sec.tls_key)
+    sec = server_credentials_from_args(args)        # SecurityConfig(auth_token, tls_cert, tls_key, trusted_proxies)
+    Server(handlers, host, port, auth_token=sec.auth_token, tls_cert=sec.tls_cert, tls_key=sec.tls_key,
+           trusted_proxies=sec.trusted_proxies)
 """
 from __future__ import annotations
 
@@ -37,6 +38,7 @@ class SecurityConfig:
     auth_token: Optional[str] = None
     tls_cert: Optional[bytes] = None   # PEM certificate chain
     tls_key: Optional[bytes] = None    # PEM private key
+    trusted_proxies: tuple = ()        # hosts whose x-collab-client header names the client
 
     @property
     def tls(self) -> bool:
@@ -44,13 +46,17 @@ class SecurityConfig:
 
 
 def add_security_arguments(parser: argparse.ArgumentParser) -> None:
-    """Add --tls-cert, --tls-key, --auth-token and --auth-token-file to a server command."""
+    """Add --tls-cert, --tls-key, --auth-token, --auth-token-file and --trusted-proxy to a server command."""
     g = parser.add_argument_group("security")
     g.add_argument("--tls-cert", help="PEM certificate chain (enables TLS; needs --tls-key)")
     g.add_argument("--tls-key", help="PEM private key of --tls-cert")
     g.add_argument("--auth-token", help=f"bearer token clients must send (prefer --auth-token-file or ${TOKEN_ENV}; "
                                         "an empty token is refused)")
     g.add_argument("--auth-token-file", help="file holding the bearer token (first line; must not be empty)")
+    g.add_argument("--trusted-proxy", action="append", default=[], metavar="HOST",
+                   help="a proxy in front of this server (repeatable; an address as the server sees it, e.g. "
+                        "127.0.0.1): the client its calls name in x-collab-client counts for the per-client "
+                        "limits; from any other peer that header is ignored")
 
 
 def check_token(token: str, source: str) -> str:
@@ -160,7 +166,11 @@ def server_credentials_from_args(args) -> SecurityConfig:
     --auth-token-file or $COLLAB_AUTH_TOKEN, in that order) and load the TLS files."""
     token = _token_from_args(args)
     cert, key = load_tls_pair(getattr(args, "tls_cert", None), getattr(args, "tls_key", None))
-    return SecurityConfig(auth_token=token, tls_cert=cert, tls_key=key)
+    proxies = tuple(getattr(args, "trusted_proxy", None) or ())
+    bad = [h for h in proxies if not h or len(h) > 255 or not h.isprintable() or " " in h]
+    if bad:
+        raise InvalidArgument(f"--trusted-proxy takes a host name or address, got {bad[0]!r}")
+    return SecurityConfig(auth_token=token, tls_cert=cert, tls_key=key, trusted_proxies=proxies)
 
 
 def is_loopback(host: str) -> bool:

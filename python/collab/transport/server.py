@@ -21,6 +21,9 @@ yields it (token streaming); a client that takes none for `session_idle_s`, goes
 cancels closes the iterator, so the task stops at its next reply.
 One client identity (its network address; with one shared token the address is what tells
 clients apart) holds at most `max_sessions_per_client` sessions (default max_sessions / 4).
+Behind a proxy every client has the proxy's address: a peer listed in `trusted_proxies` (hosts,
+e.g. the fleet's nginx on 127.0.0.1) may name the client it forwards in the x-collab-client
+header, which then is the identity; from any other peer that header is ignored.
 While sessions are being refused (server full), idle sessions are closed after
 `session_idle_busy_s` instead (and a client over its quota has its own idle sessions closed
 that fast): idle sessions cannot lock others out. Unary calls do not
@@ -54,7 +57,7 @@ from grpc import aio
 
 from ..errors import InvalidArgument
 from . import _wire as w
-from .common import AUTH_HEADER, DEFAULT_MAX_MESSAGE_BYTES
+from .common import AUTH_HEADER, CLIENT_HEADER, DEFAULT_MAX_MESSAGE_BYTES, MAX_CLIENT_ID
 from .handlers import (IDENTITY_META, OPEN_KIND, OPENED_KIND, ResourceBusy, TaskHandler, check_replies,
                        check_reply, pop_task_timings)
 from .security import check_port, check_tls_pems, warn_if_exposed
@@ -98,7 +101,7 @@ class Server:
                  session_idle_busy_s: float = 15.0, keepalive_s: float = 30.0, keepalive_timeout_s: float = 10.0,
                  max_connection_idle_s: float = 300.0, max_connection_age_s: float = 3600.0,
                  max_connection_age_grace_s: Optional[float] = None, handshake_timeout_s: float = 10.0,
-                 grpc_options=()):
+                 trusted_proxies: Iterable[str] = (), grpc_options=()):
         if isinstance(handlers, dict):
             items = list(handlers.items())
         else:
@@ -142,6 +145,12 @@ class Server:
             raise InvalidArgument("TLS needs both tls_cert and tls_key")
         if auth_token is not None and (not isinstance(auth_token, str) or not auth_token):
             raise InvalidArgument("auth_token must be a non-empty string or None")
+        if isinstance(trusted_proxies, str):
+            trusted_proxies = (trusted_proxies,)
+        trusted_proxies = tuple(trusted_proxies)
+        if not all(isinstance(h, str) and h and len(h) <= 255 for h in trusted_proxies):
+            raise InvalidArgument(f"trusted_proxies must be host names or addresses, got {trusted_proxies!r}")
+        self.trusted_proxies = frozenset(h.strip("[]") for h in trusted_proxies)
         self.host, self._port_req = host, check_port(port)
         self.workers, self.max_queue = workers, max_queue
         self.max_message_bytes = max_message_bytes
@@ -321,12 +330,17 @@ class Server:
 
     def _identity(self, context) -> str:
         """Who a session belongs to for quotas: its address (the host, without the port), which
-        with one shared token is the only thing that tells clients apart."""
+        with one shared token is the only thing that tells clients apart; for a trusted proxy's
+        call, the client the proxy names (one x-collab-client value; else the proxy itself)."""
         peer = context.peer() or ""
         kind, _, rest = peer.partition(":")
-        if kind in ("ipv4", "ipv6"):
-            return rest.rsplit(":", 1)[0]
-        return peer
+        host = rest.rsplit(":", 1)[0].strip("[]") if kind in ("ipv4", "ipv6") else peer
+        if host in self.trusted_proxies:
+            named = [v for k, v in (context.invocation_metadata() or ()) if k == CLIENT_HEADER]
+            if len(named) == 1 and isinstance(named[0], str) and 0 < len(named[0]) <= MAX_CLIENT_ID \
+                    and named[0].isprintable():
+                return "client:" + named[0]   # its own namespace: a named client is never the proxy
+        return host
 
     async def _call(self, fn, *, admit: bool):
         """Run fn() on a worker thread. Returns (queue_s, run_s, result). Raises _Reject."""

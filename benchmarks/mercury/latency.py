@@ -110,6 +110,42 @@ def measure(m, img, split, kind, arg, meta_k):
     return td, ts, t_dev * DIM * 2, toks, (td_med, ts_med)
 
 
+def equal_accuracy_speedups(points, splits):
+    """For each ToMe baseline point, the fastest Mercury point at >= its accuracy, per split.
+    "Mercury": with meta tokens only (the paper's method); "Mercury (any)": also without them."""
+    speed = []
+    for family, labels in (("Mercury", ("Mercury",)), ("Mercury (any)", ("Mercury", "Mercury w/o reconstruction"))):
+        for split in splits:
+            ours = [p for p in points if p["split"] == split and p["method"] in labels]
+            for p in points:
+                if p["split"] != split or "ToMe" not in p["method"]:
+                    continue
+                ok = [q for q in ours if q["acc"] >= p["acc"]]
+                if ok:
+                    best = min(ok, key=lambda q: q["latency_ms"])
+                    speed.append({"family": family, "split": split, "baseline": p["method"],
+                                  "baseline_param": p["param"], "acc": p["acc"], "baseline_ms": p["latency_ms"],
+                                  "mercury_method": best["method"], "mercury_rate": best["param"],
+                                  "mercury_acc": best["acc"], "mercury_ms": best["latency_ms"],
+                                  "speedup": p["latency_ms"] / best["latency_ms"]})
+                else:
+                    speed.append({"family": family, "split": split, "baseline": p["method"],
+                                  "baseline_param": p["param"], "acc": p["acc"], "baseline_ms": p["latency_ms"],
+                                  "mercury_method": None, "speedup": None})
+    return speed
+
+
+def print_speedups(speed):
+    print("\nspeedup at equal accuracy (Mercury vs baseline)")
+    for s in speed:
+        head_ = f"{s['family']:13s} split {s['split']} {s['baseline']:17s} {s['baseline_param']!s:>4} acc {100 * s['acc']:.1f}: "
+        if s["speedup"] is None:
+            print(head_ + f"{s['baseline_ms']:.1f} ms, no Mercury point reaches this accuracy")
+        else:
+            print(head_ + f"{s['baseline_ms']:.1f} ms vs {s['mercury_ms']:.1f} ms ({s['mercury_method']}, rate "
+                  f"{s['mercury_rate']}, acc {100 * s['mercury_acc']:.1f}) -> {s['speedup']:.2f}x")
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--splits", default="1,3,6")
@@ -157,27 +193,7 @@ def main():
                            "device_ms_median": 1e3 * td_med * a.slowdown, "server_ms_median": 1e3 * ts_med,
                            "payload_bytes": nbytes, "latency_ms": 1e3 * td * a.slowdown + tx + 1e3 * ts,
                            "server_gflops": ex.server_flops(toks) / 1e9, "extra_params": meta_k * DIM})
-    # speedup at equal accuracy: for each baseline point, the fastest Mercury point at >= its accuracy
-    # "Mercury": with meta tokens only (the paper's method); "Mercury (any)": also without them.
-    speed = []
-    for family, labels in (("Mercury", ("Mercury",)), ("Mercury (any)", ("Mercury", "Mercury w/o reconstruction"))):
-        for split in splits:
-            ours = [p for p in points if p["split"] == split and p["method"] in labels]
-            for p in points:
-                if p["split"] != split or "ToMe" not in p["method"]:
-                    continue
-                ok = [q for q in ours if q["acc"] >= p["acc"]]
-                if ok:
-                    best = min(ok, key=lambda q: q["latency_ms"])
-                    speed.append({"family": family, "split": split, "baseline": p["method"],
-                                  "baseline_param": p["param"], "acc": p["acc"], "baseline_ms": p["latency_ms"],
-                                  "mercury_method": best["method"], "mercury_rate": best["param"],
-                                  "mercury_acc": best["acc"], "mercury_ms": best["latency_ms"],
-                                  "speedup": p["latency_ms"] / best["latency_ms"]})
-                else:
-                    speed.append({"family": family, "split": split, "baseline": p["method"],
-                                  "baseline_param": p["param"], "acc": p["acc"], "baseline_ms": p["latency_ms"],
-                                  "mercury_method": None, "speedup": None})
+    speed = equal_accuracy_speedups(points, splits)
     out = {"slowdown": a.slowdown, "traces": sorted(tr), "traces_dir": TRACES, "n_test": int(len(c["test_y"])),
            "points": points, "speedup_at_equal_accuracy": speed}
     sfx = "" if a.slowdown == 1 else f"_slowdown{a.slowdown:g}"
@@ -198,14 +214,7 @@ def main():
     for r in table:
         print(f"{r['method']:34s} | {100 * r['accuracy']:.1f} | {r['latency_overall_ms']:10.1f} | "
               f"{r['latency_server_ms']:9.1f} | {r['params_on_server_M']:17.4f} | {r['server_gflops']:.3f}")
-    print("\nspeedup at equal accuracy (Mercury vs baseline)")
-    for s in speed:
-        head_ = f"{s['family']:13s} split {s['split']} {s['baseline']:17s} {s['baseline_param']!s:>4} acc {100 * s['acc']:.1f}: "
-        if s["speedup"] is None:
-            print(head_ + f"{s['baseline_ms']:.1f} ms, no Mercury point reaches this accuracy")
-        else:
-            print(head_ + f"{s['baseline_ms']:.1f} ms vs {s['mercury_ms']:.1f} ms ({s['mercury_method']}, rate "
-                  f"{s['mercury_rate']}, acc {100 * s['mercury_acc']:.1f}) -> {s['speedup']:.2f}x")
+    print_speedups(speed)
     plt = pyplot()
     if plt is None:
         return

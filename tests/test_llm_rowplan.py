@@ -98,3 +98,15 @@ def test_early_rows_stop_at_the_question(tiny):
     # an explicit keep_last still wins (int rows or a fraction of the prompt)
     assert _early_rows(head, q, 2, ctx)[2] == 2
     assert _early_rows(head, q, 0.5, ctx)[2] == round(0.5 * n1)
+
+
+def test_early_rows_when_the_template_rewrites_the_message(tiny, monkeypatch):
+    """A chat template that changes the message text: the question cannot be located, so
+    nothing is compressed (never a crash, never the question's rows)."""
+    from collab.llm import runtime
+    from collab.llm.rowplan import _early_rows
+
+    full, head, sha = tiny
+    monkeypatch.setattr(runtime.Model, "chat_prompt", lambda self, u: "<sys>" + u.upper() + "<end>")
+    early, exact, keep = _early_rows(head, "what colour is the sky?", None, "the sky is blue. ")
+    assert early == 0 and exact > 0

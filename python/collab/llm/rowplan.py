@@ -65,7 +65,10 @@ def question_rows(head, question: str, context: str = "") -> tuple[int, int]:
     except InvalidArgument:
         text = user
     toks = m.tokenize(text)
-    before = m.tokenize(text[:text.index(user) + len(context)])
+    at = text.rfind(user)
+    if at < 0:   # a template that rewrites the message: the question cannot be located, compress nothing
+        return len(toks), min(1, len(toks))
+    before = m.tokenize(text[:at + len(context)])
     q0 = 0
     while q0 < min(len(before), len(toks)) and before[q0] == toks[q0]:
         q0 += 1

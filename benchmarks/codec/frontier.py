@@ -278,6 +278,12 @@ def run(args):
     return out
 
 
+def groups():
+    """The names --configs accepts for a group of configurations."""
+    return {"headline": HEADLINE, "boundary": [f"s{s} [8,4,2]" for s in BOUNDARY], "dense": list(DENSE),
+            "ablation": [c["name"] for c in ablation_configs()]}
+
+
 def select(cfgs, names):
     """The configurations named (all when names is None), in the order of cfgs; 'headline' stands
     for int8, fp16, fp16 + zstd and SLICER [8,4,2] at every sparsity, 'boundary' for [8,4,2] at
@@ -286,8 +292,7 @@ def select(cfgs, names):
         return cfgs
     want = []
     for n in names:
-        want += {"headline": HEADLINE, "boundary": [f"s{s} [8,4,2]" for s in BOUNDARY], "dense": list(DENSE),
-                 "ablation": [c["name"] for c in ablation_configs()]}.get(n, [n])
+        want += groups().get(n, [n])
     return [c for c in cfgs if c["name"] in want]
 
 
@@ -411,7 +416,7 @@ def main(argv=None):
         if not all(1 <= l <= 11 for l in args.splits):
             p.error("--splits must be block indices in [1, 11]")
     if args.configs:
-        known = {c["name"] for c in frontier_configs() + ablation_configs()} | {"headline", "boundary", "dense", "ablation"}
+        known = {c["name"] for c in frontier_configs() + ablation_configs()} | set(groups())
         bad = [c for c in args.configs if c not in known]
         if bad:
             p.error(f"unknown configuration(s) {bad}; known: {sorted(known)}")

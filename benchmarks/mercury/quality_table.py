@@ -38,37 +38,71 @@ def kept_bytes(rate_pct: int) -> int:
     return (1 + GRID * GRID - pruned) * DIM * 2
 
 
-def from_full_test(full_test_json, models_dir):
-    """accuracy.py's shape ({full_model_acc, n_test, curves}) from verify.py --json's re-evaluation
-    on the whole test set: the reference is the unpruned model under the same compute as the
-    pruned entries (norecon:ours:0); the meta-token entries come from the artifacts where they
-    were measured on the same images (train.py with MERCURY_N_TEST = n), else from the JSON."""
-    ft = json.load(open(full_test_json))
-    checks, n = ft["checks"], int(ft["setup"]["n_test"])
-    curves = {"ours w/o reconstruction": {}, "ours w/ reconstruction": {}}
-    for name, v in checks.items():
-        kind, _, rest = name.partition(":")
-        if kind == "norecon" and rest.startswith("ours:"):
-            curves["ours w/o reconstruction"][rest.split(":")[1]] = v["acc"]
-    meta = {}
+def full_test_accuracy(artifact_path, checks, n):
+    """A meta-token artifact's accuracy on the n test images of verify.py's re-evaluation: its own
+    test_acc when train.py measured it on the same n images, else the re-evaluated one (checks,
+    verify.py --json), else None."""
+    if os.path.exists(artifact_path):
+        z = np.load(artifact_path)
+        if int(z["n_test"]) == n:
+            return float(z["test_acc"])
+    return checks.get(f"meta:{os.path.basename(artifact_path)}", {}).get("acc")
+
+
+def _artifacts(models_dir):
+    """(path, split, rate %) of the regional-pruning meta-token artifacts in models_dir."""
     for f in sorted(glob.glob(os.path.join(models_dir, "meta_r*_s*.npz"))):
         z = np.load(f)
         if str(z["method"]) == "ours":
-            got = float(z["test_acc"]) if int(z["n_test"]) == n else checks.get(f"meta:{os.path.basename(f)}", {}).get("acc")
-            if got is not None:
-                meta[os.path.basename(f)] = (int(z["split"]), int(z["rate_pct"]), got)
-    t2 = checks.get("table2:none")
-    return {"full_model_acc": checks["norecon:ours:0"]["acc"], "n_test": n, "curves": curves,
-            "_meta": meta, "_table2_none": None if t2 is None else t2["acc"], "_source": full_test_json}
+            yield f, int(z["split"]), int(z["rate_pct"])
 
 
-def build(accuracy_json, models_dir, full_test_json=None):
+def from_accuracy(accuracy_json, models_dir):
+    """(reference accuracy, n, rows, by, command) from accuracy.py's curves (split 1), the artifacts'
+    own accuracies and Table II's kept-tokens-only row; a row is (split, rate %, reconstruct,
+    accuracy, source)."""
+    acc = json.load(open(accuracy_json))
+    src = os.path.relpath(accuracy_json, ROOT)
+    rows = [(1, int(rate), rec, a, src)
+            for name, rec in (("ours w/ reconstruction", True), ("ours w/o reconstruction", False))
+            for rate, a in acc["curves"].get(name, {}).items() if int(rate) > 0]
+    rows += [(s, r, True, float(np.load(f)["test_acc"]), os.path.basename(f)) for f, s, r in _artifacts(models_dir)]
+    t2 = os.path.join(os.path.dirname(accuracy_json), "mercury_table2.json")
+    if os.path.exists(t2):   # Table II's kept-tokens-only row: 75 % without reconstruction at split 3
+        t = json.load(open(t2))
+        none = [r for r in t["rows"] if r["method"] == "none"]
+        if none and t.get("n_test") == acc["n_test"]:
+            rows.append((int(t["split"]), int(t["rate_pct"]), False, none[0]["accuracy"],
+                         "benchmarks/results/mercury_table2.json"))
+    return (float(acc["full_model_acc"]), int(acc["n_test"]), rows, "benchmarks/mercury/accuracy.py + train.py",
+            "python benchmarks/mercury/quality_table.py")
+
+
+def from_full_test(full_test_json, models_dir):
+    """The same from verify.py --json's re-evaluation on the whole test set: the reference is the
+    unpruned model under the same compute as the pruned entries (norecon:ours:0); the meta-token
+    rows come from full_test_accuracy."""
+    ft = json.load(open(full_test_json))
+    checks, n = ft["checks"], int(ft["setup"]["n_test"])
+    src = os.path.relpath(full_test_json, ROOT)
+    rows = [(1, int(name.split(":")[2]), False, v["acc"], src) for name, v in checks.items()
+            if name.startswith("norecon:ours:") and int(name.split(":")[2]) > 0]
+    for f, s, r in _artifacts(models_dir):
+        a = full_test_accuracy(f, checks, n)
+        if a is not None:
+            rows.append((s, r, True, a, os.path.basename(f)))
+    if "table2:none" in checks:   # Table II's kept-tokens-only row (75 % at split 3)
+        rows.append((3, 75, False, checks["table2:none"]["acc"], src))
+    return (checks["norecon:ours:0"]["acc"], n, rows, "benchmarks/mercury/verify.py --json + train.py",
+            f"python benchmarks/mercury/quality_table.py --full-test {src}")
+
+
+def build(measured):
+    """The collab.quality/1 table of from_accuracy's or from_full_test's result."""
     from collab.planner.quality import QualityTable
     from collab.vit.profile import numpy_vit_model_name, numpy_vit_model_sha256
 
-    acc = from_full_test(full_test_json, models_dir) if full_test_json else json.load(open(accuracy_json))
-    full = float(acc["full_model_acc"])
-    src = os.path.relpath(acc.get("_source", accuracy_json), ROOT)
+    full, n, rows, by, command = measured
     entries = {}
 
     def add(split_blocks, policy, cfg, rate, quality, source):
@@ -77,43 +111,17 @@ def build(accuracy_json, models_dir, full_test_json=None):
                         "bytes_per_item": float(kept_bytes(rate)), "quality": float(quality),
                         "extra": {"blocks_on_device": split_blocks, "source": source}}
 
-    curves = acc["curves"]
-    for name, reconstruct in (("ours w/ reconstruction", True), ("ours w/o reconstruction", False)):
-        for rate, a in curves.get(name, {}).items():
-            if int(rate) > 0:
-                add(1, "mercury", {"rate_pct": int(rate), "reconstruct": reconstruct}, int(rate), a, src)
-    if "_meta" in acc:
-        for f, (s, r, a) in acc["_meta"].items():
-            add(s, "mercury", {"rate_pct": r, "reconstruct": True}, r, a, f)
-        if acc["_table2_none"] is not None:   # Table II's kept-tokens-only row (75 % at split 3)
-            add(3, "mercury", {"rate_pct": 75, "reconstruct": False}, 75, acc["_table2_none"], src)
-    for f in ([] if "_meta" in acc else sorted(glob.glob(os.path.join(models_dir, "meta_r*_s*.npz")))):
-        z = np.load(f)
-        if str(z["method"]) != "ours":
-            continue
-        s, r = int(z["split"]), int(z["rate_pct"])
-        add(s, "mercury", {"rate_pct": r, "reconstruct": True}, r, float(z["test_acc"]), os.path.basename(f))
-    t2 = os.path.join(os.path.dirname(accuracy_json), "mercury_table2.json")
-    if "_meta" not in acc and os.path.exists(t2):   # Table II's kept-tokens-only row: 75 % without reconstruction at split 3
-        t = json.load(open(t2))
-        none = [r for r in t["rows"] if r["method"] == "none"]
-        if none and t.get("n_test") == acc["n_test"]:
-            add(int(t["split"]), "mercury", {"rate_pct": int(t["rate_pct"]), "reconstruct": False},
-                int(t["rate_pct"]), none[0]["accuracy"], "benchmarks/results/mercury_table2.json")
+    for s, r, rec, a, source in rows:
+        add(s, "mercury", {"rate_pct": r, "reconstruct": rec}, r, a, source)
     for s in sorted({k[0] for k in entries}):
         add(s, "exact", {}, 0, full, "models/mercury/head_full.npz")
     return QualityTable.from_dict({
         "schema": "collab.quality/1", "system": "mercury",
         "model": {"name": numpy_vit_model_name(GRID), "sha256": numpy_vit_model_sha256()},
         "metric": {"name": "top1", "unit": "fraction", "higher_is_better": True,
-                   "description": f"top-1 on the seeded {int(acc['n_test'])}-image Fashion-MNIST test subset of "
-                                  "benchmarks/mercury"},
+                   "description": f"top-1 on the seeded {n}-image Fashion-MNIST test subset of benchmarks/mercury"},
         "item": "image (kept tokens x 384, float16)",
-        "measured": {"by": "benchmarks/mercury/verify.py --json + train.py" if "_meta" in acc else
-                     "benchmarks/mercury/accuracy.py + train.py",
-                     "command": "python benchmarks/mercury/quality_table.py"
-                                + (f" --full-test {src}" if "_meta" in acc else ""),
-                     "items": "Fashion-MNIST test images", "n": int(acc["n_test"]),
+        "measured": {"by": by, "command": command, "items": "Fashion-MNIST test images", "n": n,
                      "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())},
         "entries": list(entries.values())})
 
@@ -127,7 +135,8 @@ def main(argv=None):
                         "(e.g. benchmarks/results/mercury_full_test.json) instead of --accuracy")
     p.add_argument("--out", default=os.path.join(ROOT, "models", "mercury", "dinov2-s-112.quality.json"))
     args = p.parse_args(argv)
-    t = build(args.accuracy, args.models, args.full_test)
+    t = build(from_full_test(args.full_test, args.models) if args.full_test else
+              from_accuracy(args.accuracy, args.models))
     t.save(args.out)
     for e in sorted(t.entries, key=lambda e: (e.split, e.bytes_per_item)):
         print(f"split {e.split} {e.label():<40} {e.bytes_per_item:>7.0f} B  top-1 {100 * e.quality:5.1f} %  "

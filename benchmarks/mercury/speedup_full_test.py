@@ -19,14 +19,13 @@ import json
 import os
 import sys
 
-import numpy as np
-
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(os.path.dirname(HERE))
 RESULTS = os.path.join(ROOT, "benchmarks", "results")
 sys.path.insert(0, HERE)
 
 from collab.bench_io import pyplot, save_json, save_png  # noqa: E402
+from quality_table import full_test_accuracy  # noqa: E402
 
 
 def accuracy_of(point, checks, n, models):
@@ -40,13 +39,7 @@ def accuracy_of(point, checks, n, models):
     rate = int(round(100 * param))
     if m == "Mercury w/o reconstruction":
         return checks.get(f"norecon:ours:{rate}", {}).get("acc")
-    name = f"meta_r{rate:02d}_s{split}.npz"
-    p = os.path.join(models, name)
-    if os.path.exists(p):
-        z = np.load(p)
-        if int(z["n_test"]) == n:
-            return float(z["test_acc"])
-    return checks.get(f"meta:{name}", {}).get("acc")
+    return full_test_accuracy(os.path.join(models, f"meta_r{rate:02d}_s{split}.npz"), checks, n)
 
 
 def main(argv=None):

@@ -97,12 +97,13 @@ def train_config(m, c, full_head, method, rate_pct, split, epochs, lr, cont=None
     per_epoch = (len(xtr) + bs - 1) // bs
     steps = epochs * per_epoch
     it = 0
-    best = (val_acc(), snapshot())
-    hist = [(0, best[0])]
-    if n_val:
-        print(f"{method} {rate_pct}% split {split}: validation accuracy at the start {best[0]:.4f} ({n_val} images)")
     ckpt = os.path.join(S.cache, f"ckpt_{name[:-4]}_n{S.n_meta}.pt")
-    if n_val and os.path.exists(ckpt):
+    if not (n_val and os.path.exists(ckpt)):   # a resumed run has its start in the checkpoint's history
+        best = (val_acc(), snapshot())
+        hist = [(0, best[0])]
+        if n_val:
+            print(f"{method} {rate_pct}% split {split}: validation accuracy at the start {best[0]:.4f} ({n_val} images)")
+    else:
         st = torch.load(ckpt)
         with torch.no_grad():
             for p, v in zip(trained, st["params"]):

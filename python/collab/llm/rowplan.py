@@ -55,10 +55,11 @@ def question_rows(head, question: str, context: str = "") -> tuple[int, int]:
     """(prompt rows, first question row) of the user message context + question as the device
     sends it (chat template applied when the model has one). The quality table was measured on
     the rows before the question (benchmarks/llm/mindfusion_quality.py: context rows, the question
-    exact), so that is the span a measured policy may compress."""
+    exact), so that is the span a measured policy may compress. head: the head GGUF or its
+    loaded runtime.Model."""
     from .runtime import Model
 
-    m = Model(head)
+    m = head if isinstance(head, Model) else Model(head)
     user = context + question
     try:
         text = m.chat_prompt(user)
@@ -105,8 +106,9 @@ def auto_policy(args, *, head, full, at: int):
     table = None
     if path is not None:
         table = load_quality_table(path, system="llm", model_sha256=model_digest(full).hex())
-    early, exact_rows, keep = _early_rows(head, args.prompt, args.keep_last, getattr(args, "context", None) or "")
-    d = int(Model(head).n_embd)
+    m = Model(head)   # loaded once: the prompt's rows and the row width
+    early, exact_rows, keep = _early_rows(m, args.prompt, args.keep_last, getattr(args, "context", None) or "")
+    d = int(m.n_embd)
     c = choose(table, split=at, items=early, bandwidth_bps=mbps * 1e6, rtt_ms=rtt, max_loss=max_loss,
                latency_target_ms=args.latency_target_ms, fixed_bytes=exact_rows * d * 4.0,
                policies=("exact", "slicer", "fc"))
